@@ -1,0 +1,5 @@
+import sys
+
+from jaxcnn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,6 @@
+"""The model zoo: ``create_model(name, **overrides)``, ``list_models(pattern)``.
+
+Each family module registers its variants when imported here.
+"""
+
+from jaxcnn.models._common import MODELS, create_model, list_models, register_model

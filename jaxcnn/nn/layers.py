@@ -1,0 +1,100 @@
+"""Building blocks shared by the model zoo.
+
+Every block takes ``act``, ``norm``, ``conv`` and ``kernel_init`` as fields (names or callables) so
+a study can swap them everywhere at once.
+
+Normalization specs: ``"batch"`` (flax BatchNorm, momentum 0.9, epsilon 1e-5), ``"group"``
+(32 groups), ``"layer"``, ``"none"``, a name with arguments (``"batch(momentum=0.99)"``) or a
+callable returning a flax Module. :func:`normalize` applies one, passing
+``use_running_average=not train`` to modules that have that field.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+
+from jaxcnn.nn import activations, initializers
+from jaxcnn.registry import Registry
+
+ModuleDef = Any
+
+class Identity(nn.Module):
+  """The "no normalization" choice: returns its input."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return x
+
+
+NORMS = Registry("normalization", factory=False)
+NORMS.register(functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5), name="batch")
+NORMS.register(functools.partial(nn.GroupNorm, num_groups=32), name="group")
+NORMS.register(nn.LayerNorm, name="layer")
+NORMS.register(Identity, name="none")
+
+
+def get_norm(spec: str | Callable[..., nn.Module] | None) -> Callable[..., nn.Module]:
+  """Resolves a normalization spec; ``None`` means no normalization."""
+  return Identity if spec is None else NORMS.get(spec)
+
+
+def _has_field(module_def: Callable[..., nn.Module], field: str) -> bool:
+  cls = module_def
+  while isinstance(cls, functools.partial):
+    cls = cls.func
+  return field in getattr(cls, "__dataclass_fields__", {})
+
+
+def normalize(norm: Any, x: jax.Array, *, train: bool, name: str | None = None,
+              **kwargs: Any) -> jax.Array:
+  """Applies normalization spec ``norm`` to ``x`` inside a compact method."""
+  norm = get_norm(norm)
+  if norm is Identity:
+    return x
+  if _has_field(norm, "use_running_average"):
+    kwargs["use_running_average"] = not train
+  if _has_field(norm, "num_groups"):  # GroupNorm: fall back to fewer groups for thin layers
+    groups = norm.keywords.get("num_groups", 32) if isinstance(norm, functools.partial) else 32
+    while x.shape[-1] % groups:
+      groups //= 2
+    kwargs["num_groups"] = groups
+  return norm(name=name, **kwargs)(x)
+
+
+class ConvBNAct(nn.Module):
+  """Convolution, normalization, activation: the unit most CNNs are made of.
+
+  ``act=None`` or ``"identity"`` leaves the output linear (before a residual addition, say).
+  """
+
+  features: int
+  kernel_size: Sequence[int] = (3, 3)
+  strides: Sequence[int] = (1, 1)
+  groups: int = 1
+  padding: Any = "SAME"
+  use_bias: bool = False
+  act: Any = "relu"
+  norm: Any = "batch"
+  conv: ModuleDef = nn.Conv
+  kernel_init: Any = "kaiming_normal"
+  norm_scale_init: Callable[..., Any] = nn.initializers.ones
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    x = self.conv(
+        self.features,
+        tuple(self.kernel_size),
+        strides=tuple(self.strides),
+        padding=self.padding,
+        feature_group_count=self.groups,
+        use_bias=self.use_bias,
+        kernel_init=initializers.get(self.kernel_init),
+    )(x)
+    x = normalize(self.norm, x, train=train, scale_init=self.norm_scale_init)
+    if self.act is not None:
+      x = activations.Activation(self.act)(x)
+    return x

@@ -1,0 +1,100 @@
+"""One small registry for every named choice: models, activations, initializers, datasets.
+
+A *spec* is a registered name (``"elu"``), a name with literal arguments
+(``"elu(alpha=0.5)"``, ``"kaiming_normal(nonlinearity='relu')"``) or a callable, which is
+returned unchanged. Unknown names raise a ``ValueError`` that lists the known ones.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import functools
+from typing import Any, Callable, Iterator
+
+
+def parse_spec(spec: str) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+  """Splits ``"name(1, a=2)"`` into ``("name", (1,), {"a": 2})``; arguments must be literals."""
+  try:
+    node = ast.parse(spec.strip(), mode="eval").body
+  except SyntaxError as e:
+    raise ValueError(f"Cannot parse spec {spec!r}: {e.msg}") from None
+  if isinstance(node, ast.Name):
+    return node.id, (), {}
+  if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+    try:
+      args = tuple(ast.literal_eval(a) for a in node.args)
+      kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+    except ValueError:
+      raise ValueError(f"Arguments of spec {spec!r} must be Python literals.") from None
+    if None in kwargs:
+      raise ValueError(f"Spec {spec!r} may not use **kwargs.")
+    return node.func.id, args, kwargs
+  raise ValueError(f"Spec {spec!r} is not of the form 'name' or 'name(arg=value, ...)'.")
+
+
+class Registry:
+  """Maps names to callables.
+
+  Args:
+    kind: what is registered, used in error messages ("activation", "model", ...).
+    factory: if True, entries are factories and ``get`` *calls* them with the spec's arguments
+      (initializers, models); if False, ``get`` returns the entry itself, or a
+      ``functools.partial`` of it when the spec has arguments (activation functions).
+  """
+
+  def __init__(self, kind: str, *, factory: bool):
+    self.kind = kind
+    self.factory = factory
+    self._entries: dict[str, Callable[..., Any]] = {}
+
+  def register(self, obj: Callable[..., Any] | None = None, *, name: str | None = None):
+    """Registers ``obj`` under ``name`` (default ``obj.__name__``); usable as a decorator."""
+
+    def add(o):
+      key = name or getattr(o, "__name__", None)
+      if not key:
+        raise ValueError(f"A {self.kind} without __name__ needs an explicit name.")
+      if key in self._entries and self._entries[key] is not o:
+        raise ValueError(f"{self.kind} {key!r} is already registered.")
+      self._entries[key] = o
+      return o
+
+    return add if obj is None else add(obj)
+
+  def lookup(self, name: str) -> Callable[..., Any]:
+    """The registered entry itself; ValueError listing the known names if unknown."""
+    try:
+      return self._entries[name]
+    except KeyError:
+      raise ValueError(
+          f"Unknown {self.kind} {name!r}. Known {self.kind}s: {', '.join(self.names())}."
+      ) from None
+
+  def get(self, spec: str | Callable[..., Any], **overrides: Any) -> Any:
+    """Resolves a spec (name, ``name(args)`` or callable); ``overrides`` add keyword arguments."""
+    if callable(spec) and not isinstance(spec, str):
+      if overrides:
+        return spec(**overrides) if self.factory else functools.partial(spec, **overrides)
+      return spec
+    if not isinstance(spec, str):
+      raise TypeError(f"A {self.kind} spec must be a name or a callable, got {type(spec).__name__}.")
+    name, args, kwargs = parse_spec(spec)
+    entry = self.lookup(name)
+    kwargs.update(overrides)
+    if self.factory:
+      return entry(*args, **kwargs)
+    return functools.partial(entry, *args, **kwargs) if (args or kwargs) else entry
+
+  def names(self, pattern: str = "*") -> list[str]:
+    """Sorted registered names matching a shell-style pattern."""
+    return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+
+  def __contains__(self, name: str) -> bool:
+    return name in self._entries
+
+  def __iter__(self) -> Iterator[str]:
+    return iter(self.names())
+
+  def __len__(self) -> int:
+    return len(self._entries)
