@@ -4,3 +4,14 @@ Each family module registers its variants when imported here.
 """
 
 from jaxcnn.models._common import MODELS, create_model, list_models, register_model
+from jaxcnn.models import (  # noqa: F401  (imported to register their variants)
+    alexnet,
+    densenet,
+    efficientnet,
+    googlenet,
+    mobilenet,
+    nasnet,
+    resnet,
+    simple,
+    vgg,
+)

@@ -56,3 +56,9 @@ def identity(x: jax.Array) -> jax.Array:
 def relu(x: jax.Array) -> jax.Array:
   """max(0, x). References: Nair & Hinton 2010; Krizhevsky et al. 2012."""
   return jnp.maximum(x, 0)
+
+
+@register
+def sigmoid(x: jax.Array) -> jax.Array:
+  """1 / (1 + exp(-x))."""
+  return jax.nn.sigmoid(x)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxcnn.nn import activations, initializers
 from jaxcnn.registry import Registry
@@ -98,3 +99,46 @@ class ConvBNAct(nn.Module):
     if self.act is not None:
       x = activations.Activation(self.act)(x)
     return x
+
+
+class SqueezeExcite(nn.Module):
+  """Channel attention: global pool, bottleneck MLP, sigmoid gate.
+
+  ``reduced_features`` defaults to ``in_channels // reduction``. References: Hu et al. 2017,
+  "Squeeze-and-Excitation Networks".
+  """
+
+  reduction: int = 16
+  reduced_features: int | None = None
+  act: Any = "relu"
+  gate: Any = "sigmoid"
+  kernel_init: Any = "kaiming_normal"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    channels = x.shape[-1]
+    hidden = self.reduced_features or max(1, channels // self.reduction)
+    s = x.mean(axis=(1, 2), keepdims=True)
+    s = nn.Conv(hidden, (1, 1), kernel_init=initializers.get(self.kernel_init))(s)
+    s = activations.Activation(self.act)(s)
+    s = nn.Conv(channels, (1, 1), kernel_init=initializers.get(self.kernel_init))(s)
+    return x * activations.get(self.gate)(s)
+
+
+class DropPath(nn.Module):
+  """Stochastic depth: drops a whole residual branch per example with probability ``rate``.
+
+  Survivors are scaled by ``1 / (1 - rate)`` so the expectation is unchanged. Needs the
+  ``"dropout"`` rng when ``train`` is True. References: Huang et al. 2016, "Deep Networks with
+  Stochastic Depth".
+  """
+
+  rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    if not train or self.rate == 0.0:
+      return x
+    keep = 1.0 - self.rate
+    mask = jax.random.bernoulli(self.make_rng("dropout"), keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+    return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
