@@ -1,0 +1,287 @@
+"""Per-layer statistics of a network: activations, saturation, dead units, gradient norms.
+
+Every nonlinearity in a jaxcnn model is an :class:`jaxcnn.nn.activations.Activation` module, so
+the statistics are collected from outside the model with ``flax.linen.intercept_methods``; no
+model code changes. Outputs of ``Activation`` modules are recorded as ``kind="activation"``
+(post-nonlinearity) and outputs of ``nn.Dense`` / ``nn.Conv`` / ``nn.ConvTranspose`` as
+``kind="preactivation"`` (the final logits layer included), in forward order.
+
+* :func:`activation_stats`: mean, std, histogram, saturated and dead fractions per layer;
+* :func:`gradient_norms`: loss-gradient norm per module's parameters;
+* :func:`activation_gradient_norms`: loss-gradient norm per layer output (backward signal);
+* :func:`plot_activation_stats`: the CS231n figure (mean/std per layer, histograms).
+
+``apply_fn(variables, batch)`` runs the model, e.g. ``lambda v, x: model.apply(v, x, train=False)``.
+It must not be jitted itself (a cached trace would bypass the interceptor); the functions here
+jit the whole computation.
+
+References: CS231n (Stanford), lecture "Training Neural Networks I" (activation statistics under
+weight initializations); Glorot & Bengio 2010, "Understanding the difficulty of training deep
+feedforward neural networks".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcnn.nn import activations
+
+LINEAR_MODULES = (nn.Dense, nn.Conv, nn.ConvTranspose)
+# Output range of bounded activations, by function name: "saturated" means within
+# ``1 - saturation`` of either bound.
+BOUNDED = {"tanh": (-1.0, 1.0), "hard_tanh": (-1.0, 1.0), "softsign": (-1.0, 1.0),
+           "sigmoid": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0)}
+# Activations whose output is exactly zero on a half-line: a unit can die.
+RELU_FAMILY = ("relu", "relu6")
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerStats:
+  """Statistics of one layer's output over a batch.
+
+  Attributes:
+    name: module path, e.g. ``"ConvBNAct_0/Activation_0"``.
+    kind: ``"activation"`` (after a nonlinearity) or ``"preactivation"`` (Dense/Conv output).
+    op: the activation function's name (``"tanh"``) or the linear module's class (``"Conv"``).
+    shape: shape of the output.
+    mean, std: over all elements.
+    counts, edges: histogram of all elements (``len(edges) == len(counts) + 1``).
+    saturated: fraction of elements within ``1 - saturation`` of a bound of a bounded
+      activation (tanh, sigmoid, ...: see ``BOUNDED``); None for other layers.
+    dead: fraction of units (last axis: features or channels) that are exactly zero for the
+      whole batch, for ReLU-family activations; None for other layers.
+  """
+
+  name: str
+  kind: str
+  op: str
+  shape: tuple[int, ...]
+  mean: float
+  std: float
+  counts: np.ndarray
+  edges: np.ndarray
+  saturated: float | None
+  dead: float | None
+
+
+def _fn_name(spec: Any) -> str:
+  fn = activations.get(spec)
+  while isinstance(fn, functools.partial):
+    fn = fn.func
+  return getattr(fn, "__name__", type(fn).__name__)
+
+
+@contextlib.contextmanager
+def _recording(perturbations: Sequence[jax.Array] | None = None):
+  """Yields a list that fills with ``(name, kind, op, output)`` for every recorded module call.
+
+  With ``perturbations``, the i-th recorded output has ``perturbations[i]`` added to it (the
+  trick for differentiating a loss with respect to intermediate outputs).
+  """
+  records = []
+
+  def interceptor(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    module = context.module
+    if context.method_name != "__call__":
+      return out
+    if isinstance(module, activations.Activation):
+      kind, op = "activation", _fn_name(module.fn)
+    elif isinstance(module, LINEAR_MODULES):
+      kind, op = "preactivation", type(module).__name__
+    else:
+      return out
+    if perturbations is not None:
+      out = out + perturbations[len(records)]
+    records.append(("/".join(module.path), kind, op, out))
+    return out
+
+  with nn.intercept_methods(interceptor):
+    yield records
+
+
+def _check_recorded(records: list) -> None:
+  if not records:
+    raise ValueError("apply_fn ran no Activation, Dense or Conv module; note that apply_fn must "
+                     "not be jitted itself (its cached trace bypasses the interceptor).")
+
+
+def activation_stats(apply_fn: Callable[[Any, Any], Any], variables: Any, batch: Any, *,
+                     bins: int = 30, hist_range: tuple[float, float] | None = None,
+                     saturation: float = 0.99) -> list[LayerStats]:
+  """Statistics of every activation and pre-activation of one forward pass, in forward order.
+
+  Args:
+    apply_fn: ``apply_fn(variables, batch)`` runs the model (not jitted).
+    variables: the model's variables.
+    batch: its input.
+    bins: histogram bins.
+    hist_range: histogram range; default each layer's (min, max).
+    saturation: a tanh output counts as saturated when ``|y| > saturation``, a sigmoid output
+      when it lies within ``1 - saturation`` of 0 or 1 (generally: of a bound in ``BOUNDED``).
+
+  Returns:
+    One :class:`LayerStats` per recorded module call.
+  """
+  if not 0.0 < saturation < 1.0:
+    raise ValueError(f"saturation must lie in (0, 1), got {saturation}.")
+  hist_range = None if hist_range is None else tuple(map(float, hist_range))
+  meta = []
+
+  def forward(variables, batch):
+    with _recording() as records:
+      apply_fn(variables, batch)
+    _check_recorded(records)
+    meta[:] = [(name, kind, op) for name, kind, op, _ in records]
+    return [y for *_, y in records]
+
+  stats = []
+  outputs = jax.jit(forward)(variables, batch)
+  for (name, kind, op), y in zip(meta, outputs):
+    bounds = BOUNDED.get(op) if kind == "activation" else None
+    relu_like = kind == "activation" and op in RELU_FAMILY
+    summary = jax.device_get(_summarize(y, 1.0 - saturation, bins=bins, hist_range=hist_range,
+                                        bounds=bounds, relu_like=relu_like))
+    mean, std, counts, edges, saturated, dead = summary
+    stats.append(LayerStats(
+        name, kind, op, tuple(y.shape), float(mean), float(std), np.asarray(counts),
+        np.asarray(edges), float(saturated) if bounds else None,
+        float(dead) if relu_like else None))
+  return stats
+
+
+@functools.partial(jax.jit, static_argnames=("bins", "hist_range", "bounds", "relu_like"))
+def _summarize(y, margin, *, bins, hist_range, bounds, relu_like):
+  """(mean, std, counts, edges, saturated fraction, dead-unit fraction) of one layer output."""
+  y = y.astype(jnp.float32)
+  counts, edges = jnp.histogram(y, bins=bins, range=hist_range)
+  saturated = dead = jnp.nan
+  if bounds is not None:
+    saturated = jnp.mean((y < bounds[0] + margin) | (y > bounds[1] - margin))
+  if relu_like:
+    dead = jnp.mean((y == 0).reshape(-1, y.shape[-1]).all(axis=0))
+  return y.mean(), y.std(), counts, edges, saturated, dead
+
+
+def gradient_norms(loss_fn: Callable[[Any, Any], jax.Array], variables: Any,
+                   batch: Any) -> dict[str, float]:
+  """L2 norm of the loss gradient with respect to each module's parameters.
+
+  Args:
+    loss_fn: ``loss_fn(variables, batch) -> scalar``; differentiated with respect to
+      ``variables["params"]``, other collections held fixed.
+    variables: the model's variables, with a ``"params"`` collection.
+    batch: the loss's input.
+
+  Returns:
+    ``{module path: norm}`` over all parameters of that module (kernel and bias together),
+    e.g. ``{"Dense_0": 0.12, ...}``, in parameter-tree order.
+  """
+  if "params" not in variables:
+    raise ValueError(f"variables has no 'params' collection (has {list(variables)}).")
+
+  def grad_norms(params, variables, batch):
+    grads = jax.grad(lambda p: loss_fn({**variables, "params": p}, batch))(params)
+    squares = {}
+    for path, g in jax.tree_util.tree_leaves_with_path(grads):
+      module = "/".join(str(getattr(k, "key", k)) for k in path[:-1])
+      squares[module] = squares.get(module, 0.0) + jnp.sum(jnp.square(g.astype(jnp.float32)))
+    return {module: jnp.sqrt(s) for module, s in squares.items()}
+
+  norms = jax.device_get(jax.jit(grad_norms)(variables["params"], variables, batch))
+  return {module: float(v) for module, v in norms.items()}
+
+
+def activation_gradient_norms(loss_fn: Callable[[Any, Any], jax.Array], variables: Any,
+                              batch: Any) -> list[tuple[str, str, float]]:
+  """L2 norm of the loss gradient with respect to every recorded layer output.
+
+  Adds a zero perturbation to each intercepted output and differentiates the loss with
+  respect to it, so a vanishing backward signal shows up layer by layer.
+
+  Args:
+    loss_fn: ``loss_fn(variables, batch) -> scalar``, running the model un-jitted.
+    variables: the model's variables.
+    batch: the loss's input.
+
+  Returns:
+    ``[(module path, kind, norm), ...]`` in forward order (kinds as in :class:`LayerStats`).
+  """
+
+  def shapes_of(variables, batch):
+    with _recording() as records:
+      loss_fn(variables, batch)
+    _check_recorded(records)
+    return [y for *_, y in records]
+
+  meta = []
+
+  def grads_of(perturbations, variables, batch):
+    def loss(perturbations):
+      with _recording(perturbations) as records:
+        value = loss_fn(variables, batch)
+      meta[:] = [(name, kind) for name, kind, _, _ in records]
+      return value
+
+    grads = jax.grad(loss)(perturbations)
+    return [jnp.sqrt(jnp.sum(jnp.square(g.astype(jnp.float32)))) for g in grads]
+
+  shapes = jax.eval_shape(shapes_of, variables, batch)
+  zeros = [jnp.zeros(s.shape, s.dtype) for s in shapes]
+  norms = jax.device_get(jax.jit(grads_of)(zeros, variables, batch))
+  return [(name, kind, float(n)) for (name, kind), n in zip(meta, norms)]
+
+
+def plot_activation_stats(stats: Sequence[LayerStats], path: str | None = None, *,
+                          title: str | None = None, max_columns: int = 10):
+  """Mean and std per layer, and a histogram per layer (the CS231n initialization figure).
+
+  Plots the layers passed, in order (filter by ``kind`` first for activations only).
+
+  Args:
+    stats: from :func:`activation_stats`.
+    path: if given, the figure is saved there as PNG.
+    title: figure title.
+    max_columns: histograms per row.
+
+  Returns:
+    The ``matplotlib.figure.Figure`` (no pyplot state is touched).
+  """
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+
+  if not stats:
+    raise ValueError("plot_activation_stats needs at least one LayerStats.")
+  n = len(stats)
+  columns = min(n, max_columns)
+  hist_rows = -(-n // columns)
+  fig = Figure(figsize=(max(8.0, 1.6 * columns), 3.0 + 1.8 * hist_rows), layout="constrained")
+  grid = fig.add_gridspec(1 + hist_rows, 2 * columns, height_ratios=[1.6] + [1.0] * hist_rows)
+  for i, field in enumerate(("mean", "std")):
+    ax = fig.add_subplot(grid[0, i * columns:(i + 1) * columns])
+    for kind in dict.fromkeys(s.kind for s in stats):
+      xs = [j + 1 for j, s in enumerate(stats) if s.kind == kind]
+      ax.plot(xs, [getattr(stats[x - 1], field) for x in xs], "o-", label=kind)
+    ax.set_title(f"layer {field}")
+    ax.set_xlabel("layer")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    if len({s.kind for s in stats}) > 1:
+      ax.legend(fontsize="small")
+  for j, s in enumerate(stats):
+    ax = fig.add_subplot(grid[1 + j // columns, 2 * (j % columns):2 * (j % columns) + 2])
+    ax.stairs(s.counts, s.edges, fill=True)
+    ax.set_title(f"{j + 1}: {s.op}", fontsize="small")
+    ax.tick_params(labelsize="x-small")
+    ax.set_yticks([])
+  if title:
+    fig.suptitle(title)
+  if path is not None:
+    fig.savefig(path, format="png", dpi=100)
+  return fig
