@@ -1,0 +1,18 @@
+"""Backpropagation on computational graphs (CS231n): the chain rule node by node beside jax.grad.
+
+  python experiments/backprop.py [--config experiments/configs/backprop.py] [--config.key=value]
+                                 [--workdir DIR] [--quick]
+
+Writes backprop.md (forward/backward tables per example), graph_*.png and the jaxpr drawings
+mlp_jaxpr.png / mlp_grad_jaxpr.png to runs/backprop/ (runs/backprop_quick/ with --quick).
+"""
+
+import os
+import sys
+
+from jaxcnn.studies import backprop, common
+
+if __name__ == "__main__":
+  sys.exit(common.study_main(
+      backprop.run, os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "backprop.py"),
+      sys.argv[1:]))
