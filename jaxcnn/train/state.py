@@ -1,0 +1,61 @@
+"""TrainState: everything that changes during training, as one pytree of arrays.
+
+The model and the optimizer are not part of the state (they are closed over by the step
+functions), so a state can be checkpointed, vmapped over models and sharded over devices as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+
+@struct.dataclass
+class TrainState:
+  """Training state of one model.
+
+  Attributes:
+    step: number of optimizer updates done (int32 scalar).
+    params: the model's trainable parameters (float32).
+    batch_stats: BatchNorm running statistics (``{}`` for models without BatchNorm).
+    opt_state: the optax state.
+    rng: uint32 PRNG key; step ``s`` uses ``jax.random.fold_in(rng, s)``.
+    ema_params: exponential moving average of ``params``, or None when EMA is off.
+  """
+
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array
+  ema_params: Any = None
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation, key: jax.Array,
+                       input_shape: Sequence[int], *, ema: bool = False) -> TrainState:
+  """Initializes a model's variables and the optimizer state.
+
+  Args:
+    model: a flax Module called as ``model(x, train=...)``.
+    tx: the optax chain.
+    key: uint32 PRNG key (``jax.random.PRNGKey(seed)``); split into an init key and the state rng.
+    input_shape: shape of one example, e.g. ``(32, 32, 3)``.
+    ema: keep an exponential moving average of the parameters (initialised to the parameters).
+  """
+  init_key, dropout_key, rng = jax.random.split(key, 3)
+  x = jnp.zeros((1, *input_shape), jnp.float32)
+  variables = model.init({"params": init_key, "dropout": dropout_key}, x, train=False)
+  params = variables["params"]
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=variables.get("batch_stats", {}),
+      opt_state=tx.init(params),
+      rng=rng,
+      ema_params=jax.tree.map(jnp.copy, params) if ema else None,
+  )

@@ -1,0 +1,158 @@
+"""Pure train and eval steps, jitted once with donated state buffers.
+
+``train_step(state, batch) -> (state, metrics)``: per-step randomness is
+``jax.random.fold_in(state.rng, state.step)`` (split into augmentation and dropout keys); the
+batch's uint8 (or float) images go through augmentation (training only), then the fitted
+preprocessing transform, then the model; BatchNorm statistics are updated explicitly
+(``mutable=["batch_stats"]``); weight decay is in the optax chain, not in the loss.
+
+Mixed precision: ``compute_dtype=jnp.bfloat16`` casts a copy of the float32 parameters and the
+inputs to bfloat16 for the forward and backward pass; parameters, optimizer state, batch
+statistics, logits and the loss stay float32 (Micikevicius et al. 2018, "Mixed Precision
+Training").
+
+``vmap_models=True`` trains a stack of models (leading axis on every state leaf, one batch per
+model) in one compiled step; ``mesh`` shards the batch over the mesh's ``"data"`` axis and
+replicates the state (data parallelism through ``jax.sharding``; XLA inserts the gradient
+all-reduce).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxcnn.train.state import TrainState
+
+Batch = dict[str, jax.Array]
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, *, label_smoothing: float = 0.0) -> jax.Array:
+  """Per-example softmax cross-entropy against integer ``labels``, with label smoothing.
+
+  The target puts ``1 - label_smoothing + label_smoothing / K`` on the true class and
+  ``label_smoothing / K`` on each other class. References: Szegedy et al. 2016, "Rethinking the
+  Inception Architecture for Computer Vision", section 7.
+  """
+  targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+  if label_smoothing:
+    targets = optax.smooth_labels(targets, label_smoothing)
+  return optax.softmax_cross_entropy(logits, targets)
+
+
+def _cast_floats(tree: Any, dtype: Any) -> Any:
+  return jax.tree.map(
+      lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+def _prepare(images: jax.Array, preprocess: Callable[[jax.Array], jax.Array] | None) -> jax.Array:
+  return preprocess(images) if preprocess is not None else images.astype(jnp.float32)
+
+
+def batch_sharding(mesh: Mesh, *, vmap_models: bool = False) -> NamedSharding:
+  """Sharding of a batch: split along the example axis over the mesh's ``"data"`` axis."""
+  return NamedSharding(mesh, P(None, "data") if vmap_models else P("data"))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  """Sharding of a replicated value (the state, the metrics, device-resident data sets)."""
+  return NamedSharding(mesh, P())
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
+                    label_smoothing: float = 0.0,
+                    augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+                    preprocess: Callable[[jax.Array], jax.Array] | None = None,
+                    compute_dtype: Any = jnp.float32, ema_decay: float = 0.0,
+                    vmap_models: bool = False, mesh: Mesh | None = None):
+  """Builds ``train_step(state, batch) -> (state, metrics)``, jitted with ``donate_argnums=0``.
+
+  Args:
+    model: flax Module called as ``model(x, train=True)``.
+    tx: the optax chain (see :mod:`jaxcnn.train.optim`).
+    label_smoothing: see :func:`cross_entropy`.
+    augment: ``fn(key, images) -> images`` applied to training batches (jaxcnn.data.augment).
+    preprocess: the fitted transform (jaxcnn.data.preprocessing); None casts to float32.
+    compute_dtype: dtype of the forward/backward computation (float32 or bfloat16).
+    ema_decay: decay of the parameter EMA kept in ``state.ema_params`` (if that is not None).
+    vmap_models: the state and the batch carry a leading model axis.
+    mesh: shard the batch over its ``"data"`` axis and replicate the state; None leaves placement
+      to JAX (one device).
+
+  ``batch`` is ``{"image": (B, H, W, C), "label": (B,)}`` (other keys are ignored); ``metrics``
+  holds the batch's mean ``loss`` (the training objective), ``accuracy`` and the gradient's
+  global norm ``grad_norm``, each of shape ``()`` or ``(num_models,)``.
+  """
+  compute_dtype = jnp.dtype(compute_dtype)
+
+  def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+    aug_key, dropout_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
+    images = batch["image"]
+    if augment is not None:
+      images = augment(aug_key, images)
+    x = _prepare(images, preprocess).astype(compute_dtype)
+    labels = batch["label"]
+
+    def loss_fn(params):
+      variables = {"params": _cast_floats(params, compute_dtype), "batch_stats": state.batch_stats}
+      logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"],
+                                    rngs={"dropout": dropout_key})
+      logits = logits.astype(jnp.float32)
+      loss = cross_entropy(logits, labels, label_smoothing=label_smoothing).mean()
+      return loss, (logits, updates.get("batch_stats", {}))
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema_params = state.ema_params
+    if ema_params is not None:
+      ema_params = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p,
+                                ema_params, params)
+    new_state = state.replace(step=state.step + 1, params=params,
+                              batch_stats=_cast_floats(batch_stats, jnp.float32),
+                              opt_state=opt_state, ema_params=ema_params)
+    metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+               "grad_norm": optax.global_norm(grads)}
+    return new_state, metrics
+
+  fn = jax.vmap(train_step) if vmap_models else train_step
+  if mesh is None:
+    return jax.jit(fn, donate_argnums=0)
+  rep = replicated(mesh)
+  return jax.jit(fn, in_shardings=(rep, batch_sharding(mesh, vmap_models=vmap_models)),
+                 out_shardings=(rep, rep), donate_argnums=0)
+
+
+def make_eval_step(model: nn.Module, *, preprocess: Callable[[jax.Array], jax.Array] | None = None,
+                   compute_dtype: Any = jnp.float32, vmap_models: bool = False,
+                   mesh: Mesh | None = None):
+  """Builds jitted ``eval_step(state, batch) -> sums`` for one (padded) evaluation batch.
+
+  Uses ``state.ema_params`` when present, the running BatchNorm statistics, and no augmentation.
+  ``batch`` may hold a ``"mask"`` (1 for real examples, 0 for padding). Returns the sums over real
+  examples: ``loss`` (plain cross-entropy), ``correct`` and ``count``; with ``vmap_models`` the
+  batch is shared and each sum has shape ``(num_models,)``.
+  """
+  compute_dtype = jnp.dtype(compute_dtype)
+
+  def eval_step(state: TrainState, batch: Batch) -> dict[str, jax.Array]:
+    params = state.params if state.ema_params is None else state.ema_params
+    variables = {"params": _cast_floats(params, compute_dtype), "batch_stats": state.batch_stats}
+    x = _prepare(batch["image"], preprocess).astype(compute_dtype)
+    logits = model.apply(variables, x, train=False).astype(jnp.float32)
+    labels = batch["label"]
+    mask = batch.get("mask", jnp.ones(labels.shape, jnp.float32)).astype(jnp.float32)
+    return {"loss": jnp.sum(cross_entropy(logits, labels) * mask),
+            "correct": jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
+            "count": jnp.sum(mask)}
+
+  fn = jax.vmap(eval_step, in_axes=(0, None)) if vmap_models else eval_step
+  if mesh is None:
+    return jax.jit(fn)
+  rep = replicated(mesh)
+  return jax.jit(fn, in_shardings=(rep, batch_sharding(mesh)), out_shardings=rep)

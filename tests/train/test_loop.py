@@ -1,0 +1,121 @@
+"""fit(): resume equals an uninterrupted run, NaN stops with the step named, corrupt checkpoints,
+vmap over seeds, the run folder, and the CLI's --config overrides."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jaxcnn.data import datasets
+from jaxcnn.train import checkpoint, cli
+from jaxcnn.train.config import get_config
+from jaxcnn.train.loop import NonFiniteLossError, fit
+
+
+@pytest.fixture(scope="module")
+def digits():
+  return {split: datasets.load("digits", split) for split in ("train", "test")}
+
+
+def _config(**changes):
+  c = get_config()
+  c.model.name = "simple_cnn_small"
+  c.num_epochs = 3
+  c.batch_size = 128  # 1456 training examples: 11 steps per epoch
+  c.eval_batch_size = 200
+  c.log_every_steps = 4
+  c.progress_bar = False
+  for k, v in changes.items():
+    target = c
+    *path, last = k.split(".")
+    for p in path:
+      target = target[p]
+    target[last] = v
+  return c
+
+
+def _records(workdir):
+  return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, digits):
+  full = fit(_config(), tmp_path / "full", data=digits)
+  # Killed at step 20 (epoch 2, step 9 of 11); the last checkpoint is step 14.
+  cut = fit(_config(checkpoint_every_steps=7, stop_after_steps=20), tmp_path / "cut", data=digits)
+  assert cut == {"interrupted": True, "steps": 20}
+  resumed = fit(_config(checkpoint_every_steps=7), tmp_path / "cut", resume=True, data=digits)
+  for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
+              "test_accuracy"):
+    assert resumed[key] == pytest.approx(full[key], rel=1e-6), key
+  a, b = _records(tmp_path / "full"), _records(tmp_path / "cut")
+  assert [r["epoch"] for r in b] == [1, 2, 3]
+  for ra, rb in zip(a, b):
+    assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-6)
+    assert rb["val_loss"] == pytest.approx(ra["val_loss"], rel=1e-6)
+  # Without --resume an existing run is not overwritten.
+  with pytest.raises(ValueError, match="resume"):
+    fit(_config(), tmp_path / "cut", data=digits)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path, digits):
+  # The learning rate jumps by 1e30 at epoch 2 (step 22): the loss blows up right after.
+  config = _config(checkpoint_every_steps=11, **{"schedule.name": "step",
+                                                 "schedule.warmup_epochs": 0.0,
+                                                 "schedule.decay_epochs": (2,),
+                                                 "schedule.decay_factor": 1e30})
+  with pytest.raises(NonFiniteLossError, match=r"at step (2[3-9]|3[0-3]) .*checkpoint is step 22"):
+    fit(config, tmp_path / "nan", data=digits)
+  mngr = checkpoint.manager(tmp_path / "nan" / "checkpoints")
+  assert mngr.all_steps() == [11, 22]
+  from jaxcnn.models import create_model
+  from jaxcnn.train.optim import make_optimizer, make_schedule
+  from jaxcnn.train.state import create_train_state
+  schedule = make_schedule(config.schedule, learning_rate=0.1, steps_per_epoch=11, num_epochs=3)
+  template = create_train_state(create_model("simple_cnn_small", num_classes=10),
+                                make_optimizer(config.optimizer, schedule),
+                                jax.random.PRNGKey(0), (8, 8, 1))
+  state, loop = checkpoint.restore(mngr, template)
+  assert int(state.step) == 22 and loop["step"] == 22
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
+  # Corrupt the checkpoint: a clear error naming it.
+  for f in (tmp_path / "nan" / "checkpoints" / "22" / "state").rglob("*"):
+    if f.is_file():
+      f.write_bytes(b"garbage")
+  with pytest.raises(checkpoint.CheckpointError, match="22.*corrupt"):
+    checkpoint.restore(mngr, template, step=22)
+
+
+def test_vmap_over_seeds_reports_per_model_and_mean_std(tmp_path, digits):
+  both = fit(_config(num_epochs=1, num_models=2, seed=3, **{"schedule.warmup_epochs": 0.0}), tmp_path / "both", data=digits)
+  assert len(both["test_accuracy_per_model"]) == 2
+  assert both["test_accuracy"] == pytest.approx(np.mean(both["test_accuracy_per_model"]))
+  assert both["test_accuracy_std"] == pytest.approx(np.std(both["test_accuracy_per_model"]))
+  # Each model trained on its own seed (the step-level equality with separate runs is in
+  # test_steps.py): different seeds, different results.
+  assert both["test_loss_per_model"][0] != both["test_loss_per_model"][1]
+
+
+def test_cli_overrides_and_run_folder(tmp_path, capsys):
+  workdir = tmp_path / "run"
+  status = cli.main(["--workdir", str(workdir), "--config.num_epochs=2",
+                     "--config.model.name=simple_cnn_small", "--config.batch_size=128",
+                     "--config.progress_bar=False", "--config.optimizer.name=adamw",
+                     "--config.optimizer.learning_rate=0.003"])
+  assert status == 0
+  saved = json.loads((workdir / "config.json").read_text())
+  assert saved["num_epochs"] == 2 and saved["optimizer"]["name"] == "adamw"
+  assert saved["model"]["name"] == "simple_cnn_small"
+  records = _records(workdir)
+  assert [r["epoch"] for r in records] == [1, 2]
+  for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
+              "test_accuracy", "step_time_s", "images_per_s", "learning_rate"):
+    assert np.isfinite(records[-1][key]), key
+  for name in ("loss.png", "accuracy.png", "results.json", "preprocessing.npz"):
+    assert (workdir / name).stat().st_size > 0, name
+  assert (workdir / "checkpoints").is_dir()
+  out = capsys.readouterr().out
+  assert "Final test accuracy" in out
+  # Unknown config keys and missing --workdir for --resume are usage errors.
+  assert cli.main(["--workdir", str(tmp_path / "x"), "--config.no_such_field=1"]) == 2
+  assert cli.main(["--resume"]) == 2

@@ -1,0 +1,114 @@
+"""Schedules, optimizer chains, the weight-decay mask and the loss, against hand formulas."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxcnn.models import create_model
+from jaxcnn.train import optim
+from jaxcnn.train.steps import cross_entropy
+
+
+def test_warmup_cosine_matches_formula():
+  spe, epochs, lr = 10, 5, 0.4
+  sched = optim.make_schedule({"name": "cosine", "warmup_epochs": 1.0}, learning_rate=lr,
+                              steps_per_epoch=spe, num_epochs=epochs)
+  warmup, total = 10, 50
+  for step in (0, 3, 9, 10, 17, 30, 49, 50):
+    if step < warmup:
+      expected = lr * step / warmup
+    else:
+      expected = lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+    assert float(sched(step)) == pytest.approx(expected, rel=1e-5, abs=1e-7), step
+
+
+def test_step_decay_with_warmup_matches_formula():
+  sched = optim.make_schedule(
+      {"name": "step", "warmup_epochs": 0.5, "decay_epochs": (3, 4), "decay_factor": 0.1},
+      learning_rate=1.0, steps_per_epoch=10, num_epochs=5)
+  expected = {0: 0.0, 2: 0.4, 5: 1.0, 29: 1.0, 30: 0.1, 39: 0.1, 40: 0.01, 49: 0.01}
+  for step, value in expected.items():
+    assert float(sched(step)) == pytest.approx(value, rel=1e-5), step
+
+
+def test_constant_schedule_and_unknown_names():
+  sched = optim.make_schedule({"name": "constant"}, learning_rate=0.3, steps_per_epoch=5,
+                              num_epochs=2)
+  assert float(sched(7)) == pytest.approx(0.3)
+  with pytest.raises(ValueError, match="Known schedules"):
+    optim.make_schedule({"name": "linear"}, learning_rate=1.0, steps_per_epoch=1, num_epochs=1)
+  with pytest.raises(ValueError, match="Known optimizers"):
+    optim.make_optimizer({"name": "lion"}, 0.1)
+
+
+def _params():
+  model = create_model("simple_cnn_small", num_classes=3)
+  return model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), train=False)["params"]
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_weight_decay_only_on_kernels(name):
+  params = _params()
+  lr, wd = 0.1, 0.01
+  tx = optim.make_optimizer({"name": name, "momentum": 0.9, "weight_decay": wd}, lr)
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(zeros, tx.init(params), params)
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  upd = dict(jax.tree_util.tree_flatten_with_path(updates)[0])
+  kinds = set()
+  for path, p in flat:
+    name_ = jax.tree_util.keystr(path)
+    u = np.asarray(upd[path])
+    if p.ndim >= 2:  # kernels decay
+      kinds.add("kernel")
+      if name == "sgd":  # -lr * wd * w exactly (first step, zero momentum buffer)
+        np.testing.assert_allclose(u, -lr * wd * np.asarray(p), rtol=1e-5, atol=1e-9)
+      elif name == "adamw":  # decoupled: -lr * wd * w, Adam of zero gradients is zero
+        np.testing.assert_allclose(u, -lr * wd * np.asarray(p), rtol=1e-5, atol=1e-9)
+      else:  # adam rescales the L2 gradient: -lr * sign(w) (first step, |m|/sqrt(v) = 1)
+        big = np.abs(np.asarray(p)) * wd > 1e-4
+        np.testing.assert_allclose(u[big], -lr * np.sign(np.asarray(p))[big], rtol=1e-3)
+    else:  # biases and norm scales do not
+      kinds.add("scale" if "scale" in name_ else "bias")
+      np.testing.assert_array_equal(u, 0.0)
+  assert kinds == {"kernel", "scale", "bias"}
+
+
+def test_gradient_clipping_bounds_the_update():
+  params = {"w": jnp.ones((4, 4))}
+  tx = optim.make_optimizer({"name": "sgd", "grad_clip_norm": 1.0}, 1.0)
+  grads = {"w": jnp.full((4, 4), 10.0)}
+  updates, _ = tx.update(grads, tx.init(params), params)
+  assert float(optax.global_norm(updates)) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_nesterov_momentum_matches_formula():
+  # PyTorch/optax Nesterov: v = mu v + g; update = -lr (g + mu v).
+  params = {"w": jnp.zeros(())}
+  tx = optim.make_optimizer({"name": "sgd", "momentum": 0.9, "nesterov": True}, 0.1)
+  state = tx.init(params)
+  v, expected = 0.0, []
+  for g in (1.0, 2.0, -1.0):
+    v = 0.9 * v + g
+    expected.append(-0.1 * (g + 0.9 * v))
+    updates, state = tx.update({"w": jnp.asarray(g)}, state, params)
+    assert float(updates["w"]) == pytest.approx(expected[-1], rel=1e-6)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_label_smoothing_matches_numpy(smoothing):
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(6, 5)).astype(np.float32) * 3
+  labels = rng.integers(0, 5, size=6)
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  k = logits.shape[1]
+  expected = []
+  for i, y in enumerate(labels):
+    others = np.delete(logp[i], y).sum()
+    expected.append(-(1 - smoothing + smoothing / k) * logp[i, y] - smoothing / k * others)
+  got = cross_entropy(jnp.asarray(logits), jnp.asarray(labels), label_smoothing=smoothing)
+  np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5)
