@@ -1,0 +1,20 @@
+"""Data preprocessing (CS231n): loss sensitivity, the zig-zag of positive inputs, training speed.
+
+  python experiments/preprocessing.py [--config experiments/configs/preprocessing.py]
+                                      [--config.key=value] [--workdir DIR] [--quick]
+
+Writes preprocessing.md (tables: zig-zag, sensitivity, training speed) and zigzag.png,
+data_clouds.png, transformed_images.png, pca_components.png, spectra.png, curves.png and
+lr_sweep.png to runs/preprocessing/ (runs/preprocessing_quick/ with --quick).
+"""
+
+import os
+import sys
+
+from jaxcnn.studies import common, preprocessing
+
+if __name__ == "__main__":
+  sys.exit(common.study_main(
+      preprocessing.run,
+      os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "preprocessing.py"),
+      sys.argv[1:]))

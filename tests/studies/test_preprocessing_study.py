@@ -1,0 +1,211 @@
+"""Preprocessing study: gradients, Hessian eigenvalues and sensitivity against independent formulas."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcnn.data import preprocessing as prep
+from jaxcnn.studies import common
+from jaxcnn.studies import preprocessing as study
+
+
+def _sigmoid(z):
+  return 1.0 / (1.0 + np.exp(-z))
+
+
+@pytest.mark.parametrize("act", ["identity", "sigmoid"])
+def test_neuron_grads_are_upstream_times_input(act):
+  rng = np.random.default_rng(0)
+  x = rng.uniform(0.1, 2.0, size=(64, 3)).astype(np.float32)  # all positive
+  y = rng.normal(size=64).astype(np.float32)
+  w = np.array([0.5, -1.0, 0.3], np.float32)
+  grads = np.asarray(study.neuron_grads(w, x, y, act))
+  z = x.astype(np.float64) @ w
+  if act == "identity":
+    upstream = z - y
+  else:
+    s = _sigmoid(z)
+    upstream = (s - y) * s * (1 - s)
+  np.testing.assert_allclose(grads, upstream[:, None] * x, rtol=1e-4, atol=1e-6)
+  # All-positive inputs: every component of one example's gradient has the upstream's sign.
+  assert np.all(np.sign(grads) == np.sign(upstream)[:, None])
+  assert study.same_sign_fraction(grads) == 1.0
+
+
+def test_centered_inputs_give_mixed_signs():
+  rng = np.random.default_rng(1)
+  x = rng.uniform(0.0, 1.0, size=(400, 2)).astype(np.float32)
+  xc = np.asarray(prep.fit("mean_image", x)(x))
+  y = xc @ np.array([1.0, -1.0], np.float32)
+  grads = study.neuron_grads(jnp.zeros(2), xc, y)
+  # Two independent zero-mean components: one sign in both about half the time.
+  assert 0.35 < study.same_sign_fraction(grads) < 0.65
+  assert study.same_sign_fraction(np.array([[1.0, 2.0], [-1.0, -3.0], [1.0, -1.0], [0.0, -2.0]])) == 0.75
+  with pytest.raises(ValueError, match="shape"):
+    study.same_sign_fraction(np.zeros(3))
+  with pytest.raises(ValueError, match="w \\(D,\\)"):
+    study.neuron_grads(jnp.zeros(3), xc, y)
+
+
+def test_descent_path_matches_numpy_gradient_descent():
+  rng = np.random.default_rng(2)
+  x = rng.uniform(0, 1, size=(20, 2)).astype(np.float32)
+  y = x @ np.array([1.0, -1.0], np.float32)
+  w, lr = np.zeros(2), 0.7
+  expected = [w.copy()]
+  for _ in range(5):
+    w = w - lr * ((x @ w - y)[:, None] * x).mean(0)
+    expected.append(w.copy())
+  path = study.descent_path(jnp.zeros(2), x, y, jnp.float32(lr), jax.random.PRNGKey(0),
+                            num_steps=5)
+  np.testing.assert_allclose(np.asarray(path), np.array(expected), rtol=1e-5, atol=1e-6)
+  assert study.steps_to_converge(np.array([[0.0, 0.0], [0.9, -0.9], [1.0, -1.0]]),
+                                 [1.0, -1.0], tol=0.2) == 1
+  assert study.steps_to_converge(np.array([[0.0, 0.0], [np.nan, np.inf]]), [1.0, -1.0], 0.1) is None
+
+
+def test_sgd_steps_stay_in_the_positive_or_negative_quadrant():
+  rng = np.random.default_rng(3)
+  x = rng.uniform(0.2, 1.0, size=(50, 2)).astype(np.float32)
+  y = x @ np.array([1.0, -1.0], np.float32)
+  path = np.asarray(study.descent_path(jnp.zeros(2), x, y, jnp.float32(0.5),
+                                       jax.random.PRNGKey(1), num_steps=30, batch_size=1))
+  steps = np.diff(path, axis=0)
+  steps = steps[np.abs(steps).max(1) > 1e-7]
+  assert len(steps) > 10 and np.all(np.sign(steps[:, 0]) == np.sign(steps[:, 1]))
+
+
+def _least_squares(w, x, y):
+  return 0.5 * jnp.mean((x @ w["w"] - y) ** 2)
+
+
+def test_power_iteration_matches_eigvalsh_on_least_squares():
+  rng = np.random.default_rng(4)
+  x = (rng.normal(size=(100, 5)) * [3.0, 1.0, 0.5, 0.2, 0.1] + 1.0).astype(np.float32)
+  y = rng.normal(size=100).astype(np.float32)
+  hessian = x.astype(np.float64).T @ x / len(x)  # of 0.5 mean (x.w - y)^2, any w
+  lam, v = study.hessian_top_eigenvalue(_least_squares, {"w": jnp.zeros(5)}, x, y,
+                                        key=jax.random.PRNGKey(0), num_iters=100)
+  top = np.linalg.eigvalsh(hessian)[-1]
+  assert float(lam) == pytest.approx(top, rel=1e-4)
+  np.testing.assert_allclose(hessian @ np.asarray(v), top * np.asarray(v), atol=1e-3 * top)
+  hv = study.hessian_vector_product(_least_squares, {"w": jnp.ones(5)}, {"w": jnp.arange(5.0)},
+                                    x, y)
+  np.testing.assert_allclose(np.asarray(hv["w"]), hessian @ np.arange(5.0), rtol=1e-4)
+
+
+def test_power_iteration_matches_softmax_hessian_at_zero_weights():
+  # Linear softmax classifier with bias at W = 0: H = E[x~ x~^T] kron (I - 11^T/K) / K.
+  rng = np.random.default_rng(5)
+  k, n = 4, 200
+  x = rng.uniform(0, 1, size=(n, 6)).astype(np.float32)
+  labels = rng.integers(0, k, n).astype(np.int32)
+  model = study.Classifier(num_classes=k)
+  params = jax.tree.map(jnp.zeros_like, model.init(jax.random.PRNGKey(0), x[:1])["params"])
+  loss = study.make_loss(model)
+  flat, unravel = jax.flatten_util.ravel_pytree(params)
+  exact = jax.hessian(lambda v: loss(unravel(v), x, labels))(flat)
+  eig_exact = np.linalg.eigvalsh(np.asarray(exact, np.float64))
+  xa = np.concatenate([x, np.ones((n, 1))], 1).astype(np.float64)
+  closed_form = np.kron(xa.T @ xa / n, (np.eye(k) - 1.0 / k) / k)
+  eig_closed = np.linalg.eigvalsh(closed_form)
+  np.testing.assert_allclose(np.sort(eig_exact), np.sort(eig_closed), atol=1e-5)
+  lam, _ = study.hessian_top_eigenvalue(loss, params, x, labels, key=jax.random.PRNGKey(1),
+                                        num_iters=200)
+  assert float(lam) == pytest.approx(eig_closed[-1], rel=1e-3)
+  assert study.second_moment_eigenvalues(x)[0] / k == pytest.approx(eig_closed[-1], rel=1e-5)
+  no_bias = study.second_moment_eigenvalues(x, bias=False)
+  np.testing.assert_allclose(no_bias, np.linalg.eigvalsh(x.astype(np.float64).T @ x / n)[::-1],
+                             rtol=1e-10)
+
+
+def _quadratic(p, c):
+  return c + 0.5 * jnp.sum(p["a"] ** 2) + 0.5 * jnp.sum(p["b"] ** 2)
+
+
+def test_loss_sensitivity_bookkeeping():
+  params = {"a": jnp.zeros((3, 4)), "b": jnp.zeros(5)}  # P = 17
+  eps, c = 0.1, 2.0
+  rel = study.loss_sensitivity(_quadratic, params, jnp.float32(c), key=jax.random.PRNGKey(0),
+                               eps=eps, num_samples=6)
+  # ||d|| = eps sqrt(P) for every sample, so L(d) - L(0) = 0.5 eps^2 P exactly.
+  assert rel.shape == (6,)
+  np.testing.assert_allclose(np.asarray(rel), 0.5 * eps**2 * 17 / c, rtol=1e-5)
+  # Linear loss c + g.p: |g.d| / c with d uniform on the sphere of radius eps sqrt(P);
+  # E|g.u| = ||g|| * E|u_1| over the unit sphere, checked against a NumPy Monte Carlo.
+  g = jnp.arange(1.0, 18.0)
+  linear = lambda p, c: c + jnp.dot(g, jax.flatten_util.ravel_pytree(p)[0])
+  rel = study.loss_sensitivity(linear, params, jnp.float32(c), key=jax.random.PRNGKey(1),
+                               eps=eps, num_samples=4000)
+  u = np.random.default_rng(0).normal(size=(200_000, 17))
+  u /= np.linalg.norm(u, axis=1, keepdims=True)
+  expected = eps * math.sqrt(17) * np.mean(np.abs(u @ np.arange(1.0, 18.0))) / c
+  assert float(jnp.mean(rel)) == pytest.approx(expected, rel=0.05)
+
+
+def test_steps_to_target_and_best_run():
+  steps = [0, 10, 20, 30]
+  assert study.steps_to_target(steps, [2.0, 1.0, 0.4, 0.3], 0.5) == 20
+  assert study.steps_to_target(steps, [2.0, np.nan, np.nan, np.nan], 0.5) is None
+  losses = np.array([[2.0, 1.0, 0.8, 0.6],      # never reaches 0.5
+                     [2.0, 0.4, 0.3, 0.2],      # reaches at 10
+                     [2.0, 0.45, 0.1, 0.05],    # reaches at 10 too, lower final loss
+                     [2.0, np.nan, np.nan, np.nan]])
+  assert study.best_run(steps, losses, 0.5) == 2
+  assert study.best_run(steps, losses[[0, 3]], 0.5) == 0  # none reach: lowest final, NaN last
+  with pytest.raises(ValueError, match="differ in length"):
+    study.steps_to_target(steps, [1.0], 0.5)
+
+
+def test_lr_sweep_trains_each_learning_rate_like_plain_sgd():
+  rng = np.random.default_rng(6)
+  x = rng.normal(size=(64, 5)).astype(np.float32)
+  labels = rng.integers(0, 3, 64).astype(np.int32)
+  model = study.Classifier(num_classes=3)
+  lrs = [0.0, 0.1, 1.0]
+  sweep = study.LrSweep(model, len(lrs), batch_size=64)  # batches of 64 with replacement
+  state = sweep.init(jax.random.PRNGKey(0), (5,), lrs)
+  data_key = jax.random.PRNGKey(3)
+  state, hist = sweep.fit(state, jnp.asarray(x), jnp.asarray(labels), jnp.asarray(x),
+                          jnp.asarray(labels), jnp.asarray(x), jnp.asarray(labels),
+                          data_key=data_key, num_steps=4, eval_every=2)
+  assert hist["steps"].tolist() == [0, 2, 4] and hist["train_loss"].shape == (3, 3)
+  assert hist["batch_loss"].shape == (3, 4)
+  # Independent re-run with optax-free SGD on the same minibatches, per learning rate.
+  loss = study.make_loss(model)
+  p0 = model.init(jax.random.split(jax.random.PRNGKey(0), 3)[0], x[:1], train=False)["params"]
+  for i, lr in enumerate(lrs):
+    p = p0
+    for step in range(4):
+      ids = jax.random.randint(jax.random.fold_in(data_key, step), (64,), 0, 64)
+      grads = jax.grad(loss)(p, x[np.asarray(ids)], labels[np.asarray(ids)])
+      p = jax.tree.map(lambda a, g: a - lr * g, p, grads)
+    got = jax.tree.map(lambda a: a[i], state.params)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(p)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    assert hist["train_loss"][i, -1] == pytest.approx(float(loss(p, x, labels)), rel=1e-4)
+  assert hist["train_loss"][0, 0] == hist["train_loss"][0, -1]  # lr 0 does not move
+
+
+def test_quick_run_writes_table_and_figures(tmp_path, monkeypatch):
+  monkeypatch.delenv("JAXCNN_QUICK", raising=False)
+  config = common.load_config("preprocessing", quick=True, overrides=[
+      "quick_settings.transforms=('none', 'mean_image')", "quick_settings.num_steps=20",
+      "quick_settings.eval_every=10", "quick_settings.zigzag.num_lrs=4",
+      "quick_settings.zigzag.num_steps=100", "quick_settings.zigzag.num_seeds=2"])
+  results = study.run(config, str(tmp_path))
+  text = (tmp_path / "preprocessing.md").read_text()
+  for heading in ("(a) Sensitivity", "(b) The zig-zag", "(c) Training speed"):
+    assert heading in text
+  for fig in results["figures"]:
+    assert (tmp_path / fig).stat().st_size > 1000, fig
+  assert set(results["transforms"]) == {"none", "mean_image"}
+  assert results["zigzag"]["all positive"]["same_sign_fraction"] == 1.0
+  # Centering removes the mean's large eigenvalue of E[x x^T].
+  t = results["transforms"]
+  assert t["mean_image"]["eig_max"] < t["none"]["eig_max"]
+  assert t["mean_image"]["models"]["linear"]["lambda_max_init"] < t["none"]["models"]["linear"][
+      "lambda_max_init"]
