@@ -1,0 +1,20 @@
+"""Batch normalization: a 50-layer ReLU MLP at init, and training with and without BN.
+
+  python experiments/batchnorm.py [--config experiments/configs/batchnorm.py] [--config.key=value]
+                                  [--workdir DIR] [--quick]
+
+Writes batchnorm.md (constancy metrics at init, the training table), histograms.png,
+constancy.png, predictions.png, training_accuracy.png and training_loss.png to runs/batchnorm/
+(runs/batchnorm_quick/ with --quick).
+"""
+
+import os
+import sys
+
+from jaxcnn.studies import batchnorm, common
+
+if __name__ == "__main__":
+  sys.exit(common.study_main(
+      batchnorm.run,
+      os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "batchnorm.py"),
+      sys.argv[1:]))

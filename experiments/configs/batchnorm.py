@@ -1,0 +1,37 @@
+"""Config of the batch-normalization study (experiments/batchnorm.py, jaxcnn.studies.batchnorm)."""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.quick = False  # CI-sized run: offline digits, shallower nets, two batch sizes, one epoch
+  config.dataset = "mnist"
+  config.data_dir = "../shared/data/mnist"  # relative paths are resolved against the repo root
+  config.num_train = 10_000  # random subsets (seed) of the train and test splits
+  config.num_test = 2_000
+  config.seed = 0
+  config.norms = ("none", "batch")  # jaxcnn.nn.layers.normalize specs; "none" = no BN
+  # Part 1: the deep MLP at initialization (forward pass only).
+  config.init = ml_collections.ConfigDict()
+  config.init.depth = 50
+  config.init.depth_quick = 10
+  config.init.width = 100
+  config.init.num_inputs = 1000  # test images fed as one batch
+  # The first is plotted (and the only one in quick runs); without biases lecun_normal computes
+  # the same function times 2**(-depth/2).
+  config.init.kernel_inits = ("kaiming_normal", "lecun_normal")
+  config.init.layers_shown = (1, 2, 5, 10, 20, 30, 40, 50)  # histogram columns (1-based)
+  # Part 2: training over learning rates x batch sizes.
+  config.train = ml_collections.ConfigDict()
+  config.train.depth = 10
+  config.train.depth_quick = 3
+  config.train.width = 100
+  config.train.kernel_init = "kaiming_normal"
+  config.train.learning_rates = (0.003, 0.03, 0.3)
+  config.train.batch_sizes = (2, 4, 16, 64)
+  config.train.batch_sizes_quick = (2, 32)
+  config.train.momentum = 0.9
+  config.train.num_epochs = 3
+  config.train.num_epochs_quick = 1
+  return config
