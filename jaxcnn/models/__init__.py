@@ -15,3 +15,4 @@ from jaxcnn.models import (  # noqa: F401  (imported to register their variants)
     simple,
     vgg,
 )
+from jaxcnn.models.analysis import count_params, flops, summary  # noqa: E402,F401

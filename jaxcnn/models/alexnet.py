@@ -1,1 +1,102 @@
-"""Placeholder: filled in by the model-zoo work."""
+"""AlexNet, single-tower form.
+
+The 2012 network was split over two GPUs; the single-tower form used by torchvision (64, 192, 384,
+256, 256 filters; Krizhevsky 2014, "One weird trick for parallelizing convolutional neural
+networks") has 61,100,840 parameters for 1000 classes. Local response normalization is left out,
+as in torchvision; ``norm`` adds a normalization after every convolution if wanted.
+
+References: Krizhevsky, Sutskever & Hinton 2012, "ImageNet Classification with Deep Convolutional
+Neural Networks"; Krizhevsky 2014, "One weird trick for parallelizing convolutional neural
+networks".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxcnn.models._common import register_model
+from jaxcnn.nn import activations, initializers
+from jaxcnn.nn.layers import ConvBNAct, ModuleDef
+
+PUBLISHED = {
+    "alexnet": {"params": 61_100_840, "macs": 0.71e9,
+                "source": "torchvision alexnet (single tower, Krizhevsky 2014)"},
+}
+
+
+def adaptive_avg_pool(x: jax.Array, output_size: Sequence[int]) -> jax.Array:
+  """Averages NHWC ``x`` over a grid of ``output_size`` bins, as PyTorch's AdaptiveAvgPool2d.
+
+  Bin ``i`` of an axis of length ``n`` covers ``[floor(i n / m), ceil((i + 1) n / m))``; maps
+  smaller than the output repeat their pixels, so the classifier's input size is fixed for any image size.
+  """
+  if x.ndim != 4:
+    raise ValueError(f"adaptive_avg_pool expects NHWC input, got shape {x.shape}.")
+  (h, w), (oh, ow) = x.shape[1:3], tuple(output_size)
+  if (h, w) == (oh, ow):
+    return x
+
+  def bins(n, m):
+    return [(i * n // m, math.ceil((i + 1) * n / m)) for i in range(m)]
+
+  rows = [x[:, a:b].mean(axis=1) for a, b in bins(h, oh)]  # each (N, W, C)
+  rows = jnp.stack(rows, axis=1)  # (N, oh, W, C)
+  cols = [rows[:, :, a:b].mean(axis=2) for a, b in bins(w, ow)]
+  return jnp.stack(cols, axis=2)
+
+
+def classifier(x: jax.Array, *, hidden: int, num_classes: int, dropout_rate: float, act: Any,
+               kernel_init: Any, train: bool) -> jax.Array:
+  """The AlexNet/VGG head: flatten, (dropout, dense, act) twice, dense; inside a compact method."""
+  x = x.reshape(x.shape[0], -1)
+  init = initializers.get(kernel_init)
+  for i in range(2):
+    x = nn.Dropout(dropout_rate, deterministic=not train)(x)
+    x = nn.Dense(hidden, kernel_init=init, name=f"fc{i + 1}")(x)
+    x = activations.Activation(act)(x)
+  return nn.Dense(num_classes, kernel_init=init, name="fc3")(x)
+
+
+class AlexNet(nn.Module):
+  """AlexNet (single tower): five convolutions, three dense layers, dropout 0.5.
+
+  ``hidden_features`` is the width of the two hidden dense layers (4096 published). NHWC input of
+  at least 63x63: features are average-pooled to the published 6x6 before the classifier.
+  ``norm="none"`` by default (the published network); convolutions always carry a bias.
+  References: Krizhevsky et al. 2012; Krizhevsky 2014 (single tower).
+  """
+
+  num_classes: int = 1000
+  act: Any = "relu"
+  kernel_init: Any = "kaiming_normal"
+  norm: Any = "none"
+  conv: ModuleDef = nn.Conv
+  dropout_rate: float = 0.5
+  hidden_features: int = 4096
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    if x.ndim != 4:
+      raise ValueError(f"AlexNet expects NHWC input, got shape {x.shape}.")
+    layer = dict(act=self.act, norm=self.norm, conv=self.conv, kernel_init=self.kernel_init,
+                 use_bias=True)
+    # (features, kernel, stride, padding, max-pool after)
+    spec = [(64, 11, 4, 2, True), (192, 5, 1, 2, True), (384, 3, 1, 1, False),
+            (256, 3, 1, 1, False), (256, 3, 1, 1, True)]
+    for i, (features, k, s, p, pool) in enumerate(spec):
+      x = ConvBNAct(features, (k, k), (s, s), padding=((p, p), (p, p)), name=f"conv{i + 1}",
+                    **layer)(x, train=train)
+      if pool:
+        x = nn.max_pool(x, (3, 3), strides=(2, 2))
+    x = adaptive_avg_pool(x, (6, 6))
+    return classifier(x, hidden=self.hidden_features, num_classes=self.num_classes,
+                      dropout_rate=self.dropout_rate, act=self.act,
+                      kernel_init=self.kernel_init, train=train)
+
+
+alexnet = register_model(AlexNet, name="alexnet")

@@ -1,1 +1,84 @@
-"""Placeholder: filled in by the model-zoo work."""
+"""VGG-11/13/16/19 (configurations A, B, D, E), with and without batch normalization.
+
+Convolutions are 3x3, stride 1, padding 1, with bias; five 2x2 max-pools halve the map, so inputs
+must be at least 32x32. The ``_bn`` variants put a BatchNorm after every convolution (keeping the
+bias, as torchvision does). The features are average-pooled to the published 7x7 before the
+classifier, so the parameter count is the published one for any input size.
+
+References: Simonyan & Zisserman 2015, "Very Deep Convolutional Networks for Large-Scale Image
+Recognition"; Ioffe & Szegedy 2015 (batch normalization).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+
+from jaxcnn.models._common import register_model
+from jaxcnn.models.alexnet import adaptive_avg_pool, classifier
+from jaxcnn.nn.layers import ConvBNAct, ModuleDef
+
+# Filters per stage; each stage ends with a 2x2 max-pool (Simonyan & Zisserman 2015, Table 1).
+CONFIGS = {
+    11: ((64,), (128,), (256, 256), (512, 512), (512, 512)),
+    13: ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512)),
+    16: ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
+    19: ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4),
+}
+
+_TV = "torchvision vgg{} (macs: torchvision's GFLOPS column)"
+PUBLISHED = {
+    "vgg11": {"params": 132_863_336, "macs": 7.61e9, "source": _TV.format("11")},
+    "vgg13": {"params": 133_047_848, "macs": 11.31e9, "source": _TV.format("13")},
+    "vgg16": {"params": 138_357_544, "macs": 15.47e9, "source": _TV.format("16")},
+    "vgg19": {"params": 143_667_240, "macs": 19.63e9, "source": _TV.format("19")},
+    "vgg11_bn": {"params": 132_868_840, "macs": 7.61e9, "source": _TV.format("11_bn")},
+    "vgg13_bn": {"params": 133_053_736, "macs": 11.31e9, "source": _TV.format("13_bn")},
+    "vgg16_bn": {"params": 138_365_992, "macs": 15.47e9, "source": _TV.format("16_bn")},
+    "vgg19_bn": {"params": 143_678_248, "macs": 19.63e9, "source": _TV.format("19_bn")},
+}
+
+
+class VGG(nn.Module):
+  """VGG: stages of 3x3 convolutions and 2x2 max-pools, then a 4096-4096 classifier with dropout.
+
+  ``stages`` lists the filters of each stage; ``hidden_features`` the width of the classifier's
+  two hidden layers.
+
+  References: Simonyan & Zisserman 2015.
+  """
+
+  stages: Sequence[Sequence[int]] = CONFIGS[16]
+  num_classes: int = 1000
+  act: Any = "relu"
+  kernel_init: Any = "kaiming_normal"
+  norm: Any = "none"
+  conv: ModuleDef = nn.Conv
+  dropout_rate: float = 0.5
+  hidden_features: int = 4096
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    if x.ndim != 4:
+      raise ValueError(f"VGG expects NHWC input, got shape {x.shape}.")
+    min_size = 2 ** len(self.stages)
+    if min(x.shape[1:3]) < min_size:
+      raise ValueError(f"VGG needs images of at least {min_size}x{min_size}, got {x.shape[1:3]}.")
+    for s, stage in enumerate(self.stages):
+      for i, features in enumerate(stage):
+        x = ConvBNAct(features, (3, 3), padding=((1, 1), (1, 1)), use_bias=True, act=self.act,
+                      norm=self.norm, conv=self.conv, kernel_init=self.kernel_init,
+                      name=f"conv{s + 1}_{i + 1}")(x, train=train)
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = adaptive_avg_pool(x, (7, 7))
+    return classifier(x, hidden=self.hidden_features, num_classes=self.num_classes,
+                      dropout_rate=self.dropout_rate, act=self.act,
+                      kernel_init=self.kernel_init, train=train)
+
+
+for _depth, _stages in CONFIGS.items():
+  register_model(functools.partial(VGG, stages=_stages), name=f"vgg{_depth}")
+  register_model(functools.partial(VGG, stages=_stages, norm="batch"), name=f"vgg{_depth}_bn")

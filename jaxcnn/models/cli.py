@@ -1,0 +1,43 @@
+"""``jaxcnn models [PATTERN]`` and ``jaxcnn summary NAME``: the model zoo from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def list_main(argv: list[str]) -> int:
+  """Prints the registered models matching a shell-style pattern, one per line."""
+  parser = argparse.ArgumentParser(prog="jaxcnn models", description="List registered models.")
+  parser.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'res*'")
+  args = parser.parse_args(argv)
+  from jaxcnn.models import list_models
+
+  names = list_models(args.pattern)
+  if not names:
+    print(f"jaxcnn models: no model matches {args.pattern!r}.", file=sys.stderr)
+    return 1
+  print("\n".join(names))
+  return 0
+
+
+def summary_main(argv: list[str]) -> int:
+  """Prints a model's per-layer table with its parameters and multiply-accumulates per image."""
+  parser = argparse.ArgumentParser(prog="jaxcnn summary",
+                                   description="Per-layer table of a registered model.")
+  parser.add_argument("name", help="registered model name, e.g. resnet50")
+  parser.add_argument("--input-size", type=int, default=224, help="image height and width")
+  parser.add_argument("--channels", type=int, default=3, help="input channels")
+  parser.add_argument("--num-classes", type=int, default=None, help="override the model's classes")
+  parser.add_argument("--depth", type=int, default=1, help="module nesting depth of the rows")
+  args = parser.parse_args(argv)
+  from jaxcnn.models import create_model, summary
+
+  overrides = {} if args.num_classes is None else {"num_classes": args.num_classes}
+  try:
+    model = create_model(args.name, **overrides)
+    print(summary(model, (1, args.input_size, args.input_size, args.channels), depth=args.depth))
+  except ValueError as e:
+    print(f"jaxcnn summary: {e}", file=sys.stderr)
+    return 2
+  return 0
