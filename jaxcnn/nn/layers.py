@@ -142,3 +142,74 @@ class DropPath(nn.Module):
     keep = 1.0 - self.rate
     mask = jax.random.bernoulli(self.make_rng("dropout"), keep, (x.shape[0],) + (1,) * (x.ndim - 1))
     return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
+
+
+class DepthwiseSeparable(nn.Module):
+  """Depthwise ``k x k`` convolution then pointwise 1x1, each followed by norm and activation.
+
+  The MobileNet v1 block: ``k*k*C_in + C_in*C_out`` weights instead of ``k*k*C_in*C_out``.
+  References: Howard et al. 2017, "MobileNets: Efficient Convolutional Neural Networks for Mobile
+  Vision Applications", Figure 3.
+  """
+
+  features: int
+  strides: int = 1
+  kernel_size: int = 3
+  act: Any = "relu"
+  norm: Any = "batch"
+  conv: ModuleDef = nn.Conv
+  kernel_init: Any = "kaiming_normal"
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    block = functools.partial(ConvBNAct, act=self.act, norm=self.norm, conv=self.conv,
+                              kernel_init=self.kernel_init)
+    k, s = self.kernel_size, self.strides
+    x = block(x.shape[-1], (k, k), (s, s), groups=x.shape[-1], name="depthwise")(x, train=train)
+    return block(self.features, (1, 1), name="pointwise")(x, train=train)
+
+
+class InvertedResidual(nn.Module):
+  """Expand 1x1, depthwise ``k x k``, optional squeeze-excite, linear project 1x1, residual.
+
+  The MobileNet v2 block, and with ``se_ratio > 0`` and stochastic depth the EfficientNet MBConv.
+  The expansion is skipped when ``expand_ratio == 1``. The squeeze-excite bottleneck has
+  ``max(1, int(C_in * se_ratio))`` channels, ``C_in`` being the *block input* channels (as in
+  EfficientNet). The residual connection (with :class:`DropPath` at ``drop_path_rate``) is used
+  when the stride is 1 and ``C_in == features``.
+
+  References: Sandler et al. 2018, "MobileNetV2: Inverted Residuals and Linear Bottlenecks";
+  Tan & Le 2019, "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks".
+  """
+
+  features: int
+  strides: int = 1
+  expand_ratio: float = 6
+  kernel_size: int = 3
+  se_ratio: float = 0.0
+  drop_path_rate: float = 0.0
+  act: Any = "relu"
+  norm: Any = "batch"
+  conv: ModuleDef = nn.Conv
+  kernel_init: Any = "kaiming_normal"
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    if self.strides not in (1, 2):
+      raise ValueError(f"InvertedResidual strides must be 1 or 2, got {self.strides}.")
+    block = functools.partial(ConvBNAct, act=self.act, norm=self.norm, conv=self.conv,
+                              kernel_init=self.kernel_init)
+    in_features = x.shape[-1]
+    hidden = int(round(in_features * self.expand_ratio))
+    k, s = self.kernel_size, self.strides
+    y = x
+    if hidden != in_features:
+      y = block(hidden, (1, 1), name="expand")(y, train=train)
+    y = block(hidden, (k, k), (s, s), groups=hidden, name="depthwise")(y, train=train)
+    if self.se_ratio > 0:
+      y = SqueezeExcite(reduced_features=max(1, int(in_features * self.se_ratio)), act=self.act,
+                        kernel_init=self.kernel_init, name="se")(y)
+    y = block(self.features, (1, 1), act=None, name="project")(y, train=train)
+    if s == 1 and in_features == self.features:
+      y = DropPath(self.drop_path_rate, name="drop_path")(y, train=train) + x
+    return y

@@ -1,0 +1,228 @@
+"""EfficientNet-B0..B7: parameter counts (torchvision) and multiply-adds (Tan & Le 2019), the
+compound-scaling rule and its rounding, stochastic depth, squeeze-excite, forward passes, a
+training step, vmap over initializations, and swapping act/norm/kernel_init.
+
+B5..B7 compile slowly on CPU: their jitted forward pass is marked slow (their output shape and
+parameter count are still checked, with jax.eval_shape).
+"""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxcnn.models import count_params, create_model, flops, list_models
+from jaxcnn.models.efficientnet import (B0_STAGES, PUBLISHED, VARIANTS, EfficientNet,
+                                        compound_scale, round_filters, round_repeats)
+from jaxcnn.nn import activations
+from jaxcnn.nn.layers import InvertedResidual
+
+NAMES = [f"efficientnet_b{i}" for i in range(8)]
+SLOW_FORWARD = {"efficientnet_b5", "efficientnet_b6", "efficientnet_b7"}
+TINY = EfficientNet(width=0.25, depth=0.5, stages=B0_STAGES[:3], num_classes=3)
+
+
+def _key(seed):
+  # "unsafe_rbg" keys compile initializers several times faster than threefry on CPU.
+  return jax.random.key(seed, impl="unsafe_rbg")
+
+
+def _abstract(model, shape):
+  x = jax.ShapeDtypeStruct(shape, jnp.float32)
+  return jax.eval_shape(lambda k, x: model.init_with_output(k, x, train=False),
+                        jax.random.key(0), x)
+
+
+def _numpy_variables(abstract_variables, seed=0):
+  """He-normal kernels, unit scales and variances, zero biases and means, drawn with NumPy
+  (compiling a large model's initializer on CPU takes minutes; its forward pass seconds)."""
+  rng = np.random.default_rng(seed)
+
+  def leaf(path, s):
+    name = path[-1].key
+    if name == "kernel":
+      return jnp.asarray(rng.normal(size=s.shape) * math.sqrt(2 / math.prod(s.shape[:-1])),
+                         jnp.float32)
+    return jnp.ones(s.shape) if name in ("scale", "var") else jnp.zeros(s.shape)
+
+  return jax.tree_util.tree_map_with_path(leaf, abstract_variables)
+
+
+def _losses(model, variables, steps=10):
+  x = jax.random.normal(jax.random.key(0), (8, 32, 32, 3))
+  y = jnp.arange(8) % 3
+  params, stats = variables["params"], variables.get("batch_stats", {})
+  tx = optax.adam(1e-2)
+
+  @jax.jit
+  def step(params, stats, opt_state, key):
+    def loss_fn(params):
+      logits, updates = model.apply({"params": params, "batch_stats": stats}, x, train=True,
+                                    mutable=["batch_stats"], rngs={"dropout": key})
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), updates
+    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    grads, opt_state = tx.update(grads, opt_state)
+    return optax.apply_updates(params, grads), updates["batch_stats"], opt_state, loss
+
+  opt_state = tx.init(params)
+  losses = []
+  for i in range(steps):
+    params, stats, opt_state, loss = step(params, stats, opt_state, _key(i))
+    losses.append(float(loss))
+  return losses
+
+
+def _record(model, kind, attribute, shape=(1, 32, 32, 3)):
+  """``attribute`` of every ``kind`` submodule called in the forward pass, in call order."""
+  seen = []
+
+  def record(next_fun, args, kwargs, context):
+    if isinstance(context.module, kind) and context.method_name == "__call__":
+      seen.append(getattr(context.module, attribute))
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    _abstract(model, shape)
+  return seen
+
+
+def test_registered_names_and_resolutions():
+  assert list_models("efficientnet*") == NAMES
+  resolutions = [create_model(n).default_resolution for n in NAMES]
+  assert resolutions == [224, 240, 260, 300, 380, 456, 528, 600]  # Tan & Le 2019, Table 2
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_param_count_and_output_shape(name):
+  model = create_model(name)
+  count = count_params(model)
+  assert abs(count / PUBLISHED[name]["params"] - 1) < 0.01, count
+  # The paper's rounded figures: within 2% (B2's 9.2M is 1% above the reference's 9.11M).
+  assert abs(count / PUBLISHED[name]["paper_params"] - 1) < 0.02, count
+  out, _ = _abstract(model.clone(num_classes=10), (2, 64, 64, 3))
+  assert out.shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_multiply_adds_match_paper(name):
+  # The paper's FLOPs are the multiply-adds of convolutions and the classifier (and the SE
+  # gating product); without normalization and with a linear activation that is what remains.
+  model = create_model(name, norm="none", act="identity")
+  r = model.default_resolution
+  macs = flops(model, (1, r, r, 3))
+  assert abs(macs / PUBLISHED[name]["macs"] - 1) < 0.05, macs
+
+
+@pytest.mark.parametrize("name", [n if n not in SLOW_FORWARD else
+                                  pytest.param(n, marks=pytest.mark.slow) for n in NAMES])
+def test_jit_forward_small_input(name):
+  model = create_model(name, num_classes=7)
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  _, variables = _abstract(model, x.shape)
+  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(_numpy_variables(variables), x)
+  assert logits.shape == (2, 7) and bool(jnp.isfinite(logits).all())
+  assert not np.allclose(logits[0], logits[1])
+
+
+def test_compound_scale_formula():
+  assert compound_scale(0) == (1.0, 1.0, 1.0)
+  np.testing.assert_allclose(compound_scale(2), (1.44, 1.21, 1.3225))
+  np.testing.assert_allclose(compound_scale(1, 2.0, 1.0, 1.0), (2.0, 1.0, 1.0))
+  # alpha * beta^2 * gamma^2 ~ 2: FLOPs roughly double per unit of phi (1.92 here).
+  d, w, r = compound_scale(1)
+  assert abs(d * w**2 * r**2 - 2) < 0.1
+  with pytest.raises(ValueError, match="alpha"):
+    compound_scale(1, alpha=0.5)
+
+
+def test_published_variants_are_close_to_compound_scaling():
+  # Fit phi per variant by least squares on the logs of (depth, width, resolution / 224), then
+  # compare each published coefficient with alpha^phi, beta^phi, gamma^phi. The published values
+  # are hand-rounded: the worst is B7's depth 3.1, 7.4% below 1.2^6.63.
+  logs = np.log([1.2, 1.1, 1.15])
+  phis = []
+  for i in range(1, 8):
+    width, depth, resolution, _ = VARIANTS[i]
+    target = np.log([depth, width, resolution / 224])
+    phi = float(logs @ target / (logs @ logs))
+    ratios = np.array([depth, width, resolution / 224]) / np.array(compound_scale(phi))
+    assert np.all(np.abs(ratios - 1) < 0.08), (i, phi, ratios)
+    phis.append(phi)
+  assert np.all(np.diff(phis) > 0.5)  # each variant is a bigger step of phi
+  assert 6 < phis[-1] < 7.5
+
+
+def test_round_filters_and_repeats():
+  # B2 (width 1.1) and B7 (width 2.0) channels of the reference implementation.
+  b0 = (32, 16, 24, 40, 80, 112, 192, 320, 1280)
+  assert [round_filters(c, 1.1) for c in b0] == [32, 16, 24, 48, 88, 120, 208, 352, 1408]
+  assert [round_filters(c, 2.0) for c in b0] == [64, 32, 48, 80, 160, 224, 384, 640, 2560]
+  assert round_filters(40, 0.25) == 16  # never below 90% of the scaled width
+  assert [round_repeats(n, 3.1) for n in (1, 2, 3, 4)] == [4, 7, 10, 13]
+  assert round_repeats(2, 1.0) == 2
+
+
+@pytest.mark.parametrize("name,blocks", [("efficientnet_b0", 16), ("efficientnet_b1", 23),
+                                         ("efficientnet_b7", 55)])
+def test_block_count_and_stochastic_depth_schedule(name, blocks):
+  rates = _record(create_model(name), InvertedResidual, "drop_path_rate")
+  assert len(rates) == blocks
+  np.testing.assert_allclose(rates, 0.2 * np.arange(blocks) / blocks)
+
+
+def test_squeeze_excite_is_quarter_of_block_input():
+  _, v = _abstract(create_model("efficientnet_b0"), (1, 64, 64, 3))
+  # Block 2: input 16 channels expanded 6x to 96; SE squeezes to 16 / 4 = 4 (torchvision: 96->4).
+  assert v["params"]["block2"]["se"]["Conv_0"]["kernel"].shape == (1, 1, 96, 4)
+  assert v["params"]["block16"]["se"]["Conv_0"]["kernel"].shape == (1, 1, 1152, 48)
+
+
+@pytest.fixture(scope="module")
+def two_inits():
+  """Two initializations of TINY from one jitted, vmapped init (compiled once for the module)."""
+  x = jnp.zeros((2, 32, 32, 3))
+  return jax.jit(jax.vmap(lambda k: TINY.init(k, x, train=False)))(jax.random.split(_key(1), 2))
+
+
+def test_train_step_loss_decreases(two_inits):
+  losses = _losses(TINY, jax.tree.map(lambda a: a[0], two_inits))
+  assert np.isfinite(losses).all() and losses[-1] < 0.7 * losses[0], losses
+
+
+def test_vmap_over_two_initializations(two_inits):
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  variables = two_inits
+  kernel = variables["params"]["stem"]["Conv_0"]["kernel"]
+  assert kernel.shape[0] == 2 and not np.allclose(kernel[0], kernel[1])
+  batched = jax.jit(jax.vmap(lambda v: TINY.apply(v, x, train=False)))(variables)
+  single = jax.jit(lambda v: TINY.apply(v, x, train=False))(jax.tree.map(lambda a: a[1], variables))
+  assert batched.shape == (2, 2, 3)
+  np.testing.assert_allclose(batched[1], single, rtol=1e-4, atol=1e-5)
+
+
+def test_swapping_act_reaches_blocks_and_squeeze_excite():
+  n = len(_record(TINY, activations.Activation, "fn"))
+  assert _record(TINY, activations.Activation, "fn") == ["swish"] * n
+  assert _record(TINY.clone(act="gelu"), activations.Activation, "fn") == ["gelu"] * n
+  # stem + per block (expand?) + depthwise + SE + head: 3 blocks at depth 0.5 -> 1+2+3+3+1.
+  assert n == 1 + (1 + 1) + (2 + 1) + (2 + 1) + 1
+  shapes = lambda m: jax.tree.map(jnp.shape, _abstract(m, (1, 32, 32, 3))[1])
+  assert shapes(TINY.clone(act="gelu")) == shapes(TINY)
+
+
+def test_swapping_norm_and_kernel_init():
+  shape = (1, 32, 32, 3)
+  base = _abstract(TINY, shape)[1]
+  assert count_params(TINY.clone(norm="group")) == count_params(TINY)
+  assert "batch_stats" not in _abstract(TINY.clone(norm="group"), shape)[1]
+  n_bn = sum(math.prod(a.shape) for a in jax.tree.leaves(base["batch_stats"]))
+  assert count_params(TINY) - count_params(TINY.clone(norm="none")) == n_bn
+  const = TINY.clone(kernel_init=nn.initializers.constant(0.25))
+  variables = jax.jit(lambda k: const.init(k, jnp.ones(shape), train=False))(_key(0))
+  for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"]):
+    expected = {"kernel": 0.25, "scale": 1.0, "bias": 0.0}[path[-1].key]
+    np.testing.assert_array_equal(leaf, expected, err_msg=jax.tree_util.keystr(path))

@@ -1,0 +1,209 @@
+"""NASNet-A (mobile, 4 @ 1056): parameter count and multiply-adds against Keras applications and
+Zoph et al. 2018, closed-form cell sizes, the factorized reduction against NumPy, forward passes,
+a training step, vmap over initializations, and swapping act/norm/kernel_init."""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxcnn.models import count_params, create_model, flops, list_models
+from jaxcnn.models.nasnet import PUBLISHED, Adjust, Cell, NASNetA
+from jaxcnn.nn import activations
+
+TINY = NASNetA(num_cells=1, penultimate_filters=192, stem_features=8, num_classes=3)
+
+
+def _key(seed):
+  # "unsafe_rbg" keys compile initializers several times faster than threefry on CPU.
+  return jax.random.key(seed, impl="unsafe_rbg")
+
+
+def _abstract(model, shape):
+  x = jax.ShapeDtypeStruct(shape, jnp.float32)
+  return jax.eval_shape(lambda k, x: model.init_with_output(k, x, train=False),
+                        jax.random.key(0), x)
+
+
+def _numpy_variables(abstract_variables, seed=0):
+  """He-normal kernels, unit scales and variances, zero biases and means, drawn with NumPy
+  (compiling a large model's initializer on CPU takes minutes; its forward pass seconds)."""
+  rng = np.random.default_rng(seed)
+
+  def leaf(path, s):
+    name = path[-1].key
+    if name == "kernel":
+      return jnp.asarray(rng.normal(size=s.shape) * math.sqrt(2 / math.prod(s.shape[:-1])),
+                         jnp.float32)
+    return jnp.ones(s.shape) if name in ("scale", "var") else jnp.zeros(s.shape)
+
+  return jax.tree_util.tree_map_with_path(leaf, abstract_variables)
+
+
+def _losses(model, variables, steps=10):
+  x = jax.random.normal(jax.random.key(0), (8, 32, 32, 3))
+  y = jnp.arange(8) % 3
+  params, stats = variables["params"], variables.get("batch_stats", {})
+  tx = optax.adam(1e-2)
+
+  @jax.jit
+  def step(params, stats, opt_state, key):
+    def loss_fn(params):
+      logits, updates = model.apply({"params": params, "batch_stats": stats}, x, train=True,
+                                    mutable=["batch_stats"], rngs={"dropout": key})
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), updates
+    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    grads, opt_state = tx.update(grads, opt_state)
+    return optax.apply_updates(params, grads), updates["batch_stats"], opt_state, loss
+
+  opt_state = tx.init(params)
+  losses = []
+  for i in range(steps):
+    params, stats, opt_state, loss = step(params, stats, opt_state, _key(i))
+    losses.append(float(loss))
+  return losses
+
+
+def _activation_fns(model, shape=(1, 32, 32, 3)):
+  fns = []
+
+  def record(next_fun, args, kwargs, context):
+    if isinstance(context.module, activations.Activation) and context.method_name == "__call__":
+      fns.append(context.module.fn)
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    _abstract(model, shape)
+  return fns
+
+
+def test_registered_names():
+  assert list_models("nasnet*") == ["nasnet_a_mobile"]
+
+
+def test_param_count_matches_published():
+  count = count_params(create_model("nasnet_a_mobile"))
+  published = PUBLISHED["nasnet_a_mobile"]
+  assert abs(count / published["params"] - 1) < 0.01, count
+  assert abs(count - published["paper_params"]) < 0.05e6, count  # "5.3M"
+
+
+def test_multiply_adds_match_published():
+  macs = flops(create_model("nasnet_a_mobile", norm="none", act="identity"), (1, 224, 224, 3))
+  assert abs(macs / PUBLISHED["nasnet_a_mobile"]["macs"] - 1) < 0.05, macs
+
+
+def test_jit_forward_small_input():
+  model = create_model("nasnet_a_mobile", num_classes=7)
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  out, variables = _abstract(model, x.shape)
+  assert out.shape == (2, 7)
+  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(_numpy_variables(variables), x)
+  assert logits.shape == (2, 7) and bool(jnp.isfinite(logits).all())
+  assert not np.allclose(logits[0], logits[1])
+
+
+def test_cell_structure():
+  # 2 stem cells, 3 x 4 normal cells, 2 reductions; normal cells output 6 x filters channels,
+  # the last one 1056 = 6 x 176; filters double at each reduction (44, 88, 176).
+  _, v = _abstract(create_model("nasnet_a_mobile"), (1, 224, 224, 3))
+  names = set(v["params"])
+  assert {f"cell{i}" for i in range(12)} | {"stem_cell1", "stem_cell2", "reduction1",
+                                            "reduction2"} <= names
+  assert v["params"]["head"]["kernel"].shape == (1056, 1000)
+  for i, filters in ((0, 44), (4, 88), (8, 176)):
+    assert v["params"][f"cell{i}"]["Conv_0"]["kernel"].shape[-1] == filters
+
+
+def _sep_params(k, f):
+  # Two (depthwise k x k, pointwise f -> f, norm) rounds on an f-channel input.
+  return 2 * (k * k * f + f * f + 2 * f)
+
+
+@pytest.mark.parametrize("reduction", [False, True])
+def test_cell_param_count_closed_form(reduction):
+  c_h, f = 24, 16
+  h = jnp.ones((1, 8, 8, c_h))
+  p = jnp.ones((1, 8, 8, f))  # already f channels at h's size: no adjustment
+  cell = Cell(f, reduction)
+  (out, variables) = jax.eval_shape(
+      lambda k: cell.init_with_output(k, h, p, train=False), jax.random.key(0))
+  expected = c_h * f + 2 * f  # 1x1 on h + norm
+  if reduction:  # Zoph et al. 2018, Figure 4 right: sep 5x5 x2, sep 7x7 x2, sep 3x3 x1
+    expected += 2 * _sep_params(5, f) + 2 * _sep_params(7, f) + _sep_params(3, f)
+    assert out.shape == (1, 4, 4, 4 * f)
+  else:  # Figure 4 left: sep 5x5 x2, sep 3x3 x3
+    expected += 2 * _sep_params(5, f) + 3 * _sep_params(3, f)
+    assert out.shape == (1, 8, 8, 6 * f)
+  assert sum(math.prod(a.shape) for a in jax.tree.leaves(variables["params"])) == expected
+
+
+@pytest.mark.parametrize("size", [8, 7])
+def test_factorized_reduction_matches_numpy(size):
+  p = np.asarray(jax.random.normal(jax.random.key(0), (2, size, size, 6)))
+  half = (size + 1) // 2
+  adjust = Adjust(10, norm="none", act="identity")
+  variables = adjust.init(jax.random.key(1), p, (2, half, half, 3), train=False)
+  out = adjust.apply(variables, p, (2, half, half, 3), train=False)
+  w1 = np.asarray(variables["params"]["Conv_0"]["kernel"])[0, 0]
+  w2 = np.asarray(variables["params"]["Conv_1"]["kernel"])[0, 0]
+  shifted = np.pad(p[:, 1:, 1:], ((0, 0), (0, 1), (0, 1), (0, 0)))  # Zoph et al.: shift by one
+  expected = np.concatenate([p[:, ::2, ::2] @ w1, shifted[:, ::2, ::2] @ w2], axis=-1)
+  assert out.shape == (2, half, half, 10)
+  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_configuration_raises():
+  with pytest.raises(ValueError, match="penultimate_filters"):
+    _abstract(NASNetA(penultimate_filters=100), (1, 32, 32, 3))
+  with pytest.raises(ValueError, match="NHWC"):
+    _abstract(TINY, (32, 32, 3))
+
+
+@pytest.fixture(scope="module")
+def two_inits():
+  """Two initializations of TINY from one jitted, vmapped init (compiled once for the module)."""
+  x = jnp.zeros((2, 32, 32, 3))
+  return jax.jit(jax.vmap(lambda k: TINY.init(k, x, train=False)))(jax.random.split(_key(1), 2))
+
+
+def test_train_step_loss_decreases(two_inits):
+  losses = _losses(TINY, jax.tree.map(lambda a: a[0], two_inits))
+  assert np.isfinite(losses).all() and losses[-1] < 0.7 * losses[0], losses
+
+
+def test_vmap_over_two_initializations(two_inits):
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  variables = two_inits
+  kernel = variables["params"]["stem"]["kernel"]
+  assert kernel.shape[0] == 2 and not np.allclose(kernel[0], kernel[1])
+  batched = jax.jit(jax.vmap(lambda v: TINY.apply(v, x, train=False)))(variables)
+  single = jax.jit(lambda v: TINY.apply(v, x, train=False))(jax.tree.map(lambda a: a[1], variables))
+  assert batched.shape == (2, 2, 3)
+  np.testing.assert_allclose(batched[1], single, rtol=1e-4, atol=1e-5)
+
+
+def test_swapping_act_changes_every_activation_and_nothing_else():
+  n = len(_activation_fns(TINY))
+  assert n > 20 and _activation_fns(TINY.clone(act="elu")) == ["elu"] * n
+  assert _activation_fns(TINY) == ["relu"] * n
+  shapes = lambda m: jax.tree.map(jnp.shape, _abstract(m, (1, 32, 32, 3))[1])
+  assert shapes(TINY.clone(act="elu")) == shapes(TINY)
+
+
+def test_swapping_norm_and_kernel_init():
+  shape = (1, 32, 32, 3)
+  base = _abstract(TINY, shape)[1]
+  assert count_params(TINY.clone(norm="group")) == count_params(TINY)
+  assert "batch_stats" not in _abstract(TINY.clone(norm="group"), shape)[1]
+  n_bn = sum(math.prod(a.shape) for a in jax.tree.leaves(base["batch_stats"]))
+  assert count_params(TINY) - count_params(TINY.clone(norm="none")) == n_bn
+  const = TINY.clone(kernel_init=nn.initializers.constant(0.25))
+  variables = jax.jit(lambda k: const.init(k, jnp.ones(shape), train=False))(_key(0))
+  for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"]):
+    expected = {"kernel": 0.25, "scale": 1.0, "bias": 0.0}[path[-1].key]
+    np.testing.assert_array_equal(leaf, expected, err_msg=jax.tree_util.keystr(path))
