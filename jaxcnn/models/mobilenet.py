@@ -107,7 +107,7 @@ class MobileNetV2(nn.Module):
   dropout_rate: float = 0.2
   stages: Sequence[tuple[int, int, int, int]] = V2_STAGES
   num_classes: int = 1000
-  act: Any = jax.nn.relu6
+  act: Any = "relu6"
   norm: Any = "batch"
   conv: ModuleDef = nn.Conv
   kernel_init: Any = "kaiming_normal"

@@ -84,6 +84,13 @@ def relu(x: jax.Array) -> jax.Array:
 
 
 @register
+def relu6(x: jax.Array) -> jax.Array:
+  """min(max(0, x), 6), the clipped ReLU of MobileNets. References: Krizhevsky 2010, "Convolutional
+  Deep Belief Networks on CIFAR-10"; Howard et al. 2017; Sandler et al. 2018."""
+  return jax.nn.relu6(x)
+
+
+@register
 def leaky_relu(x: jax.Array, negative_slope: float = 0.01) -> jax.Array:
   """x for x >= 0, ``negative_slope * x`` otherwise. References: Maas et al. 2013,
   "Rectifier Nonlinearities Improve Neural Network Acoustic Models"."""

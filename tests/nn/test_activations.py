@@ -54,6 +54,7 @@ CASES = {
     "sigmoid": (_sigmoid, lambda x: _sigmoid(x) * (1 - _sigmoid(x))),
     "tanh": (np.tanh, lambda x: 1 - np.tanh(x) ** 2),
     "relu": (lambda x: np.maximum(x, 0), lambda x: (x > 0).astype(float)),
+    "relu6": (lambda x: np.clip(x, 0, 6), lambda x: ((x > 0) & (x < 6)).astype(float)),
     "leaky_relu": (lambda x: np.where(x >= 0, x, 0.01 * x), lambda x: np.where(x >= 0, 1.0, 0.01)),
     "leaky_relu(negative_slope=0.2)": (
         lambda x: np.where(x >= 0, x, 0.2 * x), lambda x: np.where(x >= 0, 1.0, 0.2)),
@@ -146,8 +147,8 @@ def test_get_names_args_and_callables():
 
 
 def test_unknown_name_lists_known_ones():
-  with pytest.raises(ValueError, match="Unknown activation 'relu6'") as e:
-    activations.get("relu6")
+  with pytest.raises(ValueError, match="Unknown activation 'relu7'") as e:
+    activations.get("relu7")
   assert "leaky_relu" in str(e.value) and "maxout" in str(e.value)
 
 
