@@ -1,0 +1,182 @@
+"""Activation study: derivatives against closed forms, iterations-to-target on synthetic curves,
+dead/saturated bookkeeping against flax's own captured intermediates, and a tiny end-to-end run."""
+
+import math
+import pathlib
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcnn.nn import activations as acts
+from jaxcnn.studies import activations as study
+from jaxcnn.studies import common
+
+# Closed-form values and derivatives, written with NumPy independently of jaxcnn.
+_sig = lambda x: 1.0 / (1.0 + np.exp(-x))
+_A, _L = acts.SELU_ALPHA, acts.SELU_SCALE
+CLOSED_FORM = {
+    "sigmoid": (_sig, lambda x: _sig(x) * (1 - _sig(x))),
+    "tanh": (np.tanh, lambda x: 1 - np.tanh(x) ** 2),
+    "relu": (lambda x: np.maximum(x, 0), lambda x: (x > 0).astype(float)),
+    "leaky_relu": (lambda x: np.where(x > 0, x, 0.01 * x), lambda x: np.where(x > 0, 1.0, 0.01)),
+    "prelu": (lambda x: np.where(x > 0, x, 0.25 * x), lambda x: np.where(x > 0, 1.0, 0.25)),
+    "elu": (lambda x: np.where(x > 0, x, np.expm1(x)), lambda x: np.where(x > 0, 1.0, np.exp(x))),
+    "selu": (lambda x: _L * np.where(x > 0, x, _A * np.expm1(x)),
+             lambda x: _L * np.where(x > 0, 1.0, _A * np.exp(x))),
+    "maxout": (lambda x: np.maximum(x, 0.25 * x - 0.5),
+               lambda x: np.where(x > 0.25 * x - 0.5, 1.0, 0.25)),
+    "swish": (lambda x: x * _sig(x), lambda x: _sig(x) + x * _sig(x) * (1 - _sig(x))),
+}
+
+
+@pytest.mark.parametrize("name", study.ACTIVATIONS)
+def test_activation_curve_matches_closed_form_derivative(name):
+  x = np.linspace(-4, 4, 81) + 0.013  # off the kinks at 0 and -2/3
+  y, dy = study.activation_curve(name, x)
+  f, df = CLOSED_FORM[name]
+  np.testing.assert_allclose(y, f(x), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(dy, df(x), rtol=1e-5, atol=1e-6)
+
+
+def test_activation_curve_rejects_bad_input_and_plot_draws_every_panel():
+  with pytest.raises(ValueError, match="1-D grid"):
+    study.activation_curve("relu", np.zeros((2, 2)))
+  with pytest.raises(ValueError, match="Unknown activation"):
+    study.activation_curve("no_such_act", np.zeros(3))
+  fig = study.plot_activations(("relu", "tanh", "maxout", "prelu"))
+  lines = [ax.get_lines() for ax in fig.axes if ax.get_lines()]
+  assert len(lines) == 4
+  # The dashed line of the tanh panel is 1 - tanh^2.
+  x, dy = lines[1][1].get_data()
+  np.testing.assert_allclose(dy, 1 - np.tanh(x) ** 2, atol=1e-6)
+
+
+def test_iterations_to_target_on_a_linear_curve():
+  # e_t = 1 - t / 1000 at step t = 1..1000; the mean of the last w steps ending at T is
+  # 1 - (T - (w - 1) / 2) / 1000, which first drops to <= 0.2505 at T = 749.5 + (w - 1) / 2.
+  t = np.arange(1, 1001)
+  errors = 1.0 - t / 1000.0
+  for w in (1, 11, 50):
+    expected = math.ceil(749.5 + (w - 1) / 2)
+    assert int(study.iterations_to_target(errors, 0.2505, w)) == expected
+  # Two models: the second plateaus at 0.5 and never reaches the target.
+  both = np.stack([errors, np.maximum(errors, 0.5)], axis=1)
+  np.testing.assert_array_equal(study.iterations_to_target(both, 0.2505, 11), [755, -1])
+
+
+def test_iterations_to_target_uses_the_running_mean_not_single_batches():
+  errors = np.full(100, 0.9)
+  errors[10] = 0.0  # one lucky batch
+  errors[60:] = 0.05
+  assert int(study.iterations_to_target(errors, 0.1, 1)) == 11
+  # Window 20: the first window with mean <= 0.1 holds one 0.9 (step 60) and nineteen 0.05
+  # (steps 61-79): (0.9 + 19 * 0.05) / 20 = 0.0925, so 79 iterations.
+  expected = next(k for k in range(20, 101) if errors[k - 20:k].mean() <= 0.1)
+  assert int(study.iterations_to_target(errors, 0.1, 20)) == expected == 79
+
+
+def test_moving_average_matches_convolution_and_validates():
+  x = np.random.default_rng(0).random(30)
+  np.testing.assert_allclose(study.moving_average(x, 7), np.convolve(x, np.ones(7) / 7, "valid"))
+  for bad in (0, 31):
+    with pytest.raises(ValueError, match="window"):
+      study.moving_average(x, bad)
+  with pytest.raises(ValueError, match="target"):
+    study.iterations_to_target(x, 1.5, 3)
+
+
+def test_speedup_is_a_ratio_of_means_or_a_lower_bound():
+  its = {"relu": np.array([100, 120]), "tanh": np.array([600, 720]),
+         "sigmoid": np.array([900, -1]), "bad": np.array([-1, 50])}
+  assert study.speedup(its, "tanh", "relu", 1000) == (pytest.approx(6.0), True)
+  ratio, exact = study.speedup(its, "sigmoid", "relu", 1000)
+  assert ratio == pytest.approx(1900 / 220) and not exact
+  assert math.isnan(study.speedup(its, "tanh", "bad", 1000)[0])
+
+
+def _variables(model, key, x):
+  return model.init(key, x)["params"]
+
+
+def _captured_activations(model, params, x):
+  """Outputs of the Activation modules, by flax's capture_intermediates (not diagnostics)."""
+  _, state = model.apply({"params": params}, x, capture_intermediates=True,
+                         mutable=["intermediates"])
+  flat = jax.tree_util.tree_leaves_with_path(state["intermediates"])
+  return [np.asarray(v) for path, v in flat
+          if any("Activation" in str(getattr(k, "key", "")) for k in path)]
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_unit_stats_bookkeeping(act):
+  model = study.ActCNN(num_classes=3, features=(4,), hidden=6, kernel_size=3, act=act)
+  x = jax.random.normal(jax.random.key(1), (16, 8, 8, 1))
+  p0 = _variables(model, jax.random.key(2), x)
+  p1 = _variables(model, jax.random.key(3), x)
+  # Model 0: kill conv channels 0 and 1 and hidden units 0-2 with hugely negative biases.
+  p0["Conv_0"]["bias"] = p0["Conv_0"]["bias"].at[:2].set(-1e3)
+  p0["Dense_0"]["bias"] = p0["Dense_0"]["bias"].at[:3].set(-1e3)
+  stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), p0, p1)
+  stats = study.unit_stats(model, stacked, x, 2)
+  assert stats["dead"].shape == stats["saturated"].shape == (2, 2)
+  for m, p in enumerate((p0, p1)):
+    outs = _captured_activations(model, p, x)
+    assert len(outs) == 2
+    for layer, y in enumerate(outs):
+      if act == "relu":
+        expected = np.mean(np.all(y.reshape(-1, y.shape[-1]) == 0, axis=0))
+        assert stats["dead"][m, layer] == pytest.approx(expected)
+        assert np.isnan(stats["saturated"][m, layer])
+      else:
+        assert stats["saturated"][m, layer] == pytest.approx(np.mean(np.abs(y) > 0.99))
+        assert np.isnan(stats["dead"][m, layer])
+  if act == "relu":
+    assert stats["dead"][0, 0] >= 0.5 and stats["dead"][0, 1] >= 0.5  # the killed units
+  else:
+    assert stats["saturated"][0, 0] >= 0.5  # tanh(-1e3 + ...) = -1 in the killed channels
+  assert study.has_unit_stats("relu") and study.has_unit_stats("sigmoid")
+  assert not study.has_unit_stats("elu")
+
+
+@pytest.mark.parametrize("act, extra", [("relu", 0), ("prelu", 4 + 6),
+                                        ("maxout", (4 * 8 + 8) + (6 * 12 + 12))])
+def test_actcnn_parameter_count_jit_and_vmap(act, extra):
+  model = study.ActCNN(num_classes=10, features=(4,), hidden=6, kernel_size=3, act=act)
+  x = jnp.ones((2, 8, 8, 1))
+  params = _variables(model, jax.random.key(0), x)
+  # conv 3*3*1*4 + 4, dense (4*4*4)*6 + 6, head 6*10 + 10.
+  assert sum(a.size for a in jax.tree.leaves(params)) == 40 + 390 + 70 + extra
+  keys = jax.random.split(jax.random.key(0), 3)
+  stacked = jax.vmap(lambda k: _variables(model, k, x))(keys)
+  out = jax.jit(jax.vmap(lambda p: model.apply({"params": p}, x)))(stacked)
+  assert out.shape == (3, 2, 10)
+  np.testing.assert_allclose(out[0], model.apply({"params": jax.tree.map(lambda a: a[0], stacked)},
+                                                 x), rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="NHWC"):
+    model.apply({"params": params}, jnp.ones((8, 8, 1)))
+
+
+def test_tiny_run_writes_table_and_figures(tmp_path):
+  config = common.load_config("activations", quick=True, overrides=[
+      "quick_settings.activations=('relu',)", "quick_settings.num_steps=8",
+      "quick_settings.eval_every_steps=4", "quick_settings.smoothing_steps=4",
+      "quick_settings.target_error=1.0", "plot_activations=('relu', 'maxout')"])
+  results = study.run(config, str(tmp_path))
+  files = {p.name for p in pathlib.Path(tmp_path).iterdir()}
+  assert {"activations.md", "activation_functions.png", "curves.png", "iterations.png",
+          "unit_stats.png"} <= files
+  r = results["runs"]["relu"]
+  assert r["step_errors"].shape == (8, 2)
+  np.testing.assert_array_equal(r["eval_steps"], [0, 4, 8])
+  assert r["dead"].shape == (3, 2, 3)  # evaluations, seeds, activation layers
+  # The train error at each evaluation is the mean of the step errors since the last one.
+  np.testing.assert_allclose(r["train_error"][1], r["step_errors"][:4].mean(axis=0))
+  # Target 100% error: reached after the first full window.
+  np.testing.assert_array_equal(results["iterations"]["relu"], [4, 4])
+  assert "| relu |" in (tmp_path / "activations.md").read_text()
+  with pytest.raises(ValueError, match="Unknown activation"):
+    study.run(common.load_config("activations", quick=True,
+                                 overrides=["quick_settings.activations=('nope',)"]), str(tmp_path))
