@@ -20,6 +20,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.data_seed = 0             # seed of the train/validation split
   c.preprocessing = "standardize"  # jaxcnn.data.preprocessing spec, fitted on the training split
   c.augment = ()              # jaxcnn.data.augment specs, e.g. ("crop(padding=4)", "flip")
+  # Streamed data sets (datasets.info(name).in_memory is False: imagenette, imagenet2012) are
+  # read batch by batch; they evaluate on their own validation/test splits (val_size is unused).
+  c.image_size = 224          # streamed: side of the square crops
+  c.preprocessing_examples = 5000  # streamed: the transform is fitted on this many training
+                                   # images (center crops), a bounded sample, not the whole split
+  c.steps_per_epoch = 0       # > 0 shortens the epoch to that many steps; 0 = one pass
   # Model: name plus keyword overrides passed to jaxcnn.models.create_model.
   c.model = ml_collections.ConfigDict(
       {"name": "simple_cnn", "act": "relu", "norm": "batch", "kernel_init": "kaiming_normal"})
@@ -49,6 +55,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Runs.
   c.seed = 0                  # model m of num_models uses seed + m
   c.num_models = 1            # > 1 trains that many seeds at once with jax.vmap
+  # Hyperparameter sweep in one vmapped run: a tuple of values replaces optimizer.<name> per model
+  # (equal lengths, zipped), e.g. --config.sweep.learning_rate="(0.05, 0.1, 0.2)"; every value
+  # trains num_models seeds, so len(values) * num_models models train at once.
+  c.sweep = ml_collections.ConfigDict({"learning_rate": (), "weight_decay": ()})
   c.log_every_steps = 50      # host sync, NaN check and progress bar update
   c.checkpoint_every_steps = 0  # 0 = only at the end
   c.keep_checkpoints = 3

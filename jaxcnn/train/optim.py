@@ -1,10 +1,12 @@
 """Optimizers and learning-rate schedules from a config, as optax chains.
 
-``make_optimizer(config.optimizer, schedule)`` builds
+``make_optimizer(config.optimizer, learning_rate, schedule=multiplier)`` builds
 
   clip_by_global_norm (if grad_clip_norm > 0) -> optimizer with weight decay -> learning rate
 
-where weight decay applies only to parameters of rank >= 2 (conv and dense kernels): biases,
+inside ``optax.inject_hyperparams``, so the learning rate and the weight decay are arrays in the
+optimizer state (a vmapped sweep gives each model its own, see :func:`set_hyperparams`). Weight
+decay applies only to parameters of rank >= 2 (conv and dense kernels): biases,
 normalization scales and offsets, and per-channel activation parameters are not decayed
 (:func:`decay_mask`). For SGD and Adam the decay is the classic L2 term added to the gradient
 before momentum; for AdamW it is decoupled (added after the Adam scaling). Weight decay lives here,
@@ -26,6 +28,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import jax
+import jax.numpy as jnp
 import optax
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -76,32 +79,60 @@ def make_schedule(config: Mapping[str, Any], *, learning_rate: float, steps_per_
   return optax.join_schedules([optax.linear_schedule(0.0, learning_rate, warmup), main], [warmup])
 
 
-def make_optimizer(config: Mapping[str, Any],
-                   schedule: optax.Schedule | float) -> optax.GradientTransformation:
+def make_optimizer(config: Mapping[str, Any], learning_rate: float, *,
+                   schedule: optax.Schedule | None = None) -> optax.GradientTransformation:
   """The optax chain for ``config``: ``name`` (sgd, adam, adamw), ``momentum``, ``nesterov``,
   ``b1``, ``b2``, ``eps``, ``weight_decay``, ``grad_clip_norm`` (0 = no clipping).
+
+  The learning rate of step ``t`` is ``learning_rate * schedule(t)``: ``schedule`` is the
+  multiplier, e.g. ``make_schedule(config.schedule, learning_rate=1.0, ...)`` (None: constant).
+  ``learning_rate`` and ``weight_decay`` are hyperparameters held in the optimizer state
+  (``optax.inject_hyperparams``: ``opt_state.hyperparams``), so each model of a stack trained
+  under ``jax.vmap`` can carry its own values (:func:`set_hyperparams`).
 
   References: Sutskever et al. 2013 (momentum, Nesterov); Kingma & Ba 2015, "Adam"; Loshchilov &
   Hutter 2019, "Decoupled Weight Decay Regularization" (AdamW); Pascanu et al. 2013 (clipping).
   """
   name = config["name"]
-  weight_decay = config.get("weight_decay", 0.0)
-  chain = []
-  if config.get("grad_clip_norm", 0.0):
-    chain.append(optax.clip_by_global_norm(config["grad_clip_norm"]))
-  if name in ("sgd", "adam") and weight_decay:
-    chain.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
-  if name == "sgd":
-    momentum = config.get("momentum", 0.0)
-    chain.append(optax.sgd(schedule, momentum=momentum or None,
-                           nesterov=bool(config.get("nesterov", False))))
-  elif name == "adam":
-    chain.append(optax.adam(schedule, b1=config.get("b1", 0.9), b2=config.get("b2", 0.999),
-                            eps=config.get("eps", 1e-8)))
-  elif name == "adamw":
-    chain.append(optax.adamw(schedule, b1=config.get("b1", 0.9), b2=config.get("b2", 0.999),
-                             eps=config.get("eps", 1e-8), weight_decay=weight_decay,
-                             mask=decay_mask))
-  else:
+  if name not in OPTIMIZERS:
     raise ValueError(f"Unknown optimizer {name!r}. Known optimizers: {', '.join(OPTIMIZERS)}.")
-  return optax.chain(*chain)
+  if callable(learning_rate):
+    raise TypeError("learning_rate must be a number (the peak rate); pass the schedule's shape "
+                    "as schedule=make_schedule(..., learning_rate=1.0, ...).")
+  clip = config.get("grad_clip_norm", 0.0)
+  momentum = config.get("momentum", 0.0)
+  b1, b2, eps = config.get("b1", 0.9), config.get("b2", 0.999), config.get("eps", 1e-8)
+
+  def chain(learning_rate, weight_decay):
+    rate = learning_rate if schedule is None else (lambda count: learning_rate * schedule(count))
+    parts = [optax.clip_by_global_norm(clip)] if clip else []
+    if name in ("sgd", "adam"):  # L2 term added to the gradient (times 0 when weight_decay is 0)
+      parts.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
+    if name == "sgd":
+      parts.append(optax.sgd(rate, momentum=momentum or None,
+                             nesterov=bool(config.get("nesterov", False))))
+    elif name == "adam":
+      parts.append(optax.adam(rate, b1=b1, b2=b2, eps=eps))
+    else:
+      parts.append(optax.adamw(rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
+                               mask=decay_mask))
+    return optax.chain(*parts)
+
+  return optax.inject_hyperparams(chain)(learning_rate=float(learning_rate),
+                                         weight_decay=float(config.get("weight_decay", 0.0)))
+
+
+def set_hyperparams(opt_state: Any, **values: Any) -> Any:
+  """``opt_state`` of :func:`make_optimizer` with hyperparameters replaced (e.g. a ``(M,)`` array
+  of learning rates for a stack of ``M`` models); unknown names raise a ValueError."""
+  hyperparams = dict(opt_state.hyperparams)
+  for key, value in values.items():
+    if key not in hyperparams:
+      raise ValueError(f"Unknown hyperparameter {key!r}; the optimizer state holds "
+                       f"{sorted(hyperparams)}.")
+    old = hyperparams[key]
+    value = jnp.asarray(value, old.dtype)
+    if value.shape != old.shape:
+      raise ValueError(f"Hyperparameter {key!r} needs shape {old.shape}, got {value.shape}.")
+    hyperparams[key] = value
+  return opt_state._replace(hyperparams=hyperparams)

@@ -11,19 +11,26 @@ inputs to bfloat16 for the forward and backward pass; parameters, optimizer stat
 statistics, logits and the loss stay float32 (Micikevicius et al. 2018, "Mixed Precision
 Training").
 
+The fitted transform (a :class:`jaxcnn.data.preprocessing.Transform` pytree) is an argument of
+the compiled step, not a constant baked into it (ZCA on CIFAR is a 3072 x 3072 matrix): the
+builders return a :class:`BoundStep` that passes it on every call, so one compilation serves every
+transform of the same structure. A plain function (``lambda x: x / 255``) is closed over.
+
 ``vmap_models=True`` trains a stack of models (leading axis on every state leaf, one batch per
-model) in one compiled step; ``mesh`` shards the batch over the mesh's ``"data"`` axis and
-replicates the state (data parallelism through ``jax.sharding``; XLA inserts the gradient
-all-reduce).
+model, or one batch shared by all with ``shared_batch=True``) in one compiled step; ``mesh``
+shards the batch over the mesh's ``"data"`` axis and replicates the state (data parallelism
+through ``jax.sharding``; XLA inserts the gradient all-reduce).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -32,7 +39,8 @@ from jaxcnn.train.state import TrainState
 Batch = dict[str, jax.Array]
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array, *, label_smoothing: float = 0.0) -> jax.Array:
+def cross_entropy(logits: jax.Array, labels: jax.Array, *,
+                  label_smoothing: float = 0.0) -> jax.Array:
   """Per-example softmax cross-entropy against integer ``labels``, with label smoothing.
 
   The target puts ``1 - label_smoothing + label_smoothing / K`` on the true class and
@@ -54,6 +62,47 @@ def _prepare(images: jax.Array, preprocess: Callable[[jax.Array], jax.Array] | N
   return preprocess(images) if preprocess is not None else images.astype(jnp.float32)
 
 
+def _split_preprocess(preprocess: Any) -> tuple[Any, Any]:
+  """``(argument, closed_over)``: a pytree of arrays (a fitted Transform, or None) is passed to
+  the compiled step as an argument; anything else (a plain function) is closed over."""
+  if all(isinstance(x, (jax.Array, np.ndarray)) for x in jax.tree.leaves(preprocess)):
+    return preprocess, None
+  return None, preprocess
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class BoundStep:
+  """``step(state, batch)``: calls the jitted ``fn(state, batch, preprocess)`` with the bound
+  ``preprocess`` (the fitted transform's arrays travel as an argument, not as a constant).
+
+  ``dataclasses.replace(step, preprocess=other)`` reuses the compilation for another transform of
+  the same structure; ``step.lower(state, batch).compile()`` compiles ahead of time.
+  """
+
+  fn: Callable[..., Any]
+  preprocess: Any = None
+
+  def __call__(self, state: Any, batch: Batch) -> Any:
+    return self.fn(state, batch, self.preprocess)
+
+  def lower(self, state: Any, batch: Batch) -> BoundLowered:
+    return BoundLowered(self.fn.lower(state, batch, self.preprocess), self.preprocess)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class BoundLowered:
+  """A lowered :class:`BoundStep`; ``compile()`` gives a :class:`BoundStep` of the executable."""
+
+  lowered: Any
+  preprocess: Any = None
+
+  def compile(self) -> BoundStep:
+    return BoundStep(self.lowered.compile(), self.preprocess)
+
+  def as_text(self) -> str:
+    return self.lowered.as_text()
+
+
 def batch_sharding(mesh: Mesh, *, vmap_models: bool = False) -> NamedSharding:
   """Sharding of a batch: split along the example axis over the mesh's ``"data"`` axis."""
   return NamedSharding(mesh, P(None, "data") if vmap_models else P("data"))
@@ -69,7 +118,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
                     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
                     preprocess: Callable[[jax.Array], jax.Array] | None = None,
                     compute_dtype: Any = jnp.float32, ema_decay: float = 0.0,
-                    vmap_models: bool = False, mesh: Mesh | None = None):
+                    vmap_models: bool = False, shared_batch: bool = False,
+                    mesh: Mesh | None = None) -> BoundStep:
   """Builds ``train_step(state, batch) -> (state, metrics)``, jitted with ``donate_argnums=0``.
 
   Args:
@@ -77,10 +127,12 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
     tx: the optax chain (see :mod:`jaxcnn.train.optim`).
     label_smoothing: see :func:`cross_entropy`.
     augment: ``fn(key, images) -> images`` applied to training batches (jaxcnn.data.augment).
-    preprocess: the fitted transform (jaxcnn.data.preprocessing); None casts to float32.
+    preprocess: the fitted transform (jaxcnn.data.preprocessing), passed to the compiled step as
+      an argument; or a plain function (closed over); None casts to float32.
     compute_dtype: dtype of the forward/backward computation (float32 or bfloat16).
     ema_decay: decay of the parameter EMA kept in ``state.ema_params`` (if that is not None).
     vmap_models: the state and the batch carry a leading model axis.
+    shared_batch: with ``vmap_models``, the batch has no model axis: every model trains on it.
     mesh: shard the batch over its ``"data"`` axis and replicate the state; None leaves placement
       to JAX (one device).
 
@@ -89,13 +141,15 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
   global norm ``grad_norm``, each of shape ``()`` or ``(num_models,)``.
   """
   compute_dtype = jnp.dtype(compute_dtype)
+  transform, fixed = _split_preprocess(preprocess)
 
-  def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+  def train_step(state: TrainState, batch: Batch,
+                 transform: Any) -> tuple[TrainState, dict[str, jax.Array]]:
     aug_key, dropout_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
     images = batch["image"]
     if augment is not None:
       images = augment(aug_key, images)
-    x = _prepare(images, preprocess).astype(compute_dtype)
+    x = _prepare(images, transform if fixed is None else fixed).astype(compute_dtype)
     labels = batch["label"]
 
     def loss_fn(params):
@@ -120,30 +174,34 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
                "grad_norm": optax.global_norm(grads)}
     return new_state, metrics
 
-  fn = jax.vmap(train_step) if vmap_models else train_step
+  batch_axis = None if shared_batch else 0
+  fn = jax.vmap(train_step, in_axes=(0, batch_axis, None)) if vmap_models else train_step
   if mesh is None:
-    return jax.jit(fn, donate_argnums=0)
+    return BoundStep(jax.jit(fn, donate_argnums=0), transform)
   rep = replicated(mesh)
-  return jax.jit(fn, in_shardings=(rep, batch_sharding(mesh, vmap_models=vmap_models)),
-                 out_shardings=(rep, rep), donate_argnums=0)
+  data = batch_sharding(mesh, vmap_models=vmap_models and not shared_batch)
+  return BoundStep(jax.jit(fn, in_shardings=(rep, data, rep), out_shardings=(rep, rep),
+                           donate_argnums=0), transform)
 
 
 def make_eval_step(model: nn.Module, *, preprocess: Callable[[jax.Array], jax.Array] | None = None,
                    compute_dtype: Any = jnp.float32, vmap_models: bool = False,
-                   mesh: Mesh | None = None):
+                   mesh: Mesh | None = None) -> BoundStep:
   """Builds jitted ``eval_step(state, batch) -> sums`` for one (padded) evaluation batch.
 
   Uses ``state.ema_params`` when present, the running BatchNorm statistics, and no augmentation.
   ``batch`` may hold a ``"mask"`` (1 for real examples, 0 for padding). Returns the sums over real
   examples: ``loss`` (plain cross-entropy), ``correct`` and ``count``; with ``vmap_models`` the
-  batch is shared and each sum has shape ``(num_models,)``.
+  batch is shared and each sum has shape ``(num_models,)``. ``preprocess`` is handled as in
+  :func:`make_train_step`.
   """
   compute_dtype = jnp.dtype(compute_dtype)
+  transform, fixed = _split_preprocess(preprocess)
 
-  def eval_step(state: TrainState, batch: Batch) -> dict[str, jax.Array]:
+  def eval_step(state: TrainState, batch: Batch, transform: Any) -> dict[str, jax.Array]:
     params = state.params if state.ema_params is None else state.ema_params
     variables = {"params": _cast_floats(params, compute_dtype), "batch_stats": state.batch_stats}
-    x = _prepare(batch["image"], preprocess).astype(compute_dtype)
+    x = _prepare(batch["image"], transform if fixed is None else fixed).astype(compute_dtype)
     logits = model.apply(variables, x, train=False).astype(jnp.float32)
     labels = batch["label"]
     mask = batch.get("mask", jnp.ones(labels.shape, jnp.float32)).astype(jnp.float32)
@@ -151,8 +209,9 @@ def make_eval_step(model: nn.Module, *, preprocess: Callable[[jax.Array], jax.Ar
             "correct": jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
             "count": jnp.sum(mask)}
 
-  fn = jax.vmap(eval_step, in_axes=(0, None)) if vmap_models else eval_step
+  fn = jax.vmap(eval_step, in_axes=(0, None, None)) if vmap_models else eval_step
   if mesh is None:
-    return jax.jit(fn)
+    return BoundStep(jax.jit(fn), transform)
   rep = replicated(mesh)
-  return jax.jit(fn, in_shardings=(rep, batch_sharding(mesh)), out_shardings=rep)
+  return BoundStep(jax.jit(fn, in_shardings=(rep, batch_sharding(mesh), rep), out_shardings=rep),
+                   transform)

@@ -71,9 +71,9 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path,
   from jaxcnn.models import create_model
   from jaxcnn.train.optim import make_optimizer, make_schedule
   from jaxcnn.train.state import create_train_state
-  schedule = make_schedule(config.schedule, learning_rate=0.1, steps_per_epoch=11, num_epochs=3)
+  schedule = make_schedule(config.schedule, learning_rate=1.0, steps_per_epoch=11, num_epochs=3)
   template = create_train_state(create_model("simple_cnn_small", num_classes=10),
-                                make_optimizer(config.optimizer, schedule),
+                                make_optimizer(config.optimizer, 0.05, schedule=schedule),
                                 jax.random.PRNGKey(0), (8, 8, 1))
   state, loop = checkpoint.restore(mngr, template)
   assert int(state.step) == 22 and loop["step"] == 22
@@ -87,13 +87,38 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path,
 
 
 def test_vmap_over_seeds_reports_per_model_and_mean_std(tmp_path, digits):
-  both = fit(_config(num_epochs=1, num_models=2, seed=3, **{"schedule.warmup_epochs": 0.0}), tmp_path / "both", data=digits)
+  both = fit(_config(num_epochs=1, steps_per_epoch=4, num_models=2, seed=3,
+                     **{"schedule.warmup_epochs": 0.0}),
+             tmp_path / "both", data=digits)
   assert len(both["test_accuracy_per_model"]) == 2
   assert both["test_accuracy"] == pytest.approx(np.mean(both["test_accuracy_per_model"]))
   assert both["test_accuracy_std"] == pytest.approx(np.std(both["test_accuracy_per_model"]))
   # Each model trained on its own seed (the step-level equality with separate runs is in
   # test_steps.py): different seeds, different results.
   assert both["test_loss_per_model"][0] != both["test_loss_per_model"][1]
+
+
+def test_hyperparameter_sweep_in_one_vmapped_run_equals_separate_runs(tmp_path, digits):
+  base = {"num_epochs": 1, "steps_per_epoch": 5, "schedule.name": "constant",
+          "schedule.warmup_epochs": 0.0}
+  sweep = fit(_config(**base, **{"sweep.learning_rate": (0.02, 0.2),
+                                 "sweep.weight_decay": (0.0, 1e-3)}), tmp_path / "sweep",
+              data=digits)
+  assert sweep["models"] == ["learning_rate=0.02,weight_decay=0",
+                             "learning_rate=0.2,weight_decay=0.001"]
+  for m, (lr, wd) in enumerate([(0.02, 0.0), (0.2, 1e-3)]):
+    single = fit(_config(**base, **{"optimizer.learning_rate": lr, "optimizer.weight_decay": wd}),
+                 tmp_path / f"single{m}", data=digits)
+    for key in ("train_loss", "val_loss", "test_loss"):
+      assert sweep[key + "_per_model"][m] == pytest.approx(single[key], rel=1e-4), (m, key)
+    assert sweep["test_accuracy_per_model"][m] == pytest.approx(single["test_accuracy"], abs=0.006)
+  assert abs(sweep["train_loss_per_model"][0] - sweep["train_loss_per_model"][1]) > 1e-3
+  record = _records(tmp_path / "sweep")[-1]
+  assert record["models"] == sweep["models"]
+  assert record["learning_rate_per_model"] == pytest.approx([0.02, 0.2])
+  with pytest.raises(ValueError, match="equal lengths"):
+    fit(_config(**{"sweep.learning_rate": (0.1, 0.2), "sweep.weight_decay": (0.0,)}),
+        tmp_path / "bad", data=digits)
 
 
 def test_cli_overrides_and_run_folder(tmp_path, capsys):
@@ -119,3 +144,12 @@ def test_cli_overrides_and_run_folder(tmp_path, capsys):
   # Unknown config keys and missing --workdir for --resume are usage errors.
   assert cli.main(["--workdir", str(tmp_path / "x"), "--config.no_such_field=1"]) == 2
   assert cli.main(["--resume"]) == 2
+
+
+def test_val_size_count_survives_the_float_config_field(digits):
+  from jaxcnn.train.loop import _carve_validation
+  config = get_config()
+  config.val_size = 50  # the field is a float: stored as 50.0, as in the mnist/cifar10 configs
+  split = _carve_validation(dict(digits), config)
+  assert len(split["val"]["label"]) == 50
+  assert len(split["train"]["label"]) == len(digits["train"]["label"]) - 50

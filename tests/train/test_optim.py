@@ -112,3 +112,36 @@ def test_label_smoothing_matches_numpy(smoothing):
     expected.append(-(1 - smoothing + smoothing / k) * logp[i, y] - smoothing / k * others)
   got = cross_entropy(jnp.asarray(logits), jnp.asarray(labels), label_smoothing=smoothing)
   np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5)
+
+
+def test_learning_rate_times_schedule_and_hyperparameters_in_the_state():
+  schedule = lambda count: 0.1 * (count + 1)
+  tx = optim.make_optimizer({"name": "sgd"}, 0.5, schedule=schedule)
+  params = {"w": jnp.zeros((2, 2))}
+  state = tx.init(params)
+  g = {"w": jnp.full((2, 2), 3.0)}
+  for count in range(3):  # update = -learning_rate * schedule(count) * g
+    updates, state = tx.update(g, state, params)
+    np.testing.assert_allclose(updates["w"], -0.5 * 0.1 * (count + 1) * 3.0, rtol=1e-6)
+  assert float(state.hyperparams["learning_rate"]) == pytest.approx(0.5)
+  state = optim.set_hyperparams(state, learning_rate=2.0)
+  updates, _ = tx.update(g, state, params)
+  np.testing.assert_allclose(updates["w"], -2.0 * 0.1 * 4 * 3.0, rtol=1e-6)
+  with pytest.raises(ValueError, match="Unknown hyperparameter 'momentum'"):
+    optim.set_hyperparams(state, momentum=0.9)
+  with pytest.raises(TypeError, match="schedule="):
+    optim.make_optimizer({"name": "sgd"}, schedule)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_vmapped_stack_with_per_model_learning_rate_and_weight_decay(name):
+  # Zero gradients: the update is the weight decay alone, -lr * wd * w, per model.
+  tx = optim.make_optimizer({"name": name, "weight_decay": 0.0}, 1.0)
+  params = {"w": jnp.full((3, 3), 2.0)}
+  stacked = jax.tree.map(lambda a: jnp.stack([a, a]), params)
+  state = optim.set_hyperparams(jax.vmap(tx.init)(stacked), learning_rate=jnp.array([0.1, 0.3]),
+                                weight_decay=jnp.array([0.01, 0.2]))
+  zeros = jax.tree.map(jnp.zeros_like, stacked)
+  updates, _ = jax.vmap(tx.update)(zeros, state, stacked)
+  for m, (lr, wd) in enumerate([(0.1, 0.01), (0.3, 0.2)]):
+    np.testing.assert_allclose(updates["w"][m], -lr * wd * 2.0, rtol=1e-5)

@@ -1,4 +1,8 @@
-"""The train and eval steps: learning, jit-once with donation, vmap over models, bf16, EMA."""
+"""The train and eval steps: learning, jit-once with donation, vmap over models, bf16, EMA, and
+the fitted transform passed as an argument."""
+
+import dataclasses
+import re
 
 import flax.linen as nn
 import jax
@@ -145,3 +149,46 @@ def test_ema_of_weights_follows_formula():
   jax.tree.map(lambda e, a, b: np.testing.assert_allclose(e, 0.9 * a + 0.1 * np.asarray(b),
                                                           rtol=1e-5, atol=1e-7),
                state.ema_params, p0, state.params)
+
+
+def test_fitted_transform_is_an_argument_not_a_compiled_constant():
+  from jaxcnn.data import preprocessing
+  rng = np.random.default_rng(0)
+  zca = preprocessing.fit("zca", rng.integers(0, 256, (300, 8, 8, 1)).astype(np.uint8))
+  other = preprocessing.fit("zca", rng.integers(0, 100, (300, 8, 8, 1)).astype(np.uint8))
+  model, tx = Counting(), optax.sgd(0.1)
+  new_state = lambda: create_train_state(model, tx, jax.random.PRNGKey(0), (8, 8, 1))
+  batch = _batch()
+  step = make_train_step(model, tx, preprocess=zca)
+  # One compilation serves another transform of the same structure, and uses its values.
+  first, second = new_state(), new_state()
+  Counting.traces[0] = 0
+  _, m_zca = step(first, batch)
+  _, m_other = dataclasses.replace(step, preprocess=other)(second, batch)
+  assert Counting.traces[0] == 1
+  _, m_reference = make_train_step(model, tx, preprocess=lambda x: other(x))(new_state(), batch)
+  np.testing.assert_allclose(m_other["loss"], m_reference["loss"], rtol=1e-5)
+  assert not np.isclose(m_other["loss"], m_zca["loss"])
+  constant = re.compile(r"dense<[^>]*> : tensor<64x64xf32>")  # a baked-in 64 x 64 matrix
+  text = step.lower(new_state(), batch).as_text()
+  main = next(line for line in text.splitlines() if "func.func public @main" in line)
+  assert "tensor<64x64xf32>" in main and not constant.search(text)
+  # Control: a closure over the transform does bake the matrix in.
+  closure = make_train_step(model, tx, preprocess=lambda x: zca(x))
+  assert constant.search(closure.lower(new_state(), batch).as_text())
+  sums = make_eval_step(model, preprocess=zca)(new_state(), batch)
+  assert float(sums["count"]) == 32
+
+
+def test_shared_batch_vmap_equals_each_model_on_that_batch():
+  model = create_model("simple_cnn_small", num_classes=4)
+  tx = optax.sgd(0.05, momentum=0.9)
+  keys = jnp.stack([jax.random.PRNGKey(1), jax.random.PRNGKey(2)])
+  init = lambda k: create_train_state(model, tx, k, (8, 8, 1))
+  batch = _batch()
+  stacked, vmetrics = make_train_step(model, tx, preprocess=_scale, vmap_models=True,
+                                      shared_batch=True)(jax.vmap(init)(keys), batch)
+  step = make_train_step(model, tx, preprocess=_scale)
+  for m in range(2):
+    _, metrics = step(init(keys[m]), batch)
+    np.testing.assert_allclose(vmetrics["loss"][m], metrics["loss"], rtol=1e-5)
