@@ -132,8 +132,8 @@ def test_new_workdir_and_tables(tmp_path, monkeypatch):
   monkeypatch.setenv("JAXCNN_RUNS", str(tmp_path))
   assert common.new_workdir("s") == str(tmp_path / "s") and (tmp_path / "s").is_dir()
   assert common.new_workdir("s", quick=True) == str(tmp_path / "s_quick")
-  table = common.markdown_table([("a|b", 0.123456, None, 3)], ("k", "v", "w", "n"))
-  assert table.splitlines() == ["| k | v | w | n |", "|---|---|---|---|",
+  table = common.markdown_table([("a|b", 0.123456, None, 3)], ("k", "v|x", "w", "n"))
+  assert table.splitlines() == ["| k | v\\|x | w | n |", "|---|---|---|---|",
                                 "| a\\|b | 0.1235 |  | 3 |"]
   path = tmp_path / "t.md"
   common.write_table(str(path), [(1, 2.0)], ("a", "b"), title="first")

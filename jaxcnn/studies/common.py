@@ -158,7 +158,8 @@ def markdown_table(rows: Iterable[Sequence[Any]], headers: Sequence[str], *,
   for r in rows:
     if len(r) != len(headers):
       raise ValueError(f"Row {r!r} has {len(r)} cells but there are {len(headers)} headers.")
-  lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
+  lines = ["| " + " | ".join(str(h).replace("|", "\\|") for h in headers) + " |",
+           "|" + "---|" * len(headers)]
   lines += ["| " + " | ".join(_cell(v, floatfmt) for v in r) + " |" for r in rows]
   return "\n".join(lines)
 
