@@ -1,0 +1,20 @@
+"""Architectures under one budget: accuracy against multiply-adds and parameters (Canziani et al.).
+
+  python experiments/architectures.py [--config experiments/configs/architectures.py]
+                                      [--config.key=value] [--workdir DIR] [--quick]
+
+Trains one representative per zoo family on a CIFAR-10 subset (digits with --quick) for the same
+number of steps; writes architectures.md (table), accuracy_vs_cost.png, time_vs_macs.png and one
+engine run folder per model under runs/ to runs/architectures/ (runs/architectures_quick/).
+"""
+
+import os
+import sys
+
+from jaxcnn.studies import architectures, common
+
+if __name__ == "__main__":
+  sys.exit(common.study_main(
+      architectures.run,
+      os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "architectures.py"),
+      sys.argv[1:]))

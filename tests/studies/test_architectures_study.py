@@ -1,0 +1,109 @@
+"""Architectures study: costs against hand counts, the budget bookkeeping, the plots' geometry."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from jaxcnn.studies import architectures, common
+
+
+def _result(label, family, params, macs, acc, images_per_s):
+  return architectures.ArchResult(
+      label=label, spec=label, family=family, params=params, macs=macs, test_accuracy=acc,
+      train_accuracy=acc, steps=10, images_per_s=images_per_s, compile_s=1.0, wall_s=2.0)
+
+
+def test_model_costs_match_hand_count():
+  # simple_cnn_small on 8x8x1 digits: 3x3x1x16 kernel (no bias), BatchNorm scale and bias (2 x 16),
+  # dense 16 -> 10 with bias; MACs: 3x3x1x16 per position at 8x8, then the dense layer.
+  params, macs = architectures.model_costs("simple_cnn_small", (1, 8, 8, 1), 10)
+  assert params == 3 * 3 * 1 * 16 + 2 * 16 + 16 * 10 + 10
+  assert macs == 8 * 8 * 3 * 3 * 1 * 16 + 16 * 10
+  # Overrides in the spec reach the model: ResNet-20 with one block per stage has fewer weights.
+  p8, _ = architectures.model_costs("resnet20(stage_sizes=(1, 1, 1))", (1, 32, 32, 3), 10)
+  p20, _ = architectures.model_costs("resnet20", (1, 32, 32, 3), 10)
+  assert 0 < p8 < p20
+  assert architectures.family("resnet20(stage_sizes=(1, 1, 1))") == "resnet"
+  assert architectures.family("mobilenet_v2(width=0.5)") == "mobilenet"
+
+
+def test_train_config_is_the_same_recipe_for_every_model():
+  config = common.load_config("architectures", quick=False)
+  a = architectures.train_config(config, "resnet20")
+  b = architectures.train_config(config, "efficientnet_b0")
+  assert a.model.to_dict() == {"name": "resnet20"}  # each model keeps its own act/norm/init
+  assert b.model.to_dict() == {"name": "efficientnet_b0"}
+  a.model.name = b.model.name
+  assert a.to_dict() == b.to_dict()
+  assert a.val_size == 0 and a.augment == tuple(config.augment)
+  quick = architectures.train_config(common.load_config("architectures", quick=True), "resnet20")
+  assert quick.steps_per_epoch == config.steps_per_epoch_quick
+  assert quick.num_epochs == config.num_epochs_quick and quick.augment == ()
+
+
+def test_quick_data_are_digits_subsets():
+  config = common.load_config("architectures", quick=True)
+  data = architectures.load_data(config)
+  assert data["train"]["image"].shape == (config.num_train_quick, 8, 8, 1)
+  assert data["test"]["image"].shape[1:] == (8, 8, 1)
+  assert data["train"]["image"].dtype == np.uint8 and data["train"]["label"].dtype == np.int32
+  assert set(np.unique(data["train"]["label"])) == set(range(10))
+  again = architectures.load_data(config)
+  np.testing.assert_array_equal(again["train"]["label"], data["train"]["label"])
+
+
+def test_bubble_sizes_are_proportional_to_params():
+  sizes = architectures.bubble_sizes([1e6, 2e6, 4e6])
+  np.testing.assert_allclose(sizes, [225.0, 450.0, 900.0])
+  assert architectures.bubble_sizes([1.0, 1e6])[0] == 30.0  # clipped so tiny nets stay visible
+  with pytest.raises(ValueError, match="positive"):
+    architectures.bubble_sizes([0.0, 1.0])
+
+
+def test_log_correlation_against_pearson_by_hand():
+  x = np.array([1e6, 3e6, 1e7, 4e7])
+  assert architectures.log_correlation(x, 2.0 * x**0.7) == pytest.approx(1.0)
+  assert architectures.log_correlation(x, 1.0 / x) == pytest.approx(-1.0)
+  y = np.array([0.3, 0.2, 0.5, 0.45])
+  lx, ly = np.log(x), np.log(y)
+  dx, dy = lx - lx.mean(), ly - ly.mean()
+  pearson = (dx * dy).sum() / math.sqrt((dx**2).sum() * (dy**2).sum())
+  assert architectures.log_correlation(x, y) == pytest.approx(pearson)
+  assert math.isnan(architectures.log_correlation(x[:2], y[:2]))
+
+
+def test_plots(tmp_path):
+  results = [_result("a", "resnet", 3e5, 4e7, 0.40, 400.0),
+             _result("b", "vgg", 2e7, 1.6e8, 0.35, 100.0),
+             _result("c", "mobilenet", 7e5, 2e6, 0.30, 10_000.0)]
+  fig = architectures.plot_accuracy_vs_cost(results, str(tmp_path / "acc.png"), chance=0.1)
+  assert (tmp_path / "acc.png").read_bytes()[:4] == b"\x89PNG"
+  assert [ax.get_xscale() for ax in fig.axes[:2]] == ["log", "log"]
+  # The bubbles sit at (MACs, accuracy in %), in the order given.
+  offsets = fig.axes[0].collections[1].get_offsets()
+  np.testing.assert_allclose(np.asarray(offsets)[0], [1.6e8, 35.0])
+
+  fig = architectures.plot_time_vs_macs(results, str(tmp_path / "time.png"))
+  assert (tmp_path / "time.png").stat().st_size > 0
+  # The dashed line is time = k * MACs with log k the mean of log(time / MACs).
+  line = fig.axes[0].lines[0]
+  k = np.exp(np.mean(np.log([1e3 / 400 / 4e7, 1e3 / 100 / 1.6e8, 1e3 / 1e4 / 2e6])))
+  np.testing.assert_allclose(line.get_ydata() / line.get_xdata(), k, rtol=1e-9)
+  with pytest.raises(ValueError, match="at least one"):
+    architectures.plot_accuracy_vs_cost([])
+
+
+def test_train_one_through_the_engine(tmp_path):
+  config = common.load_config("architectures", quick=True)
+  config.steps_per_epoch_quick = 2
+  config.num_train_quick = 128
+  data = architectures.load_data(config)
+  r = architectures.train_one(config, "tiny", "simple_cnn_small", data, str(tmp_path / "tiny"))
+  assert r.steps == 2 and r.family == "simple"
+  assert r.params == 3 * 3 * 1 * 16 + 2 * 16 + 16 * 10 + 10
+  assert 0.0 <= r.test_accuracy <= 1.0 and r.images_per_s > 0
+  records = [json.loads(l) for l in (tmp_path / "tiny" / "metrics.jsonl").read_text().splitlines()]
+  assert records[-1]["step"] == 2
+  assert records[-1]["test_accuracy"] == pytest.approx(r.test_accuracy)
