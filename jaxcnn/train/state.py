@@ -47,15 +47,21 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, key: 
     input_shape: shape of one example, e.g. ``(32, 32, 3)``.
     ema: keep an exponential moving average of the parameters (initialised to the parameters).
   """
-  init_key, dropout_key, rng = jax.random.split(key, 3)
   x = jnp.zeros((1, *input_shape), jnp.float32)
-  variables = model.init({"params": init_key, "dropout": dropout_key}, x, train=False)
-  params = variables["params"]
-  return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      params=params,
-      batch_stats=variables.get("batch_stats", {}),
-      opt_state=tx.init(params),
-      rng=rng,
-      ema_params=jax.tree.map(jnp.copy, params) if ema else None,
-  )
+
+  def init(key: jax.Array) -> TrainState:
+    init_key, dropout_key, rng = jax.random.split(key, 3)
+    variables = model.init({"params": init_key, "dropout": dropout_key}, x, train=False)
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+        rng=rng,
+        ema_params=jax.tree.map(jnp.copy, params) if ema else None,
+    )
+
+  # One compiled program: on CPU, initializing op by op compiles every random draw separately
+  # (ResNet-20: 7.1 s eager against 4.2 s jitted).
+  return jax.jit(init)(key)
