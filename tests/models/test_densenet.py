@@ -12,80 +12,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
+import zoo_checks as zc
 from jaxcnn.models import count_params, create_model, flops, list_models
 from jaxcnn.models.densenet import PUBLISHED, DenseNet
-from jaxcnn.nn import activations
 
 NAMES = sorted(PUBLISHED)
 SLOW_FORWARD = {"densenet169", "densenet201"}  # compile slowly on CPU
 TINY = DenseNet(block_sizes=(2, 2), growth_rate=4, stem_features=8, imagenet_stem=False,
                 num_classes=3)
 
-
-def _key(seed):
-  # "unsafe_rbg" keys compile initializers several times faster than threefry on CPU.
-  return jax.random.key(seed, impl="unsafe_rbg")
-
-
-def _abstract(model, shape):
-  x = jax.ShapeDtypeStruct(shape, jnp.float32)
-  return jax.eval_shape(lambda k, x: model.init_with_output(k, x, train=False),
-                        jax.random.key(0), x)
-
-
-def _numpy_variables(abstract_variables, seed=0):
-  """He-normal kernels, unit scales and variances, zero biases and means, drawn with NumPy
-  (compiling a large model's initializer on CPU takes minutes; its forward pass seconds)."""
-  rng = np.random.default_rng(seed)
-
-  def leaf(path, s):
-    name = path[-1].key
-    if name == "kernel":
-      return jnp.asarray(rng.normal(size=s.shape) * math.sqrt(2 / math.prod(s.shape[:-1])),
-                         jnp.float32)
-    return jnp.ones(s.shape) if name in ("scale", "var") else jnp.zeros(s.shape)
-
-  return jax.tree_util.tree_map_with_path(leaf, abstract_variables)
-
-
-def _losses(model, variables, steps=10):
-  x = jax.random.normal(jax.random.key(0), (8, 32, 32, 3))
-  y = jnp.arange(8) % 3
-  params, stats = variables["params"], variables.get("batch_stats", {})
-  tx = optax.adam(1e-2)
-
-  @jax.jit
-  def step(params, stats, opt_state, key):
-    def loss_fn(params):
-      logits, updates = model.apply({"params": params, "batch_stats": stats}, x, train=True,
-                                    mutable=["batch_stats"], rngs={"dropout": key})
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), updates
-    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    grads, opt_state = tx.update(grads, opt_state)
-    return optax.apply_updates(params, grads), updates["batch_stats"], opt_state, loss
-
-  opt_state = tx.init(params)
-  losses = []
-  for i in range(steps):
-    params, stats, opt_state, loss = step(params, stats, opt_state, _key(i))
-    losses.append(float(loss))
-  return losses
-
-
-def _activation_fns(model, shape=(1, 32, 32, 3)):
-  fns = []
-
-  def record(next_fun, args, kwargs, context):
-    if isinstance(context.module, activations.Activation) and context.method_name == "__call__":
-      fns.append(context.module.fn)
-    return next_fun(*args, **kwargs)
-
-  with nn.intercept_methods(record):
-    _abstract(model, shape)
-  return fns
 
 
 def test_registered_names():
@@ -113,7 +50,7 @@ def test_multiply_adds_match_published(name):
 def test_output_shape_and_final_width(name, features):
   # Final widths: torchvision's classifier inputs; DenseNet-BC-100: 24 + 16k -> /2 -> +16k -> /2
   # -> +16k = 342 with k = 12.
-  out, variables = _abstract(create_model(name, num_classes=10), (2, 64, 64, 3))
+  out, variables = zc.abstract_init(create_model(name, num_classes=10), (2, 64, 64, 3))
   assert out.shape == (2, 10)
   assert variables["params"]["head"]["kernel"].shape == (features, 10)
 
@@ -123,8 +60,8 @@ def test_output_shape_and_final_width(name, features):
 def test_jit_forward_small_input(name):
   model = create_model(name, num_classes=7)
   x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  _, variables = _abstract(model, x.shape)
-  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(_numpy_variables(variables), x)
+  variables = zc.random_variables(model, x.shape)
+  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
   assert logits.shape == (2, 7) and bool(jnp.isfinite(logits).all())
   assert not np.allclose(logits[0], logits[1])
 
@@ -132,7 +69,7 @@ def test_jit_forward_small_input(name):
 def test_dense_connectivity():
   # Layer i of a block sees the block input plus i * k new channels (Huang et al. 2017, eq. 2);
   # the bottleneck is 4k wide; the transition halves the channels.
-  _, v = _abstract(create_model("densenet121"), (1, 64, 64, 3))
+  _, v = zc.abstract_init(create_model("densenet121"), (1, 64, 64, 3))
   block = v["params"]["block1"]
   for i in range(6):
     assert block[f"DenseLayer_{i}"]["Conv_0"]["kernel"].shape == (1, 1, 64 + 32 * i, 128)
@@ -142,20 +79,21 @@ def test_dense_connectivity():
 
 def test_too_small_input_raises():
   with pytest.raises(ValueError, match="too small"):
-    _abstract(create_model("densenet121"), (1, 16, 16, 3))
+    zc.abstract_init(create_model("densenet121"), (1, 16, 16, 3))
   with pytest.raises(ValueError, match="NHWC"):
-    _abstract(create_model("densenet121"), (16, 16, 3))
+    zc.abstract_init(create_model("densenet121"), (16, 16, 3))
 
 
 @pytest.fixture(scope="module")
 def two_inits():
   """Two initializations of TINY from one jitted, vmapped init (compiled once for the module)."""
   x = jnp.zeros((2, 32, 32, 3))
-  return jax.jit(jax.vmap(lambda k: TINY.init(k, x, train=False)))(jax.random.split(_key(1), 2))
+  return jax.jit(jax.vmap(lambda k: TINY.init(k, x, train=False)))(jax.random.split(zc.key(1), 2))
 
 
 def test_train_step_loss_decreases(two_inits):
-  losses = _losses(TINY, jax.tree.map(lambda a: a[0], two_inits))
+  losses = zc.train_losses(TINY, (8, 32, 32, 3), 3, steps=10, learning_rate=1e-2,
+                           variables=jax.tree.map(lambda a: a[0], two_inits))
   assert np.isfinite(losses).all() and losses[-1] < 0.7 * losses[0], losses
 
 
@@ -172,23 +110,23 @@ def test_vmap_over_two_initializations(two_inits):
 
 def test_swapping_act_changes_every_activation_and_nothing_else():
   # Two pre-activations per bottleneck layer, one per transition, one before the pool.
-  assert _activation_fns(TINY) == ["relu"] * (2 * 4 + 1 + 1)
-  assert _activation_fns(TINY.clone(act="selu")) == ["selu"] * (2 * 4 + 1 + 1)
-  assert len(_activation_fns(create_model("densenet121", act="elu"), (1, 64, 64, 3))) == (
+  assert zc.called(TINY) == ["relu"] * (2 * 4 + 1 + 1)
+  assert zc.called(TINY.clone(act="selu")) == ["selu"] * (2 * 4 + 1 + 1)
+  assert len(zc.called(create_model("densenet121", act="elu"), (1, 64, 64, 3))) == (
       2 * 58 + 3 + 2)  # 58 dense layers, 3 transitions, stem, final
-  shapes = lambda m: jax.tree.map(jnp.shape, _abstract(m, (1, 32, 32, 3))[1])
+  shapes = lambda m: jax.tree.map(jnp.shape, zc.abstract_init(m, (1, 32, 32, 3))[1])
   assert shapes(TINY.clone(act="selu")) == shapes(TINY)
 
 
 def test_swapping_norm_and_kernel_init():
   shape = (1, 32, 32, 3)
-  base = _abstract(TINY, shape)[1]
+  base = zc.abstract_init(TINY, shape)[1]
   assert count_params(TINY.clone(norm="group")) == count_params(TINY)
-  assert "batch_stats" not in _abstract(TINY.clone(norm="group"), shape)[1]
+  assert "batch_stats" not in zc.abstract_init(TINY.clone(norm="group"), shape)[1]
   n_bn = sum(math.prod(a.shape) for a in jax.tree.leaves(base["batch_stats"]))
   assert count_params(TINY) - count_params(TINY.clone(norm="none")) == n_bn
   const = TINY.clone(kernel_init=nn.initializers.constant(0.25))
-  variables = jax.jit(lambda k: const.init(k, jnp.ones(shape), train=False))(_key(0))
+  variables = jax.jit(lambda k: const.init(k, jnp.ones(shape), train=False))(zc.key(0))
   for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"]):
     expected = {"kernel": 0.25, "scale": 1.0, "bias": 0.0}[path[-1].key]
     np.testing.assert_array_equal(leaf, expected, err_msg=jax.tree_util.keystr(path))

@@ -12,82 +12,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
+import zoo_checks as zc
 from jaxcnn.models import count_params, create_model, flops, list_models
 from jaxcnn.models.efficientnet import (B0_STAGES, PUBLISHED, VARIANTS, EfficientNet,
                                         compound_scale, round_filters, round_repeats)
-from jaxcnn.nn import activations
 from jaxcnn.nn.layers import InvertedResidual
 
 NAMES = [f"efficientnet_b{i}" for i in range(8)]
 SLOW_FORWARD = {"efficientnet_b5", "efficientnet_b6", "efficientnet_b7"}
 TINY = EfficientNet(width=0.25, depth=0.5, stages=B0_STAGES[:3], num_classes=3)
 
-
-def _key(seed):
-  # "unsafe_rbg" keys compile initializers several times faster than threefry on CPU.
-  return jax.random.key(seed, impl="unsafe_rbg")
-
-
-def _abstract(model, shape):
-  x = jax.ShapeDtypeStruct(shape, jnp.float32)
-  return jax.eval_shape(lambda k, x: model.init_with_output(k, x, train=False),
-                        jax.random.key(0), x)
-
-
-def _numpy_variables(abstract_variables, seed=0):
-  """He-normal kernels, unit scales and variances, zero biases and means, drawn with NumPy
-  (compiling a large model's initializer on CPU takes minutes; its forward pass seconds)."""
-  rng = np.random.default_rng(seed)
-
-  def leaf(path, s):
-    name = path[-1].key
-    if name == "kernel":
-      return jnp.asarray(rng.normal(size=s.shape) * math.sqrt(2 / math.prod(s.shape[:-1])),
-                         jnp.float32)
-    return jnp.ones(s.shape) if name in ("scale", "var") else jnp.zeros(s.shape)
-
-  return jax.tree_util.tree_map_with_path(leaf, abstract_variables)
-
-
-def _losses(model, variables, steps=10):
-  x = jax.random.normal(jax.random.key(0), (8, 32, 32, 3))
-  y = jnp.arange(8) % 3
-  params, stats = variables["params"], variables.get("batch_stats", {})
-  tx = optax.adam(1e-2)
-
-  @jax.jit
-  def step(params, stats, opt_state, key):
-    def loss_fn(params):
-      logits, updates = model.apply({"params": params, "batch_stats": stats}, x, train=True,
-                                    mutable=["batch_stats"], rngs={"dropout": key})
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), updates
-    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    grads, opt_state = tx.update(grads, opt_state)
-    return optax.apply_updates(params, grads), updates["batch_stats"], opt_state, loss
-
-  opt_state = tx.init(params)
-  losses = []
-  for i in range(steps):
-    params, stats, opt_state, loss = step(params, stats, opt_state, _key(i))
-    losses.append(float(loss))
-  return losses
-
-
-def _record(model, kind, attribute, shape=(1, 32, 32, 3)):
-  """``attribute`` of every ``kind`` submodule called in the forward pass, in call order."""
-  seen = []
-
-  def record(next_fun, args, kwargs, context):
-    if isinstance(context.module, kind) and context.method_name == "__call__":
-      seen.append(getattr(context.module, attribute))
-    return next_fun(*args, **kwargs)
-
-  with nn.intercept_methods(record):
-    _abstract(model, shape)
-  return seen
 
 
 def test_registered_names_and_resolutions():
@@ -103,7 +39,7 @@ def test_param_count_and_output_shape(name):
   assert abs(count / PUBLISHED[name]["params"] - 1) < 0.01, count
   # The paper's rounded figures: within 2% (B2's 9.2M is 1% above the reference's 9.11M).
   assert abs(count / PUBLISHED[name]["paper_params"] - 1) < 0.02, count
-  out, _ = _abstract(model.clone(num_classes=10), (2, 64, 64, 3))
+  out, _ = zc.abstract_init(model.clone(num_classes=10), (2, 64, 64, 3))
   assert out.shape == (2, 10)
 
 
@@ -122,8 +58,8 @@ def test_multiply_adds_match_paper(name):
 def test_jit_forward_small_input(name):
   model = create_model(name, num_classes=7)
   x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  _, variables = _abstract(model, x.shape)
-  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(_numpy_variables(variables), x)
+  variables = zc.random_variables(model, x.shape)
+  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
   assert logits.shape == (2, 7) and bool(jnp.isfinite(logits).all())
   assert not np.allclose(logits[0], logits[1])
 
@@ -169,13 +105,13 @@ def test_round_filters_and_repeats():
 @pytest.mark.parametrize("name,blocks", [("efficientnet_b0", 16), ("efficientnet_b1", 23),
                                          ("efficientnet_b7", 55)])
 def test_block_count_and_stochastic_depth_schedule(name, blocks):
-  rates = _record(create_model(name), InvertedResidual, "drop_path_rate")
+  rates = zc.called(create_model(name), (1, 32, 32, 3), InvertedResidual, "drop_path_rate")
   assert len(rates) == blocks
   np.testing.assert_allclose(rates, 0.2 * np.arange(blocks) / blocks)
 
 
 def test_squeeze_excite_is_quarter_of_block_input():
-  _, v = _abstract(create_model("efficientnet_b0"), (1, 64, 64, 3))
+  _, v = zc.abstract_init(create_model("efficientnet_b0"), (1, 64, 64, 3))
   # Block 2: input 16 channels expanded 6x to 96; SE squeezes to 16 / 4 = 4 (torchvision: 96->4).
   assert v["params"]["block2"]["se"]["Conv_0"]["kernel"].shape == (1, 1, 96, 4)
   assert v["params"]["block16"]["se"]["Conv_0"]["kernel"].shape == (1, 1, 1152, 48)
@@ -185,11 +121,12 @@ def test_squeeze_excite_is_quarter_of_block_input():
 def two_inits():
   """Two initializations of TINY from one jitted, vmapped init (compiled once for the module)."""
   x = jnp.zeros((2, 32, 32, 3))
-  return jax.jit(jax.vmap(lambda k: TINY.init(k, x, train=False)))(jax.random.split(_key(1), 2))
+  return jax.jit(jax.vmap(lambda k: TINY.init(k, x, train=False)))(jax.random.split(zc.key(1), 2))
 
 
 def test_train_step_loss_decreases(two_inits):
-  losses = _losses(TINY, jax.tree.map(lambda a: a[0], two_inits))
+  losses = zc.train_losses(TINY, (8, 32, 32, 3), 3, steps=10, learning_rate=1e-2,
+                           variables=jax.tree.map(lambda a: a[0], two_inits))
   assert np.isfinite(losses).all() and losses[-1] < 0.7 * losses[0], losses
 
 
@@ -205,24 +142,24 @@ def test_vmap_over_two_initializations(two_inits):
 
 
 def test_swapping_act_reaches_blocks_and_squeeze_excite():
-  n = len(_record(TINY, activations.Activation, "fn"))
-  assert _record(TINY, activations.Activation, "fn") == ["swish"] * n
-  assert _record(TINY.clone(act="gelu"), activations.Activation, "fn") == ["gelu"] * n
+  n = len(zc.called(TINY))
+  assert zc.called(TINY) == ["swish"] * n
+  assert zc.called(TINY.clone(act="gelu")) == ["gelu"] * n
   # stem + per block (expand?) + depthwise + SE + head: 3 blocks at depth 0.5 -> 1+2+3+3+1.
   assert n == 1 + (1 + 1) + (2 + 1) + (2 + 1) + 1
-  shapes = lambda m: jax.tree.map(jnp.shape, _abstract(m, (1, 32, 32, 3))[1])
+  shapes = lambda m: jax.tree.map(jnp.shape, zc.abstract_init(m, (1, 32, 32, 3))[1])
   assert shapes(TINY.clone(act="gelu")) == shapes(TINY)
 
 
 def test_swapping_norm_and_kernel_init():
   shape = (1, 32, 32, 3)
-  base = _abstract(TINY, shape)[1]
+  base = zc.abstract_init(TINY, shape)[1]
   assert count_params(TINY.clone(norm="group")) == count_params(TINY)
-  assert "batch_stats" not in _abstract(TINY.clone(norm="group"), shape)[1]
+  assert "batch_stats" not in zc.abstract_init(TINY.clone(norm="group"), shape)[1]
   n_bn = sum(math.prod(a.shape) for a in jax.tree.leaves(base["batch_stats"]))
   assert count_params(TINY) - count_params(TINY.clone(norm="none")) == n_bn
   const = TINY.clone(kernel_init=nn.initializers.constant(0.25))
-  variables = jax.jit(lambda k: const.init(k, jnp.ones(shape), train=False))(_key(0))
+  variables = jax.jit(lambda k: const.init(k, jnp.ones(shape), train=False))(zc.key(0))
   for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"]):
     expected = {"kernel": 0.25, "scale": 1.0, "bias": 0.0}[path[-1].key]
     np.testing.assert_array_equal(leaf, expected, err_msg=jax.tree_util.keystr(path))

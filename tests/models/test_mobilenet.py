@@ -7,68 +7,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
+import zoo_checks as zc
 from jaxcnn.models import count_params, create_model, flops, list_models
 from jaxcnn.models.mobilenet import PUBLISHED, MobileNetV1, MobileNetV2, make_divisible
-from jaxcnn.nn import activations
 
 NAMES = sorted(PUBLISHED)
 # Small members of each family, for the tests that compile gradients or initializers.
 TINY_V1 = MobileNetV1(width=0.25, layers=((64, 1), (128, 2)), num_classes=3)
 TINY_V2 = MobileNetV2(width=0.35, stages=((1, 16, 1, 1), (6, 24, 2, 2)), num_classes=3)
 
-
-def _abstract(model, shape):
-  x = jax.ShapeDtypeStruct(shape, jnp.float32)
-  return jax.eval_shape(lambda k, x: model.init_with_output(k, x, train=False),
-                        jax.random.key(0), x)
-
-
-def _numpy_variables(abstract_variables, seed=0):
-  """He-normal kernels, unit scales and variances, zero biases and means, drawn with NumPy
-  (compiling a large model's initializer on CPU takes minutes; its forward pass seconds)."""
-  rng = np.random.default_rng(seed)
-
-  def leaf(path, s):
-    name = path[-1].key
-    if name == "kernel":
-      return jnp.asarray(rng.normal(size=s.shape) * math.sqrt(2 / math.prod(s.shape[:-1])),
-                         jnp.float32)
-    return jnp.ones(s.shape) if name in ("scale", "var") else jnp.zeros(s.shape)
-
-  return jax.tree_util.tree_map_with_path(leaf, abstract_variables)
-
-
-def _key(seed):
-  # "unsafe_rbg" keys compile initializers several times faster than threefry on CPU.
-  return jax.random.key(seed, impl="unsafe_rbg")
-
-
-def _loss_decreases(model, variables, steps=10):
-  x = jax.random.normal(jax.random.key(0), (8, 32, 32, 3))
-  y = jnp.arange(8) % 3
-  params, stats = variables["params"], variables.get("batch_stats", {})
-  tx = optax.adam(1e-2)
-
-  @jax.jit
-  def step(params, stats, opt_state, key):
-    def loss_fn(params):
-      logits, updates = model.apply({"params": params, "batch_stats": stats}, x, train=True,
-                                    mutable=["batch_stats"], rngs={"dropout": key})
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), updates
-    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    grads, opt_state = tx.update(grads, opt_state)
-    return optax.apply_updates(params, grads), updates["batch_stats"], opt_state, loss
-
-  opt_state = tx.init(params)
-  losses = []
-  for i in range(steps):
-    params, stats, opt_state, loss = step(params, stats, opt_state, _key(i))
-    losses.append(float(loss))
-  assert np.isfinite(losses).all()
-  assert losses[-1] < 0.7 * losses[0], losses
 
 
 def test_registered_names():
@@ -97,40 +46,42 @@ def test_multiply_adds_match_published(name):
 def test_jit_forward_small_input(name):
   model = create_model(name, num_classes=7)
   x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  out, variables = _abstract(model, x.shape)
+  out, _ = zc.abstract_init(model, x.shape)
   assert out.shape == (2, 7)
-  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(_numpy_variables(variables), x)
+  variables = zc.random_variables(model, x.shape)
+  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
   assert logits.shape == (2, 7) and bool(jnp.isfinite(logits).all())
   assert not np.allclose(logits[0], logits[1])  # depends on the input
 
 
 def test_output_shape_any_input_size():
   for size in (96, 100, 224):
-    out, _ = _abstract(create_model("mobilenet_v2", num_classes=5), (1, size, size, 3))
+    out, _ = zc.abstract_init(create_model("mobilenet_v2", num_classes=5), (1, size, size, 3))
     assert out.shape == (1, 5)
 
 
 def test_width_multiplier_channels():
   # Howard et al. 2017: alpha scales every layer; Sandler et al. 2018: multiples of 8, and the
   # last layer is not thinned below 1280.
-  _, v = _abstract(create_model("mobilenet_v1_050"), (1, 64, 64, 3))
+  _, v = zc.abstract_init(create_model("mobilenet_v1_050"), (1, 64, 64, 3))
   assert v["params"]["head"]["kernel"].shape == (512, 1000)
-  _, v = _abstract(create_model("mobilenet_v2", width=0.35), (1, 64, 64, 3))
+  _, v = zc.abstract_init(create_model("mobilenet_v2", width=0.35), (1, 64, 64, 3))
   assert v["params"]["head_conv"]["Conv_0"]["kernel"].shape == (1, 1, 112, 1280)
-  _, v = _abstract(create_model("mobilenet_v2_140"), (1, 64, 64, 3))
+  _, v = zc.abstract_init(create_model("mobilenet_v2_140"), (1, 64, 64, 3))
   assert v["params"]["head_conv"]["Conv_0"]["kernel"].shape == (1, 1, 448, 1792)
   assert [make_divisible(c) for c in (5.6, 11.2, 22.4, 33.6, 112.0)] == [8, 16, 24, 32, 112]
 
 
 @pytest.mark.parametrize("model", [TINY_V1, TINY_V2], ids=["v1", "v2"])
 def test_train_step_loss_decreases(model):
-  variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, 32, 32, 3)), train=False))(_key(1))
-  _loss_decreases(model, variables)
+  losses = zc.train_losses(model, (8, 32, 32, 3), 3, steps=10, learning_rate=1e-2)
+  assert np.isfinite(losses).all()
+  assert losses[-1] < 0.7 * losses[0], losses
 
 
 def test_vmap_over_two_initializations():
   x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  keys = jax.random.split(_key(1), 2)
+  keys = jax.random.split(zc.key(1), 2)
   variables = jax.jit(jax.vmap(lambda k: TINY_V2.init(k, x, train=False)))(keys)
   kernel = variables["params"]["stem"]["Conv_0"]["kernel"]
   assert kernel.shape[0] == 2 and not np.allclose(kernel[0], kernel[1])
@@ -141,34 +92,21 @@ def test_vmap_over_two_initializations():
   np.testing.assert_allclose(batched[1], single, rtol=1e-4, atol=1e-5)
 
 
-def _activation_fns(model, shape=(1, 32, 32, 3)):
-  fns = []
-
-  def record(next_fun, args, kwargs, context):
-    if isinstance(context.module, activations.Activation):
-      fns.append(context.module.fn)
-    return next_fun(*args, **kwargs)
-
-  with nn.intercept_methods(record):
-    _abstract(model, shape)
-  return fns
-
-
 def test_swapping_act_changes_every_activation_and_nothing_else():
   # MobileNet v1: stem + 13 blocks x 2 activations; v2 (tiny): stem, 1 + 2 blocks, head conv.
-  assert _activation_fns(TINY_V1) == ["relu"] * 5
-  assert _activation_fns(TINY_V1.clone(act="elu")) == ["elu"] * 5
-  assert _activation_fns(create_model("mobilenet_v1", act="elu")) == ["elu"] * 27
-  assert _activation_fns(TINY_V2) == ["relu6"] * (1 + 1 + 2 * 2 + 1)
-  assert (jax.tree.map(jnp.shape, _abstract(TINY_V1.clone(act="elu"), (1, 32, 32, 3))[1])
-          == jax.tree.map(jnp.shape, _abstract(TINY_V1, (1, 32, 32, 3))[1]))
+  assert zc.called(TINY_V1) == ["relu"] * 5
+  assert zc.called(TINY_V1.clone(act="elu")) == ["elu"] * 5
+  assert zc.called(create_model("mobilenet_v1", act="elu")) == ["elu"] * 27
+  assert zc.called(TINY_V2) == ["relu6"] * (1 + 1 + 2 * 2 + 1)
+  assert (jax.tree.map(jnp.shape, zc.abstract_init(TINY_V1.clone(act="elu"), (1, 32, 32, 3))[1])
+          == jax.tree.map(jnp.shape, zc.abstract_init(TINY_V1, (1, 32, 32, 3))[1]))
 
 
 def test_swapping_norm_and_kernel_init():
   shape = (1, 32, 32, 3)
-  base = _abstract(TINY_V2, shape)[1]
-  group = _abstract(TINY_V2.clone(norm="group"), shape)[1]
-  none = _abstract(TINY_V2.clone(norm="none"), shape)[1]
+  base = zc.abstract_init(TINY_V2, shape)[1]
+  group = zc.abstract_init(TINY_V2.clone(norm="group"), shape)[1]
+  none = zc.abstract_init(TINY_V2.clone(norm="none"), shape)[1]
   # GroupNorm has the same per-channel scale and offset as BatchNorm but no running statistics.
   assert count_params(TINY_V2.clone(norm="group")) == count_params(TINY_V2)
   assert "batch_stats" in base and "batch_stats" not in group and "batch_stats" not in none
@@ -176,7 +114,7 @@ def test_swapping_norm_and_kernel_init():
   assert count_params(TINY_V2) - count_params(TINY_V2.clone(norm="none")) == n_bn
   # kernel_init reaches every convolution and the classifier, and nothing else.
   const = TINY_V2.clone(kernel_init=nn.initializers.constant(0.25))
-  variables = jax.jit(lambda k: const.init(k, jnp.ones(shape), train=False))(_key(0))
+  variables = jax.jit(lambda k: const.init(k, jnp.ones(shape), train=False))(zc.key(0))
   for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"]):
     name = path[-1].key
     expected = {"kernel": 0.25, "scale": 1.0, "bias": 0.0}[name]
@@ -185,6 +123,6 @@ def test_swapping_norm_and_kernel_init():
 
 def test_bad_input_raises():
   with pytest.raises(ValueError, match="NHWC"):
-    _abstract(create_model("mobilenet_v1"), (32, 32, 3))
+    zc.abstract_init(create_model("mobilenet_v1"), (32, 32, 3))
   with pytest.raises(ValueError, match="Unknown model"):
     create_model("mobilenet_v3")

@@ -43,9 +43,15 @@ def check_published(name: str, entry: dict) -> None:
     assert abs(macs / entry["macs"] - 1) <= 0.05, (name, macs, entry["macs"])
 
 
-def abstract_variables(model: nn.Module, x_shape) -> dict:
+def abstract_init(model: nn.Module, x_shape) -> tuple[jax.ShapeDtypeStruct, dict]:
+  """Abstract ``(output, variables)`` of the eval-mode ``model.init_with_output``."""
   x = jax.ShapeDtypeStruct(tuple(x_shape), jnp.float32)
-  return jax.eval_shape(lambda k, x: model.init(k, x, train=False), jax.random.key(0), x)
+  return jax.eval_shape(lambda k, x: model.init_with_output(k, x, train=False),
+                        jax.random.key(0), x)
+
+
+def abstract_variables(model: nn.Module, x_shape) -> dict:
+  return abstract_init(model, x_shape)[1]
 
 
 def output_shape(model: nn.Module, x_shape, *, train: bool = False):
@@ -85,11 +91,13 @@ def compiled_forward(model: nn.Module, x_shape) -> np.ndarray:
 
 
 def train_losses(model: nn.Module, x_shape, num_classes: int, steps: int = 6,
-                 learning_rate: float = 1e-3) -> list[float]:
-  """Losses of ``steps`` Adam steps on one tiny fixed batch (jitted once)."""
+                 learning_rate: float = 1e-3, variables: dict | None = None) -> list[float]:
+  """Losses of ``steps`` Adam steps on one tiny fixed batch (jitted once), from ``variables``
+  (default: a fresh initialization)."""
   x = jax.random.normal(key(0), x_shape)
   labels = jnp.arange(x_shape[0]) % num_classes
-  variables = jax.jit(functools.partial(model.init, train=False))(key(1), x)
+  if variables is None:
+    variables = jax.jit(functools.partial(model.init, train=False))(key(1), x)
   params, state = variables["params"], {k: v for k, v in variables.items() if k != "params"}
   tx = optax.adam(learning_rate)
   opt_state = tx.init(params)
@@ -151,6 +159,13 @@ def trace(model: nn.Module, x_shape) -> tuple[dict, list[nn.Module]]:
 def module_calls(model: nn.Module, x_shape) -> list[nn.Module]:
   """Every module called in the eval forward pass."""
   return trace(model, x_shape)[1]
+
+
+def called(model: nn.Module, x_shape=(1, 32, 32, 3), kind: type = activations.Activation,
+           attribute: str = "fn") -> list:
+  """``attribute`` of every ``kind`` module called in the eval forward pass, in call order
+  (by default: the activation spec of every Activation)."""
+  return [getattr(m, attribute) for m in module_calls(model, x_shape) if isinstance(m, kind)]
 
 
 def _shapes(tree) -> dict:
