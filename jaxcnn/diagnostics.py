@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import weakref
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -114,6 +115,33 @@ def _check_recorded(records: list) -> None:
                      "not be jitted itself (its cached trace bypasses the interceptor).")
 
 
+# apply_fn -> (jitted forward returning every recorded output, [(name, kind, op)] of its trace),
+# so that calling activation_stats again (every epoch, say) reuses the compiled forward pass.
+_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _recorded_forward(apply_fn: Callable[[Any, Any], Any]) -> tuple[Callable[..., Any], list]:
+  try:
+    return _FORWARDS[apply_fn]
+  except (KeyError, TypeError):  # TypeError: not weakly referenceable; compile for this call only
+    pass
+  meta = []
+
+  def forward(variables, batch):
+    with _recording() as records:
+      apply_fn(variables, batch)
+    _check_recorded(records)
+    meta[:] = [(name, kind, op) for name, kind, op, _ in records]
+    return [y for *_, y in records]
+
+  entry = (jax.jit(forward), meta)
+  try:
+    _FORWARDS[apply_fn] = entry
+  except TypeError:
+    pass
+  return entry
+
+
 def activation_stats(apply_fn: Callable[[Any, Any], Any], variables: Any, batch: Any, *,
                      bins: int = 30, hist_range: tuple[float, float] | None = None,
                      saturation: float = 0.99) -> list[LayerStats]:
@@ -134,17 +162,9 @@ def activation_stats(apply_fn: Callable[[Any, Any], Any], variables: Any, batch:
   if not 0.0 < saturation < 1.0:
     raise ValueError(f"saturation must lie in (0, 1), got {saturation}.")
   hist_range = None if hist_range is None else tuple(map(float, hist_range))
-  meta = []
-
-  def forward(variables, batch):
-    with _recording() as records:
-      apply_fn(variables, batch)
-    _check_recorded(records)
-    meta[:] = [(name, kind, op) for name, kind, op, _ in records]
-    return [y for *_, y in records]
-
+  forward, meta = _recorded_forward(apply_fn)
   stats = []
-  outputs = jax.jit(forward)(variables, batch)
+  outputs = forward(variables, batch)
   for (name, kind, op), y in zip(meta, outputs):
     bounds = BOUNDED.get(op) if kind == "activation" else None
     relu_like = kind == "activation" and op in RELU_FAMILY

@@ -67,6 +67,22 @@ def test_records_every_layer_in_forward_order(cnn):
   assert [s.dead is None for s in stats] == [True, False, True, True, True]
 
 
+def test_forward_pass_compiles_once_per_apply_fn(cnn):
+  _, variables, x = cnn
+  model, traces = SmallCNN(), []
+
+  def apply_fn(v, x):
+    traces.append(1)  # runs only while jax traces the forward pass
+    return model.apply(v, x, train=False)
+
+  first = diagnostics.activation_stats(apply_fn, variables, x)
+  doubled = jax.tree_util.tree_map(lambda a: 2 * a, variables)
+  second = diagnostics.activation_stats(apply_fn, doubled, x)
+  assert len(traces) == 1
+  assert [s.name for s in second] == [s.name for s in first]
+  assert second[0].std == pytest.approx(2 * first[0].std, rel=1e-5)  # new values, same program
+
+
 def test_stats_match_numpy_recomputation(cnn):
   apply_fn, variables, x = cnn
   stats = diagnostics.activation_stats(apply_fn, variables, x, bins=12)

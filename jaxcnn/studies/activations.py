@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -182,6 +182,18 @@ def iterations_to_target(errors: Any, target: float, window: int) -> np.ndarray:
   return np.where(smooth.any(axis=0), first + window, -1)
 
 
+@functools.lru_cache(maxsize=None)
+def _apply_all(model: nn.Module, num_models: int) -> Callable[[Any, Any], None]:
+  """Runs the stacked models one after another (records are model-major); one function per
+  (model, num_models), so diagnostics reuses its compiled forward pass at every evaluation."""
+  def apply_all(variables, x):
+    for m in range(num_models):
+      p = jax.tree.map(lambda a, m=m: a[m], variables["params"])
+      model.apply({"params": p}, x)
+
+  return apply_all
+
+
 def unit_stats(model: nn.Module, params: Any, images: jax.Array,
                num_models: int) -> dict[str, np.ndarray]:
   """Dead and saturated fractions of every activation layer, per model, on a fixed batch.
@@ -198,12 +210,8 @@ def unit_stats(model: nn.Module, params: Any, images: jax.Array,
     fraction of outputs within 1% of a bound (tanh, sigmoid), NaN where not defined; computed
     by :func:`jaxcnn.diagnostics.activation_stats` in one compiled pass over all models.
   """
-  def apply_all(variables, x):  # the models one after another: records are model-major
-    for m in range(num_models):
-      p = jax.tree.map(lambda a, m=m: a[m], variables["params"])
-      model.apply({"params": p}, x)
-
-  stats = [s for s in diagnostics.activation_stats(apply_all, {"params": params}, images)
+  stats = [s for s in diagnostics.activation_stats(_apply_all(model, num_models),
+                                                   {"params": params}, images)
            if s.kind == "activation"]
   if len(stats) % num_models:
     raise ValueError(f"Recorded {len(stats)} activation layers for {num_models} models.")
