@@ -27,8 +27,6 @@ def get(spec: str | Callable[..., Any], **kwargs: Any) -> Initializer:
 
   A callable is taken to be an initializer already and is returned unchanged.
   """
-  if callable(spec) and not isinstance(spec, str) and not kwargs:
-    return spec
   return REGISTRY.get(spec, **kwargs)
 
 
