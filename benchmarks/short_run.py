@@ -1,0 +1,66 @@
+"""Fixed cost of one short training run: setup + data to device + compile + first steps.
+
+A short run is what architecture search and the studies repeat hundreds of times, so its fixed
+cost (not the steady-state step time) decides how many candidates fit in a budget. This times
+``jaxcnn.train.fit`` on the offline digits with ``simple_cnn_small`` for ``--steps`` steps, several
+times in one process (the first run pays the imports' and the compiler's warm-up; later runs show
+what a repeated run costs), and, with ``--cache DIR``, with JAX's persistent compilation cache.
+
+  python benchmarks/short_run.py                       # 5 runs in one process
+  python benchmarks/short_run.py --cache /tmp/jaxcnn-cache   # run it twice: the second process
+                                                             # reads the compiled programs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+T_IMPORT = time.perf_counter()
+
+import jax  # noqa: E402
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--runs", type=int, default=5)
+  parser.add_argument("--steps", type=int, default=5, help="training steps per run")
+  parser.add_argument("--model", default="simple_cnn_small")
+  parser.add_argument("--cache", default="", help="persistent compilation cache folder")
+  args = parser.parse_args()
+  if args.cache:
+    jax.config.update("jax_compilation_cache_dir", args.cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+  from jaxcnn.train.loop import fit  # noqa: PLC0415
+  from jaxcnn.train.config import get_config  # noqa: PLC0415
+  print(f"imports: {time.perf_counter() - T_IMPORT:.2f} s")
+
+  config = get_config()
+  config.model.name = args.model
+  config.num_epochs = 1
+  config.steps_per_epoch = args.steps
+  config.schedule.name = "constant"
+  config.schedule.warmup_epochs = 0.0
+  config.progress_bar = False
+  config.log_every_steps = args.steps
+  rows = []
+  for run in range(args.runs):
+    config.seed = run  # a new model each time, same shapes
+    with tempfile.TemporaryDirectory() as workdir:
+      t0 = time.perf_counter()
+      results = fit(config, workdir)
+      wall = time.perf_counter() - t0
+    rows.append({"run": run, "wall_s": round(wall, 3),
+                 "compile_s": round(results["compile_time_s"], 3)})
+    print(json.dumps(rows[-1]))
+  later = [r["wall_s"] for r in rows[1:]] or [rows[0]["wall_s"]]
+  print(f"device {jax.devices()[0].platform}: first run {rows[0]['wall_s']:.2f} s, later runs "
+        f"median {sorted(later)[len(later) // 2]:.2f} s ({args.steps} steps of {args.model})")
+
+
+if __name__ == "__main__":
+  main()
