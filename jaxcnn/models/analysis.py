@@ -29,6 +29,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcnn.nn import tracing
+
 __all__ = ["count_params", "flops", "summary"]
 
 DEFAULT_INPUT_SHAPE = (1, 224, 224, 3)
@@ -63,33 +65,31 @@ def count_params(model: nn.Module, input_shape: Sequence[int] = DEFAULT_INPUT_SH
 def _trace(model: nn.Module, input_shape: Sequence[int]) -> tuple[Any, Any, list[dict[str, Any]]]:
   """Abstract variables, abstract output, and one record per module call of the eval forward pass.
 
-  Each record holds the module's path, class name, output and its own MACs per image
-  (``kernel.size`` per output position for a module that owns a ``"kernel"`` parameter, else 0).
+  Each record, in call order (a parent before its children), holds the module's path, class name,
+  output and its own MACs per image (``kernel.size`` per output position for a module that owns a
+  ``"kernel"`` parameter, else 0).
   """
   x = _input(input_shape)
   variables = _abstract_variables(model, input_shape)
-  records: list[dict[str, Any]] = []
 
-  def record(next_fun, args, kwargs, context):
-    module = context.module
-    if context.method_name != "__call__" or module.scope is None:
-      return next_fun(*args, **kwargs)
-    entry = {"path": tuple(module.scope.path), "module": type(module).__name__}
-    records.append(entry)  # in call order: a parent before its children
-    out = next_fun(*args, **kwargs)
-    kernel = module.variables.get("params", {}).get("kernel")
-    macs = 0
-    if kernel is not None and not isinstance(kernel, dict) and hasattr(out, "shape"):
-      positions = math.prod(out.shape[1:-1])  # output positions per image
-      macs = positions * math.prod(kernel.shape)
-    entry.update(output=out, macs=macs)
-    return out
+  calls: list[tracing.Call] = []
 
   def forward(v, x):
-    with nn.intercept_methods(record):
-      return model.apply(v, x, train=False)
+    with tracing.trace() as recorded:
+      out = model.apply(v, x, train=False)
+    calls.extend(recorded)  # abstract outputs and variables: only their shapes are read
+    return out
 
   out = jax.eval_shape(forward, variables, x)
+  records = []
+  for call in sorted(calls, key=lambda c: c.index):
+    kernel = call.variables.get("params", {}).get("kernel")
+    macs = 0
+    if kernel is not None and not isinstance(kernel, dict) and hasattr(call.output, "shape"):
+      positions = math.prod(call.output.shape[1:-1])  # output positions per image
+      macs = positions * math.prod(kernel.shape)
+    records.append({"path": call.path, "module": type(call.module).__name__,
+                    "output": call.output, "macs": macs})
   return variables, out, records
 
 
