@@ -3,7 +3,7 @@
 Each procedure takes ``apply_fn(variables, batch)``, which runs the model (for example
 ``lambda v, x: model.apply(v, x, train=False)``), the model's ``variables`` and a ``batch``, and
 returns new variables; the input is not modified. The outputs of every ``nn.Dense`` and ``nn.Conv``
-call are intercepted (:func:`flax.linen.intercept_methods`), layers are identified by their module
+call are recorded (:func:`jaxcnn.nn.tracing.trace`), layers are identified by their module
 path, the same path under which their ``kernel``/``bias`` sit in ``variables["params"]``, and are
 processed in the order the forward pass reaches them. The forward pass is jitted once per call;
 each step of a procedure reruns it on the whole batch, so use a batch of a few hundred examples.
@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn.nn import initializers
+from jaxcnn.nn import initializers, tracing
 
 LAYER_TYPES = (nn.Dense, nn.Conv)
 """Module types whose kernels the procedures initialize."""
@@ -64,19 +64,14 @@ class _Network:
 
   def _make_forward(self, apply_fn, layer_types):
     def forward(variables, batch):
-      outputs: dict[Path, list[jax.Array]] = {}
-
-      def interceptor(next_fun, args, kwargs, context):
-        y = next_fun(*args, **kwargs)
-        if context.method_name == "__call__" and isinstance(context.module, layer_types):
-          path = tuple(context.module.path)
-          outputs.setdefault(path, []).append(y.reshape(-1, y.shape[-1]).astype(jnp.float32))
-          if path not in self.order:
-            self.order.append(path)
-        return y
-
-      with nn.intercept_methods(interceptor):
+      with tracing.trace(layer_types) as calls:
         apply_fn(variables, batch)
+      outputs: dict[Path, list[jax.Array]] = {}
+      for call in calls:
+        y = call.output
+        outputs.setdefault(call.path, []).append(y.reshape(-1, y.shape[-1]).astype(jnp.float32))
+        if call.path not in self.order:
+          self.order.append(call.path)
       stats = {}
       for path, ys in outputs.items():
         y = jnp.concatenate(ys)
