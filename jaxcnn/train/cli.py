@@ -19,9 +19,38 @@ from pathlib import Path
 from absl import flags
 from ml_collections import config_flags
 
-import jaxcnn
+# The library's own base config (experiments/configs/default.py re-exports it for users).
+DEFAULT_CONFIG = Path(__file__).resolve().with_name("config.py")
 
-DEFAULT_CONFIG = Path(jaxcnn.__file__).resolve().parents[1] / "experiments" / "configs" / "default.py"
+
+def config_error(error: Exception, argv: list[str], name: str = "config") -> str:
+  """One line saying what is wrong in ``argv``'s ``--config`` flags, for an error of their parse.
+
+  ml_collections reports an unknown override key as a bare ``KeyError('x')`` and an error inside
+  ``get_config`` as a whole traceback; this names the key (``--config.model.x``) or keeps the
+  traceback's first and last lines.
+  """
+  while isinstance(error, (AttributeError, KeyError)) and error.args and \
+      isinstance(error.args[0], Exception):
+    error = error.args[0]  # ConfigDict wraps its KeyError in an AttributeError
+  text = str(error.args[0] if error.args else error).strip()
+  if isinstance(error, (AttributeError, KeyError)):
+    leaf, _, hint = text.partition("\n")
+    leaf = leaf.strip("'\"")
+    keys = [a.split("=", 1)[0].split(".", 1)[1] for a in argv
+            if a.startswith((f"--{name}.", f"-{name}.", f"--no{name}."))]
+    key = next((k for k in reversed(keys) if leaf in k.split(".")), None)
+    if key is not None:
+      hint = " ".join(hint.split())
+      return (f"unknown config field {key!r} (--{name}.{key}): the config has no such field"
+              + (f"; {hint}" if hint else ""))
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  if isinstance(error, OSError) and lines:
+    return f"cannot load the config file: {lines[-1]}"
+  if len(lines) > 1:
+    head = lines[0].removesuffix(":").replace(": Error whilst parsing config file", "")
+    return f"{head}: {lines[-1]}"
+  return text or type(error).__name__
 
 
 def _flags(argv: list[str]) -> flags.FlagValues:
@@ -40,7 +69,7 @@ def main(argv: list[str]) -> int:
   """Entry point of ``jaxcnn train``; returns the exit status."""
   if any(a in ("-h", "--help", "--helpfull") for a in argv):
     print(__doc__)
-    print("flags:\n  --config: config file (default experiments/configs/default.py); override fields "
+    print("flags:\n  --config: config file (default jaxcnn/train/config.py); override fields "
           "with --config.key=value\n  --workdir: run folder\n  --resume: continue from the "
           "latest checkpoint in --workdir")
     return 0
@@ -48,21 +77,18 @@ def main(argv: list[str]) -> int:
     fv = _flags(argv)
     fv(["jaxcnn train", *argv])
     config = fv.config
+    config.keys()  # a config file that failed to load raises its OSError here
   except (flags.Error, FileNotFoundError, OSError, AttributeError, KeyError, TypeError,
           ValueError) as e:
-    message = str(e)
-    if not any(a.startswith("--config=") or a == "--config" for a in argv) and \
-        not DEFAULT_CONFIG.exists():
-      message = (f"The default config {DEFAULT_CONFIG} is not there (jaxcnn was installed without "
-                 f"the repository's experiments/ folder): pass --config path/to/config.py.")
-    print(f"jaxcnn train: {message}", file=sys.stderr)
+    print(f"jaxcnn train: {config_error(e, argv)}", file=sys.stderr)
     return 2
   if fv.resume and not fv.workdir:
     print("jaxcnn train: --resume needs --workdir (the run folder to continue).", file=sys.stderr)
     return 2
   workdir = fv.workdir
   if workdir is None:
-    config_name = Path(config_flags.get_config_filename(fv["config"]).split(":")[0]).stem
+    config_path = Path(config_flags.get_config_filename(fv["config"]).split(":")[0])
+    config_name = "default" if config_path.resolve() == DEFAULT_CONFIG else config_path.stem
     workdir = Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{config_name}"
 
   from jaxcnn.train import checkpoint, loop

@@ -1,13 +1,76 @@
 """The base training config: every field :func:`jaxcnn.train.loop.fit` reads, with its default.
 
-Config files under ``experiments/configs/`` start from :func:`get_config` and change what they
-need; every field can be overridden from the command line (``--config.optimizer.name=adamw``).
-The defaults train ``simple_cnn`` on the offline digits data set in well under a minute on CPU.
+This file is the default ``--config`` of ``jaxcnn train``. Config files under
+``experiments/configs/`` start from :func:`get_config` and change what they need (a
+``get_config(arg)`` parses its argument, e.g. ``path.py:quick``, with :func:`config_args`); every
+field can be overridden from the command line (``--config.optimizer.name=adamw``). The defaults
+train ``simple_cnn`` on the offline digits data set in well under a minute on CPU.
 """
 
 from __future__ import annotations
 
+import types
+from typing import Any
+
 import ml_collections
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def config_args(arg: str | None = None, **defaults: Any) -> types.SimpleNamespace:
+  """Parses the argument of a config file's ``get_config(arg=None)`` (big_vision style).
+
+  ``--config path.py:quick`` (or ``--quick`` of a study script) calls ``get_config("quick")``;
+  a config file turns that into settings with::
+
+    def get_config(arg=None):
+      arg = config_args(arg, quick=False)
+      config = ...
+      if arg.quick:
+        config.num_steps = 40
+
+  Args:
+    arg: comma-separated ``name`` (a boolean set to True) or ``name=value`` items, e.g.
+      ``"quick"``, ``"quick=False"``, ``"quick,seeds=3"``; None or "" gives the defaults.
+    **defaults: every accepted name with its default; a value is parsed to the type of its
+      default (bool: true/false/1/0/yes/no).
+
+  Returns:
+    A namespace with one attribute per name of ``defaults``.
+
+  Raises:
+    ValueError: for a name not in ``defaults`` or a value that does not parse.
+  """
+  values = dict(defaults)
+  for item in (arg or "").split(","):
+    item = item.strip()
+    if not item:
+      continue
+    name, sep, text = item.partition("=")
+    name = name.strip()
+    if name not in defaults:
+      raise ValueError(f"Unknown config argument {name!r} in {arg!r}; known: "
+                       f"{', '.join(sorted(defaults)) or 'none'}.")
+    default = defaults[name]
+    if not sep:
+      if not isinstance(default, bool):
+        raise ValueError(f"Config argument {name!r} needs a value ({name}=...).")
+      values[name] = True
+      continue
+    text = text.strip()
+    if isinstance(default, bool):
+      if text.lower() not in _TRUE + _FALSE:
+        raise ValueError(f"Config argument {name!r} must be true or false, got {text!r}.")
+      values[name] = text.lower() in _TRUE
+    elif default is None or isinstance(default, str):
+      values[name] = text
+    else:
+      try:
+        values[name] = type(default)(text)
+      except (TypeError, ValueError):
+        raise ValueError(f"Config argument {name!r} must be a {type(default).__name__}, "
+                         f"got {text!r}.") from None
+  return types.SimpleNamespace(**values)
 
 
 def get_config() -> ml_collections.ConfigDict:
