@@ -22,7 +22,6 @@ feedforward neural networks".
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import weakref
@@ -33,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn.nn import activations
+from jaxcnn.nn import activations, tracing
 
 LINEAR_MODULES = (nn.Dense, nn.Conv, nn.ConvTranspose)
 # Output range of bounded activations, by function name: "saturated" means within
@@ -80,33 +79,20 @@ def _fn_name(spec: Any) -> str:
   return getattr(fn, "__name__", type(fn).__name__)
 
 
-@contextlib.contextmanager
+RECORDED = (activations.Activation,) + LINEAR_MODULES
+
+
 def _recording(perturbations: Sequence[jax.Array] | None = None):
-  """Yields a list that fills with ``(name, kind, op, output)`` for every recorded module call.
+  """:func:`jaxcnn.nn.tracing.trace` of the ``Activation`` and linear modules (see there for
+  ``perturbations``)."""
+  return tracing.trace(RECORDED, perturbations=perturbations)
 
-  With ``perturbations``, the i-th recorded output has ``perturbations[i]`` added to it (the
-  trick for differentiating a loss with respect to intermediate outputs).
-  """
-  records = []
 
-  def interceptor(next_fun, args, kwargs, context):
-    out = next_fun(*args, **kwargs)
-    module = context.module
-    if context.method_name != "__call__":
-      return out
-    if isinstance(module, activations.Activation):
-      kind, op = "activation", _fn_name(module.fn)
-    elif isinstance(module, LINEAR_MODULES):
-      kind, op = "preactivation", type(module).__name__
-    else:
-      return out
-    if perturbations is not None:
-      out = out + perturbations[len(records)]
-    records.append(("/".join(module.path), kind, op, out))
-    return out
-
-  with nn.intercept_methods(interceptor):
-    yield records
+def _describe(call: tracing.Call) -> tuple[str, str, str]:
+  """``(module path, kind, op)`` of a recorded call (see :class:`LayerStats`)."""
+  if isinstance(call.module, activations.Activation):
+    return call.name, "activation", _fn_name(call.module.fn)
+  return call.name, "preactivation", type(call.module).__name__
 
 
 def _check_recorded(records: list) -> None:
@@ -128,11 +114,11 @@ def _recorded_forward(apply_fn: Callable[[Any, Any], Any]) -> tuple[Callable[...
   meta = []
 
   def forward(variables, batch):
-    with _recording() as records:
+    with _recording() as calls:
       apply_fn(variables, batch)
-    _check_recorded(records)
-    meta[:] = [(name, kind, op) for name, kind, op, _ in records]
-    return [y for *_, y in records]
+    _check_recorded(calls)
+    meta[:] = [_describe(c) for c in calls]
+    return [c.output for c in calls]
 
   entry = (jax.jit(forward), meta)
   try:
@@ -237,18 +223,18 @@ def activation_gradient_norms(loss_fn: Callable[[Any, Any], jax.Array], variable
   """
 
   def shapes_of(variables, batch):
-    with _recording() as records:
+    with _recording() as calls:
       loss_fn(variables, batch)
-    _check_recorded(records)
-    return [y for *_, y in records]
+    _check_recorded(calls)
+    return [c.output for c in calls]
 
   meta = []
 
   def grads_of(perturbations, variables, batch):
     def loss(perturbations):
-      with _recording(perturbations) as records:
+      with _recording(perturbations) as calls:
         value = loss_fn(variables, batch)
-      meta[:] = [(name, kind) for name, kind, _, _ in records]
+      meta[:] = [_describe(c)[:2] for c in calls]
       return value
 
     grads = jax.grad(loss)(perturbations)
