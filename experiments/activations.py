@@ -1,8 +1,11 @@
 """Activation functions: their derivatives, and the same CNN trained with each (CS231n; the
 "ReLU reaches 25% training error 6x faster than tanh" claim of Krizhevsky et al. 2012).
 
-  python experiments/activations.py [--config experiments/configs/activations.py]
-                                    [--config.key=value] [--workdir DIR] [--quick]
+  python experiments/activations.py [--quick] [--config experiments/configs/activations.py[:quick]]
+                                    [--config.key=value ...] [--workdir DIR]
+
+--quick (or the config argument ``:quick``) is the CI-sized setting of the config file;
+--config.key=value overrides are applied after it.
 
 Writes activations.md (one row per activation: iterations to the target training error, final
 errors, dead/saturated units), activation_functions.png, curves.png, unit_stats.png and

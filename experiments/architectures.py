@@ -1,7 +1,10 @@
 """Architectures under one budget: accuracy against multiply-adds and parameters (Canziani et al.).
 
-  python experiments/architectures.py [--config experiments/configs/architectures.py]
-                                      [--config.key=value] [--workdir DIR] [--quick]
+  python experiments/architectures.py [--quick] [--config experiments/configs/architectures.py[:quick]]
+                                      [--config.key=value ...] [--workdir DIR]
+
+--quick (or the config argument ``:quick``) is the CI-sized setting of the config file;
+--config.key=value overrides are applied after it.
 
 Trains one representative per zoo family on a CIFAR-10 subset (digits with --quick) for the same
 number of steps; writes architectures.md (table), accuracy_vs_cost.png, time_vs_macs.png and one

@@ -1,7 +1,10 @@
 """Backpropagation on computational graphs (CS231n): the chain rule node by node beside jax.grad.
 
-  python experiments/backprop.py [--config experiments/configs/backprop.py] [--config.key=value]
-                                 [--workdir DIR] [--quick]
+  python experiments/backprop.py [--quick] [--config experiments/configs/backprop.py[:quick]]
+                                 [--config.key=value ...] [--workdir DIR]
+
+--quick (or the config argument ``:quick``) is the CI-sized setting of the config file;
+--config.key=value overrides are applied after it.
 
 Writes backprop.md (forward/backward tables per example), graph_*.png and the jaxpr drawings
 mlp_jaxpr.png / mlp_grad_jaxpr.png to runs/backprop/ (runs/backprop_quick/ with --quick).

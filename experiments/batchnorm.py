@@ -1,7 +1,10 @@
 """Batch normalization: a 50-layer ReLU MLP at init, and training with and without BN.
 
-  python experiments/batchnorm.py [--config experiments/configs/batchnorm.py] [--config.key=value]
-                                  [--workdir DIR] [--quick]
+  python experiments/batchnorm.py [--quick] [--config experiments/configs/batchnorm.py[:quick]]
+                                  [--config.key=value ...] [--workdir DIR]
+
+--quick (or the config argument ``:quick``) is the CI-sized setting of the config file;
+--config.key=value overrides are applied after it.
 
 Writes batchnorm.md (constancy metrics at init, the training table), histograms.png,
 constancy.png, predictions.png, training_accuracy.png and training_loss.png to runs/batchnorm/

@@ -1,7 +1,10 @@
 """Weight initialization: per-layer activation and gradient statistics under seven inits.
 
-  python experiments/initialization.py [--config experiments/configs/initialization.py]
-                                       [--config.key=value] [--workdir DIR] [--quick]
+  python experiments/initialization.py [--quick] [--config experiments/configs/initialization.py[:quick]]
+                                       [--config.key=value ...] [--workdir DIR]
+
+--quick (or the config argument ``:quick``) is the CI-sized setting of the config file;
+--config.key=value overrides are applied after it.
 
 Writes initialization.md (tables of parts a, b, c), mlp_std_by_layer.png, deep_at_init.png,
 deep_after_training.png, deep_training.png and symmetry.png to runs/initialization/

@@ -1,7 +1,10 @@
 """Data preprocessing (CS231n): loss sensitivity, the zig-zag of positive inputs, training speed.
 
-  python experiments/preprocessing.py [--config experiments/configs/preprocessing.py]
-                                      [--config.key=value] [--workdir DIR] [--quick]
+  python experiments/preprocessing.py [--quick] [--config experiments/configs/preprocessing.py[:quick]]
+                                      [--config.key=value ...] [--workdir DIR]
+
+--quick (or the config argument ``:quick``) is the CI-sized setting of the config file;
+--config.key=value overrides are applied after it.
 
 Writes preprocessing.md (tables: zig-zag, sensitivity, training speed) and zigzag.png,
 data_clouds.png, transformed_images.png, pca_components.png, spectra.png, curves.png and

@@ -3,21 +3,23 @@
 Full setting (about 15 minutes on 2 shared CPU cores): one representative of each zoo family that
 takes 32x32 images, trained on the same random 1,600-image subset of CIFAR-10 (the shared-data
 copy, re-encoded as JPEG) for the same number of optimizer steps with the same recipe, tested on
-1,000 test images. Quick setting (CI): the offline 8x8 digits, two tiny networks, a few steps.
+1,000 test images. Quick setting (CI; ``--quick``, i.e. ``get_config("quick")``): the offline
+8x8 digits, two tiny networks, a few steps.
 """
 
 import ml_collections
 
+from jaxcnn.train.config import config_args
 
-def get_config() -> ml_collections.ConfigDict:
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = config_args(arg, quick=False)
   config = ml_collections.ConfigDict()
-  config.quick = False  # CI-sized run: digits, models_quick, num_*_quick, steps_per_epoch_quick
+  config.quick = arg.quick  # records the setting (run folder NAME_quick); set it through arg
   config.dataset = "cifar10"
   config.data_dir = "../shared/data/cifar10"  # relative paths are resolved against the repo root
   config.num_train = 1_600  # random subsets (seed) of the train and test splits
   config.num_test = 1_000
-  config.num_train_quick = 512  # digits
-  config.num_test_quick = 179  # the whole digits test split
   config.seed = 0
   # (label, jaxcnn.models spec), trained with num_classes from the data. AlexNet is left out: it
   # needs inputs of at least 63x63 (its 11x11/4 stem and three 3x3/2 pools).
@@ -31,20 +33,11 @@ def get_config() -> ml_collections.ConfigDict:
       ("VGG-11-BN", "vgg11_bn(hidden_features=512)"),
       ("NASNet-A-Mobile", "nasnet_a_mobile"),
   )
-  # Two tiny networks: each fit() costs 5-15 s of CPU in initialization and compilation alone,
-  # and the quick run must stay near 25 s of CPU. A third family that takes 8x8 inputs:
-  # ("DenseNet-BC-10-12", "densenet_bc_100_12(block_sizes=(1, 1, 1))") (about +18 s).
-  config.models_quick = (
-      ("SimpleCNN-small", "simple_cnn_small"),
-      ("ResNet-8", "resnet20(stage_sizes=(1, 1, 1))"),
-  )
   # The budget: the same number of optimizer steps for every model (one pass over num_train).
   config.batch_size = 32
   config.eval_batch_size = 250
   config.num_epochs = 1
   config.steps_per_epoch = 0  # 0 = one pass over the training subset (num_train // batch_size)
-  config.num_epochs_quick = 1
-  config.steps_per_epoch_quick = 8
   # The shared recipe (jaxcnn.train.config fields).
   # Adam: in a 50-step probe it took ResNet-20 to 26% test accuracy where SGD (Nesterov, lr 0.05)
   # reached 14%; no weight decay (it matters little in one pass over the data).
@@ -54,5 +47,19 @@ def get_config() -> ml_collections.ConfigDict:
   config.warmup_epochs = 0.1
   config.preprocessing = "standardize"
   config.augment = ("flip",)
-  config.augment_quick = ()  # digits are not mirror-symmetric
+  if arg.quick:
+    config.dataset = "digits"
+    config.data_dir = ""
+    config.num_train = 512
+    config.num_test = 179  # the whole digits test split
+    # Two tiny networks: each fit() costs 5-15 s of CPU in initialization and compilation alone,
+    # and the quick run must stay near 25 s of CPU. A third family that takes 8x8 inputs:
+    # ("DenseNet-BC-10-12", "densenet_bc_100_12(block_sizes=(1, 1, 1))") (about +18 s).
+    config.models = (
+        ("SimpleCNN-small", "simple_cnn_small"),
+        ("ResNet-8", "resnet20(stage_sizes=(1, 1, 1))"),
+    )
+    config.num_epochs = 1
+    config.steps_per_epoch = 8
+    config.augment = ()  # digits are not mirror-symmetric
   return config

@@ -2,15 +2,19 @@
 
 Full setting: MNIST from ../shared/data, 10,000 training / 2,000 test images, a linear softmax
 classifier and a 784-64-10 MLP, 7 learning rates each, 1,000 SGD steps of batch 128 (a few
-minutes on a 2-core CPU). Quick setting (CI): the offline digits, a 32-unit MLP, 150 steps.
+minutes on a 2-core CPU). Quick setting (CI; ``--quick``, i.e. ``get_config("quick")``): the
+offline digits, a 32-unit MLP, 150 steps.
 """
 
 import ml_collections
 
+from jaxcnn.train.config import config_args
 
-def get_config() -> ml_collections.ConfigDict:
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = config_args(arg, quick=False)
   c = ml_collections.ConfigDict()
-  c.quick = False  # CI-sized run: the fields of quick_settings replace the ones below
+  c.quick = arg.quick  # records the setting (run folder NAME_quick); set it through arg
   c.seed = 0
   c.dpi = 110
 
@@ -58,15 +62,26 @@ def get_config() -> ml_collections.ConfigDict:
   c.eps = 0.01  # per-weight RMS of the random perturbations
   c.sensitivity_samples = 16
 
-  c.quick_settings = ml_collections.ConfigDict(dict(
-      dataset="digits", data_dir="", train_size=1_618, test_size=179,
-      transforms=("none", "mean_image", "channel_mean", "standardize", "pca",
-                  "pca(whiten=True)", "zca(epsilon=0.01)"),
-      figure_pca="pca(k=10)", num_show=6,
-      models={"linear": (), "mlp": (32,)},
-      lrs={"linear": (0.03, 0.3, 3.0), "mlp": (0.03, 0.3, 3.0)},
-      targets={"linear": 0.5, "mlp": 0.5}, eval_size=179,
-      num_steps=150, eval_every=50, hessian_size=200, power_iters=10, sensitivity_samples=4,
-      dpi=60,
-      zigzag=dict(num_lrs=8, num_steps=200, num_seeds=3)))
+  if arg.quick:  # CI-sized: the offline digits, a 32-unit MLP, 150 steps
+    c.dataset = "digits"
+    c.data_dir = ""
+    c.train_size = 1_618
+    c.test_size = 179
+    c.transforms = ("none", "mean_image", "channel_mean", "standardize", "pca",
+                    "pca(whiten=True)", "zca(epsilon=0.01)")
+    c.figure_pca = "pca(k=10)"
+    c.num_show = 6
+    c.models = ml_collections.ConfigDict({"linear": (), "mlp": (32,)})
+    c.lrs = ml_collections.ConfigDict({"linear": (0.03, 0.3, 3.0), "mlp": (0.03, 0.3, 3.0)})
+    c.targets = ml_collections.ConfigDict({"linear": 0.5, "mlp": 0.5})
+    c.eval_size = 179
+    c.num_steps = 150
+    c.eval_every = 50
+    c.hessian_size = 200
+    c.power_iters = 10
+    c.sensitivity_samples = 4
+    c.dpi = 60
+    c.zigzag.num_lrs = 8
+    c.zigzag.num_steps = 200
+    c.zigzag.num_seeds = 3
   return c

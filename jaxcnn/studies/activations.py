@@ -230,15 +230,6 @@ def has_unit_stats(name: str) -> bool:
 # Training with one activation, several seeds at once.
 
 
-def _settings(config) -> Any:
-  """The config with ``config.quick_settings`` applied when ``config.quick``."""
-  config = config.copy_and_resolve_references()
-  if config.quick:
-    for key, value in config.quick_settings.items():
-      config[key] = value
-  return config
-
-
 def load_data(config) -> dict[str, dict[str, np.ndarray]]:
   """``{"train", "val"}`` subsets of ``config.dataset``'s training split (disjoint, shuffled with
   ``config.data_seed``): ``num_train`` and ``num_val`` examples."""
@@ -482,11 +473,10 @@ def run(config, workdir: str) -> dict[str, Any]:
   """Writes ``activations.md`` and ``activation_functions.png``, ``curves.png``,
   ``unit_stats.png``, ``iterations.png`` into ``workdir``.
 
-  Returns {"config": the settings used (quick ones applied), "runs": {act: train_activation
+  Returns {"config": the config used, "runs": {act: train_activation
   result}, "iterations": {act: (seeds,) int}, "speedup_tanh_over_relu": float, "speedup_exact":
   bool, "measured": sentence, "table": path, "figures": [...]}.
   """
-  config = _settings(config)
   unknown = [a for a in config.activations if a not in activations.names()]
   if unknown:
     raise ValueError(f"Unknown activation(s) {unknown}. Known: {', '.join(activations.names())}.")

@@ -63,17 +63,16 @@ HEADERS = ("model", "spec", "family", "params", "MACs / image", "test acc", "tra
 def load_data(config) -> dict[str, dict[str, np.ndarray]]:
   """Random train and test subsets: ``{"train": {"image", "label"}, "test": ...}`` (uint8, int32).
 
-  Quick runs use the offline digits (8x8x1); full runs ``config.dataset`` from
-  ``config.data_dir`` (relative paths resolved against the repository root).
+  ``config.dataset`` from ``config.data_dir`` (relative paths resolved against the repository
+  root); the quick setting uses the offline digits (8x8x1).
   """
   from jaxcnn.data import datasets  # pylint: disable=g-import-not-at-top
 
-  if config.quick:
-    name, data_dir, sizes = "digits", None, (config.num_train_quick, config.num_test_quick)
-  else:
-    name, data_dir, sizes = config.dataset, config.data_dir, (config.num_train, config.num_test)
-    if data_dir and not os.path.isabs(data_dir):
-      data_dir = str(common.REPO_ROOT / data_dir)
+  name, data_dir, sizes = config.dataset, config.data_dir, (config.num_train, config.num_test)
+  if name == "digits":
+    data_dir = None
+  elif data_dir and not os.path.isabs(data_dir):
+    data_dir = str(common.REPO_ROOT / data_dir)
   out = {}
   for split, size in zip(("train", "test"), sizes):
     d = datasets.load(name, split, data_dir=data_dir or None)
@@ -109,15 +108,15 @@ def train_config(config, spec: str):
   from jaxcnn.train.config import get_config  # pylint: disable=g-import-not-at-top
 
   t = get_config()
-  t.dataset = config.dataset if not config.quick else "digits"  # for the log; data come in memory
+  t.dataset = config.dataset  # for the log; data come in memory
   t.model = ml_collections.ConfigDict({"name": spec})
   t.val_size = 0
   t.preprocessing = config.preprocessing
-  t.augment = tuple(config.augment_quick if config.quick else config.augment)
+  t.augment = tuple(config.augment)
   t.batch_size = int(config.batch_size)
   t.eval_batch_size = int(config.eval_batch_size)
-  t.num_epochs = int(config.num_epochs_quick if config.quick else config.num_epochs)
-  t.steps_per_epoch = int(config.steps_per_epoch_quick if config.quick else config.steps_per_epoch)
+  t.num_epochs = int(config.num_epochs)
+  t.steps_per_epoch = int(config.steps_per_epoch)
   t.optimizer.name = config.optimizer
   t.optimizer.learning_rate = float(config.learning_rate)
   t.optimizer.weight_decay = float(config.weight_decay)
@@ -248,7 +247,7 @@ def table_rows(results: Sequence[ArchResult]) -> list[tuple[Any, ...]]:
 
 
 def run(config, workdir: str) -> dict[str, Any]:
-  """Trains every model of ``config.models`` (``config.models_quick`` in quick runs) under the
+  """Trains every model of ``config.models`` under the
   same budget; writes ``architectures.md`` (table), ``accuracy_vs_cost.png`` and
   ``time_vs_macs.png`` (and ``architectures.json``) to ``workdir`` and one engine run folder per model under
   ``workdir/runs/``.
@@ -258,13 +257,14 @@ def run(config, workdir: str) -> dict[str, Any]:
   """
   t0 = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
-  models = [tuple(m) for m in (config.models_quick if config.quick else config.models)]
+  models = [tuple(m) for m in config.models]
   for m in models:
     if len(m) != 2:
       raise ValueError(f"Each entry of config.models must be (label, spec), got {m!r}.")
   data = load_data(config)
   shape = data["train"]["image"].shape
-  source = "digits (8x8, offline)" if config.quick else f"{config.dataset} ({config.data_dir})"
+  source = ("digits (8x8, offline)" if config.dataset == "digits" else
+            f"{config.dataset} ({config.data_dir})")
   print(f"architectures: {len(models)} models on {shape[0]} training images {shape[1:]} of "
         f"{source}", flush=True)
   results = []
@@ -279,7 +279,8 @@ def run(config, workdir: str) -> dict[str, Any]:
   budget = (f"{steps} optimizer steps of batch {config.batch_size} "
             f"({steps * int(config.batch_size):,} images seen, "
             f"{steps * int(config.batch_size) / shape[0]:.1f} epochs of {shape[0]:,} images)")
-  title = (f"{'digits (quick)' if config.quick else 'CIFAR-10 subset'}, {shape[1]}x{shape[2]}, "
+  title = (f"{'digits (quick)' if config.dataset == 'digits' else 'CIFAR-10 subset'}, "
+           f"{shape[1]}x{shape[2]}, "
            f"same budget: {steps} steps of batch {config.batch_size}")
   figures = ["accuracy_vs_cost.png", "time_vs_macs.png"]
   plot_accuracy_vs_cost(results, os.path.join(workdir, figures[0]), title=title,
@@ -299,7 +300,7 @@ def run(config, workdir: str) -> dict[str, Any]:
             f"model. Recipe: {config.optimizer} (lr {config.learning_rate}, cosine, "
             f"{config.warmup_epochs} warm-up epochs, weight decay {config.weight_decay}), "
             f"preprocessing `{config.preprocessing}`, augmentation "
-            f"{tuple(config.augment_quick if config.quick else config.augment)}. "
+            f"{tuple(config.augment)}. "
             f"MACs: multiply-adds per {shape[1]}x{shape[2]} image. Device: {device_kind()}.\n\n")
     f.write(common.markdown_table(table_rows(results), HEADERS) + "\n\n")
     fmt = lambda c: "n/a (fewer than 3 models)" if math.isnan(c) else f"{c:.2f}"  # noqa: E731

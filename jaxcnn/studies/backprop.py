@@ -620,7 +620,7 @@ def run(config, workdir: str) -> dict[str, Any]:
   Returns {"examples": {name: {...}}, "gates": [...], "primitives": {...},
   "max_abs_diff_vs_jax": float, "max_abs_diff_vs_lecture": float, "table": path, "figures": [...]}.
   """
-  dpi = config.dpi_quick if config.quick else config.dpi
+  dpi = config.dpi
   os.makedirs(workdir, exist_ok=True)
   sections = ["# Backpropagation on computational graphs\n",
               "Each gate computes its value and its local gradients in the forward pass; the "

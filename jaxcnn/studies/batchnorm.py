@@ -196,12 +196,12 @@ def argmax_concentration(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
 def load_data(config) -> dict[str, dict[str, np.ndarray]]:
   """uint8 images ``(N, H, W, C)`` and int32 labels of random train and test subsets.
 
-  Quick runs use the offline digits (8x8); full runs MNIST from ``config.data_dir`` (resolved
-  against the repository root when relative).
+  ``config.dataset``: the offline digits (8x8; quick setting) or MNIST from ``config.data_dir``
+  (resolved against the repository root when relative).
   """
   from jaxcnn.data import datasets  # pylint: disable=g-import-not-at-top
 
-  if config.quick:
+  if config.dataset == "digits":
     name, data_dir = "digits", None
   else:
     name, data_dir = config.dataset, config.data_dir
@@ -464,7 +464,7 @@ def run(config, workdir: str) -> dict[str, Any]:
   t0 = time.time()
   data = load_data(config)
   cfg = config.init
-  depth = cfg.depth_quick if config.quick else cfg.depth
+  depth = cfg.depth
   num_inputs = min(cfg.num_inputs, len(data["test"]["label"]))
   pre = preprocessing.fit("standardize", data["train"]["image"])
   x = pre(jnp.asarray(data["test"]["image"][:num_inputs])).reshape(num_inputs, -1)
@@ -473,7 +473,7 @@ def run(config, workdir: str) -> dict[str, Any]:
   init_results = {}
   rows = []
   for norm in config.norms:
-    for kernel_init in cfg.kernel_inits[:1] if config.quick else cfg.kernel_inits:
+    for kernel_init in cfg.kernel_inits:
       model = DeepMLP(depth=depth, width=cfg.width, num_classes=10, norm=norm,
                       kernel_init=kernel_init)
       res = init_analysis(model, key, x)
@@ -493,7 +493,7 @@ def run(config, workdir: str) -> dict[str, Any]:
   plot_predictions(init_results, os.path.join(workdir, figures[2]))
   t_init = time.time() - t0
 
-  dataset = "digits (8x8, offline)" if config.quick else config.dataset
+  dataset = "digits (8x8, offline)" if config.dataset == "digits" else config.dataset
   first = next(iter(init_results.values()))
   sections = [
       "# Batch normalization\n",
@@ -526,11 +526,11 @@ def run(config, workdir: str) -> dict[str, Any]:
   ]
 
   tr = config.train
-  epochs = tr.num_epochs_quick if config.quick else tr.num_epochs
-  train_depth = tr.depth_quick if config.quick else tr.depth
+  epochs = tr.num_epochs
+  train_depth = tr.depth
   grid, train_rows = {}, []
   t1 = time.time()
-  batch_sizes = tr.batch_sizes_quick if config.quick else tr.batch_sizes
+  batch_sizes = tr.batch_sizes
   for norm in config.norms:
     for bs in batch_sizes:
       model = DeepMLP(depth=train_depth, width=tr.width, num_classes=10, norm=norm,

@@ -1,126 +1,62 @@
-"""Shared plumbing for the runnable studies: configs, overrides, run folders, markdown tables.
+"""Shared plumbing for the runnable studies: configs, run folders, markdown tables.
 
-Every study is a library function ``run(config, workdir) -> dict`` plus a thin script
-``experiments/NAME.py`` that calls ``study_main``::
+Every study is a library function ``run(config, workdir) -> dict``, a config file
+``experiments/configs/NAME.py`` whose ``get_config(arg=None)`` holds its quick setting (parsed with
+:func:`jaxcnn.train.config.config_args`) and a thin script ``experiments/NAME.py`` that calls
+``study_main``. Scripts load their config through ml_collections' ``config_flags``, as
+``jaxcnn train`` does::
 
-  python experiments/NAME.py [--config experiments/configs/NAME.py] [--config.a.b=value]
-                             [--workdir DIR] [--quick]
+  python experiments/NAME.py [--quick] [--config experiments/configs/NAME.py[:quick]]
+                             [--config.a.b=value ...] [--workdir DIR]
 
-A notebook runs the same study without argv::
+``--quick`` is ``get_config("quick")``; ``--config.a.b=value`` overrides are applied after it.
+A notebook loads the same file by path and sets fields directly::
 
-  config = common.load_config("NAME")            # experiments/configs/NAME.py; quick from env
+  config = common.load_config("../experiments/configs/NAME.py", "quick")
   results = study.run(config, common.new_workdir("NAME", quick=config.quick))
 
-Two environment variables let CI steer notebooks (which take no arguments) and scripts alike:
-``JAXCNN_QUICK=1`` turns on ``config.quick`` in ``load_config`` and ``JAXCNN_RUNS`` is the root
-folder of ``new_workdir`` (default ``runs``).
+``JAXCNN_RUNS`` is the root folder of ``new_workdir`` (default ``runs``).
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
 import importlib.util
 import os
 import pathlib
+import re
 import sys
 from typing import Any, Callable, Iterable, Sequence
 
+from absl import flags
 import ml_collections
+from ml_collections import config_flags
 
+from jaxcnn.train import cli as train_cli
+
+# Where a study resolves a relative ``data_dir`` of its config (``../shared/data``).
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO_ROOT / "experiments" / "configs"
 
 
-def quick_from_env() -> bool:
-  """True when the environment variable ``JAXCNN_QUICK`` is set to 1/true/yes."""
-  return os.environ.get("JAXCNN_QUICK", "").strip().lower() in ("1", "true", "yes")
-
-
-def load_config(path_or_name: str | os.PathLike[str], *, quick: bool | None = None,
-                overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
-  """Loads ``get_config()`` from a config file and applies overrides.
+def load_config(path: str | os.PathLike[str], arg: str | None = None) -> ml_collections.ConfigDict:
+  """``get_config(arg)`` of a config file, as ``--config PATH:ARG`` loads it (no overrides).
 
   Args:
-    path_or_name: a ``.py`` file, or a bare study name resolved to
-      ``experiments/configs/NAME.py`` in this repository (works from any working directory).
-    quick: sets ``config.quick`` (the config must define it); None leaves the file's value
-      unless ``JAXCNN_QUICK`` is set (``quick_from_env``).
-    overrides: ``"a.b=value"`` strings, applied after ``quick`` (see ``apply_overrides``).
+    path: a ``.py`` file with ``get_config``, relative to the working directory or absolute.
+    arg: its argument, e.g. ``"quick"``; None calls ``get_config()``.
 
   Returns:
-    The ConfigDict.
+    The ConfigDict (unlocked: set fields directly).
   """
-  path = pathlib.Path(path_or_name)
-  if path.suffix != ".py":
-    path = CONFIG_DIR / f"{path_or_name}.py"
-  if not path.is_file():
-    known = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if not p.stem.startswith("_"))
-    raise ValueError(f"Config file {str(path)!r} not found. Known configs: {', '.join(known)}.")
-  spec = importlib.util.spec_from_file_location(f"_jaxcnn_config_{path.stem}", path)
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"No config file {path!r} (from {os.getcwd()}).")
+  spec = importlib.util.spec_from_file_location(
+      f"_jaxcnn_config_{pathlib.Path(path).stem}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   if not hasattr(module, "get_config"):
-    raise ValueError(f"Config file {str(path)!r} has no get_config().")
-  config = module.get_config()
-  if quick is None and quick_from_env():
-    quick = True
-  if quick is not None:
-    if "quick" not in config:
-      raise ValueError(f"Config {str(path)!r} has no 'quick' field.")
-    config.quick = bool(quick)
-  return apply_overrides(config, overrides)
-
-
-def _parse_value(text: str, current: Any) -> Any:
-  """Parses an override string into the type of the field it replaces."""
-  if isinstance(current, bool):
-    lowered = text.strip().lower()
-    if lowered not in ("true", "false", "1", "0", "yes", "no"):
-      raise ValueError(f"Expected a boolean (true/false), got {text!r}.")
-    return lowered in ("true", "1", "yes")
-  if isinstance(current, str):
-    return text
-  try:
-    value = ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
-  if isinstance(current, tuple) and isinstance(value, list):
-    return tuple(value)
-  if isinstance(current, list) and isinstance(value, tuple):
-    return list(value)
-  return value
-
-
-def apply_overrides(config: ml_collections.ConfigDict,
-                    overrides: Sequence[str]) -> ml_collections.ConfigDict:
-  """Applies ``"a.b=value"`` overrides in place and returns ``config``.
-
-  The value is parsed to the type of the existing field: strings stay raw (``act=elu(alpha=0.5)``),
-  booleans accept true/false/1/0, everything else goes through ``ast.literal_eval`` (numbers,
-  tuples, lists, None). Unknown keys and type mismatches raise a ValueError.
-  """
-  for item in overrides:
-    key, sep, text = item.partition("=")
-    if not sep or not key:
-      raise ValueError(f"Override {item!r} is not of the form 'a.b=value'.")
-    parent, parts = config, key.split(".")
-    for depth, part in enumerate(parts):
-      if not isinstance(parent, ml_collections.ConfigDict) or part not in parent:
-        where = ".".join(parts[:depth]) or "config"
-        known = ", ".join(sorted(parent.keys())) if isinstance(parent, ml_collections.ConfigDict) else "-"
-        raise ValueError(f"Unknown config key {key!r}: {where} has no field {part!r}. "
-                         f"Known fields: {known}.")
-      if depth < len(parts) - 1:
-        parent = parent[part]
-    current = parent[parts[-1]]
-    if isinstance(current, ml_collections.ConfigDict):
-      raise ValueError(f"Config key {key!r} is a section; override its fields instead.")
-    try:
-      parent[parts[-1]] = _parse_value(text, current)
-    except TypeError as e:
-      raise ValueError(f"Cannot set config key {key!r} to {text!r}: {e}") from None
-  return config
+    raise ValueError(f"Config file {path!r} has no get_config().")
+  return module.get_config() if arg is None else module.get_config(arg)
 
 
 def new_workdir(name: str, *, quick: bool = False) -> str:
@@ -175,42 +111,68 @@ def write_table(path: str, rows: Iterable[Sequence[Any]], headers: Sequence[str]
   return text
 
 
+_CONFIG_FLAG = re.compile(r"^--?config(=|$)")
+
+
+def _config_argv(argv: list[str], default: str, quick: bool) -> list[str]:
+  """``argv`` with one leading-form ``--config=PATH[:ARG]`` (``default`` when absent) and, with
+  ``quick``, ``quick`` added to its ARG (``get_config("quick")``)."""
+  argv = list(argv)
+  i = next((k for k, a in enumerate(argv) if _CONFIG_FLAG.match(a)), None)
+  if i is None:
+    argv.insert(0, f"--config={default}")
+    i = 0
+  elif "=" not in argv[i] and i + 1 < len(argv):
+    argv[i:i + 2] = [f"--config={argv[i + 1]}"]
+  if quick and "=" in argv[i]:
+    path, sep, arg = argv[i].split("=", 1)[1].partition(":")
+    args = [a for a in arg.split(",") if a.strip() and a.split("=")[0].strip() != "quick"]
+    args.append("quick")
+    argv[i] = f"--config={path}:{','.join(args)}"
+  return argv
+
+
 def study_main(run_fn: Callable[[ml_collections.ConfigDict, str], dict],
                default_config_path: str | os.PathLike[str],
                argv: Sequence[str] | None = None) -> int:
   """Command-line entry point of a study script; returns the exit code.
 
-  Parses ``--config FILE`` (default ``default_config_path``), any number of
-  ``--config.a.b=value`` (or ``--config.a.b value``) overrides, ``--workdir DIR`` (default
-  ``new_workdir(<config file stem>, quick=config.quick)``) and ``--quick``; creates the run
-  folder, saves ``config.json`` there, calls ``run_fn(config, workdir)`` and lists what it wrote.
+  Flags: ``--config FILE[:ARG]`` (default ``default_config_path``), ``--config.a.b=value``
+  overrides (ml_collections ``config_flags``, as ``jaxcnn train``), ``--quick`` (adds ``quick``
+  to ARG, so ``get_config("quick")``; overrides still apply after it) and ``--workdir DIR``
+  (default ``new_workdir(<config file stem>, quick=...)``). Creates the run folder, saves
+  ``config.json`` there, calls ``run_fn(config, workdir)`` and lists what it wrote. A bad flag,
+  an unknown config field or a bad value prints one line and returns 2.
   """
   argv = list(sys.argv[1:] if argv is None else argv)
-  overrides, rest, i = [], [], 0
-  while i < len(argv):
-    arg = argv[i]
-    if arg.startswith("--config."):
-      if "=" in arg:
-        overrides.append(arg[len("--config."):])
-      elif i + 1 < len(argv):
-        overrides.append(f"{arg[len('--config.'):]}={argv[i + 1]}")
-        i += 1
-      else:
-        print(f"error: {arg} needs a value", flush=True)
-        return 2
-    else:
-      rest.append(arg)
-    i += 1
-  parser = argparse.ArgumentParser(
-      description=f"Runs {run_fn.__module__}.{run_fn.__name__}(config, workdir).",
-      epilog="Override any config field with --config.FIELD=VALUE (e.g. --config.quick=true).")
-  parser.add_argument("--config", default=str(default_config_path), help="ml_collections config file")
-  parser.add_argument("--workdir", default=None, help="run folder (default runs/NAME)")
-  parser.add_argument("--quick", action="store_true", help="CI-sized run (sets config.quick)")
-  args = parser.parse_args(rest)
-  config = load_config(args.config, quick=True if args.quick else None, overrides=overrides)
-  name = pathlib.Path(args.config).stem
-  workdir = args.workdir or new_workdir(name, quick=bool(config.get("quick", False)))
+  prog = pathlib.Path(sys.argv[0]).name or "study"
+  if any(a in ("-h", "--help", "--helpfull") for a in argv):
+    print(f"usage: {prog} [--quick] [--config FILE[:ARG]] [--config.FIELD=VALUE ...] "
+          f"[--workdir DIR]\n\nRuns {run_fn.__module__}.{run_fn.__name__}(config, workdir) with "
+          f"the config of {default_config_path} by default; --quick is get_config('quick').")
+    return 0
+  rest = argv
+  try:
+    fv = flags.FlagValues()
+    flags.DEFINE_bool("quick", False, "CI-sized run: get_config('quick').", flag_values=fv)
+    flags.DEFINE_string("workdir", None, "Run folder (default runs/NAME or runs/NAME_quick).",
+                        flag_values=fv)
+    rest = _config_argv(fv([prog, *argv], known_only=True)[1:], os.fspath(default_config_path),
+                        fv.quick)
+    config_fv = flags.FlagValues()
+    config_flags.DEFINE_config_file(
+        "config", None, "Config file (a .py with get_config(arg=None)); override its fields with "
+        "--config.key=value.", flag_values=config_fv, lock_config=True, sys_argv=[prog, *rest])
+    config_fv([prog, *rest])
+    config = config_fv.config
+    config.keys()  # a config file that failed to load raises its OSError here
+  except (flags.Error, OSError, AttributeError, KeyError, TypeError, ValueError) as e:
+    print(f"{prog}: {train_cli.config_error(e, rest)}",
+          file=sys.stderr, flush=True)
+    return 2
+  name = pathlib.Path(config_flags.get_config_filename(config_fv["config"]).split(":")[0]).stem
+  quick = bool(fv.quick or config.get("quick", False))
+  workdir = fv.workdir or new_workdir(name, quick=quick)
   os.makedirs(workdir, exist_ok=True)
   save_config(config, workdir)
   run_fn(config, workdir)

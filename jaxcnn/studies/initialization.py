@@ -415,12 +415,12 @@ def symmetry_run(init: str, images: jax.Array, labels: jax.Array, *, widths: Seq
 def load_data(config) -> dict[str, dict[str, np.ndarray]]:
   """uint8 images ``(N, H, W, C)`` and int32 labels of random train and test subsets.
 
-  Quick runs use the offline digits (8x8; the arrays and splits of ``datasets.load("digits")``,
-  taken from :mod:`jaxcnn.data.digits` directly, which skips building a tf.data pipeline); full
-  runs ``config.dataset`` from ``config.data_dir`` (relative paths resolved against the
-  repository root).
+  ``config.dataset`` "digits" (the quick setting) takes the offline digits (8x8; the arrays and
+  splits of ``datasets.load("digits")``, taken from :mod:`jaxcnn.data.digits` directly, which
+  skips building a tf.data pipeline); any other ``config.dataset`` comes from ``config.data_dir``
+  (relative paths resolved against the repository root).
   """
-  if config.quick:
+  if config.dataset == "digits":
     from jaxcnn.data import digits  # pylint: disable=g-import-not-at-top
 
     images, labels = digits.digits_arrays()
@@ -578,9 +578,9 @@ def run(config, workdir: str) -> dict[str, Any]:
   Returns {"mlp": [init_study.Case], "deep": {arch: {init: {"init": stats, "trained": stats,
   "history": ...}}}, "symmetry": {init: symmetry_run dict}, "table": path, "figures": [...]}.
   """
-  q = config.quick
-  pick = lambda section, name: section[f"{name}_quick"] if q else section[name]  # noqa: E731
-  dpi = config.dpi_quick if q else config.dpi
+  q = config.get("quick", False)
+  pick = lambda section, name: section[name]  # noqa: E731
+  dpi = config.dpi
   os.makedirs(workdir, exist_ok=True)
   start = time.time()
   results: dict[str, Any] = {}
@@ -649,7 +649,7 @@ def run(config, workdir: str) -> dict[str, Any]:
   figures.append("symmetry.png")
 
   # The report.
-  source = ("offline digits (8x8)" if q else
+  source = ("offline digits (8x8)" if config.dataset == "digits" else
             f"{config.dataset} from {config.data_dir}")
   n_train, n_test = len(data["train"]["label"]), len(data["test"]["label"])
   depth = 2 * sum(arch_kwargs["stage_sizes"]) + 2

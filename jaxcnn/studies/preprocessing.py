@@ -556,19 +556,6 @@ def _apply(transform: preprocessing.Transform, x: jax.Array) -> jax.Array:
   return transform(x)
 
 
-def settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The config with ``config.quick_settings`` applied when ``config.quick`` is on."""
-  s = config.to_dict()
-  quick = s.pop("quick_settings", {})
-  if s["quick"]:
-    for key, value in quick.items():
-      if isinstance(value, dict):
-        s[key].update(value)
-      else:
-        s[key] = value
-  return ml_collections.ConfigDict(s)
-
-
 def _fmt(v):
   return "-" if v is None else v
 
@@ -582,7 +569,7 @@ def run(config, workdir: str) -> dict[str, Any]:
   Returns ``{"zigzag": {...}, "transforms": {spec: {...}}, "table": path, "figures": [...]}``.
   """
   t0 = time.perf_counter()
-  s = settings(config)
+  s = config
   os.makedirs(workdir, exist_ok=True)
   dpi = s.dpi
   figures = []
