@@ -16,10 +16,12 @@ the compiled step, not a constant baked into it (ZCA on CIFAR is a 3072 x 3072 m
 builders return a :class:`BoundStep` that passes it on every call, so one compilation serves every
 transform of the same structure. A plain function (``lambda x: x / 255``) is closed over.
 
-``vmap_models=True`` trains a stack of models (leading axis on every state leaf, one batch per
-model, or one batch shared by all with ``shared_batch=True``) in one compiled step; ``mesh``
-shards the batch over the mesh's ``"data"`` axis and replicates the state (data parallelism
-through ``jax.sharding``; XLA inserts the gradient all-reduce).
+``num_models=M`` trains a stack of ``M`` models (leading axis of size ``M`` on every state leaf,
+one batch per model, or one batch shared by all with ``shared_batch=True``) in one compiled step:
+``jax.vmap`` for ``M > 1``; a stack of one is squeezed and runs the plain step, so a single model
+pays nothing for the model axis. ``mesh`` shards the batch over the mesh's ``"data"`` axis and
+replicates the state (data parallelism through ``jax.sharding``; XLA inserts the gradient
+all-reduce).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
+from jaxcnn.data.sources import batch_sharding, replicated
 from jaxcnn.train.state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -103,14 +106,27 @@ class BoundLowered:
     return self.lowered.as_text()
 
 
-def batch_sharding(mesh: Mesh, *, vmap_models: bool = False) -> NamedSharding:
-  """Sharding of a batch: split along the example axis over the mesh's ``"data"`` axis."""
-  return NamedSharding(mesh, P(None, "data") if vmap_models else P("data"))
+def over_models(fn: Callable[..., Any], num_models: int | None,
+                in_axes: tuple[int | None, ...]) -> Callable[..., Any]:
+  """``fn`` over a leading model axis of size ``num_models`` on the arguments with in-axis 0.
 
+  ``jax.vmap`` for several models; for one, the axis is dropped, the plain ``fn`` runs and the
+  axis is put back on its outputs (no batched convolutions for a population of one); None
+  returns ``fn``.
+  """
+  if num_models is None:
+    return fn
+  if num_models < 1:
+    raise ValueError(f"num_models must be >= 1, got {num_models}.")
+  if num_models > 1:
+    return jax.vmap(fn, in_axes=in_axes)
 
-def replicated(mesh: Mesh) -> NamedSharding:
-  """Sharding of a replicated value (the state, the metrics, device-resident data sets)."""
-  return NamedSharding(mesh, P())
+  def single(*args):
+    args = [a if axis is None else jax.tree.map(lambda x: x[0], a)
+            for a, axis in zip(args, in_axes)]
+    return jax.tree.map(lambda x: x[None], fn(*args))
+
+  return single
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
@@ -118,7 +134,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
                     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
                     preprocess: Callable[[jax.Array], jax.Array] | None = None,
                     compute_dtype: Any = jnp.float32, ema_decay: float = 0.0,
-                    vmap_models: bool = False, shared_batch: bool = False,
+                    num_models: int | None = None, shared_batch: bool = False,
                     mesh: Mesh | None = None) -> BoundStep:
   """Builds ``train_step(state, batch) -> (state, metrics)``, jitted with ``donate_argnums=0``.
 
@@ -131,8 +147,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
       an argument; or a plain function (closed over); None casts to float32.
     compute_dtype: dtype of the forward/backward computation (float32 or bfloat16).
     ema_decay: decay of the parameter EMA kept in ``state.ema_params`` (if that is not None).
-    vmap_models: the state and the batch carry a leading model axis.
-    shared_batch: with ``vmap_models``, the batch has no model axis: every model trains on it.
+    num_models: the state and the batch carry a leading model axis of this size (None: no model
+      axis).
+    shared_batch: with ``num_models``, the batch has no model axis: every model trains on it.
     mesh: shard the batch over its ``"data"`` axis and replicate the state; None leaves placement
       to JAX (one device).
 
@@ -174,24 +191,23 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
                "grad_norm": optax.global_norm(grads)}
     return new_state, metrics
 
-  batch_axis = None if shared_batch else 0
-  fn = jax.vmap(train_step, in_axes=(0, batch_axis, None)) if vmap_models else train_step
+  fn = over_models(train_step, num_models, in_axes=(0, None if shared_batch else 0, None))
   if mesh is None:
     return BoundStep(jax.jit(fn, donate_argnums=0), transform)
   rep = replicated(mesh)
-  data = batch_sharding(mesh, vmap_models=vmap_models and not shared_batch)
+  data = batch_sharding(mesh, model_axis=num_models is not None and not shared_batch)
   return BoundStep(jax.jit(fn, in_shardings=(rep, data, rep), out_shardings=(rep, rep),
                            donate_argnums=0), transform)
 
 
 def make_eval_step(model: nn.Module, *, preprocess: Callable[[jax.Array], jax.Array] | None = None,
-                   compute_dtype: Any = jnp.float32, vmap_models: bool = False,
+                   compute_dtype: Any = jnp.float32, num_models: int | None = None,
                    mesh: Mesh | None = None) -> BoundStep:
   """Builds jitted ``eval_step(state, batch) -> sums`` for one (padded) evaluation batch.
 
   Uses ``state.ema_params`` when present, the running BatchNorm statistics, and no augmentation.
   ``batch`` may hold a ``"mask"`` (1 for real examples, 0 for padding). Returns the sums over real
-  examples: ``loss`` (plain cross-entropy), ``correct`` and ``count``; with ``vmap_models`` the
+  examples: ``loss`` (plain cross-entropy), ``correct`` and ``count``; with ``num_models`` the
   batch is shared and each sum has shape ``(num_models,)``. ``preprocess`` is handled as in
   :func:`make_train_step`.
   """
@@ -209,7 +225,7 @@ def make_eval_step(model: nn.Module, *, preprocess: Callable[[jax.Array], jax.Ar
             "correct": jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
             "count": jnp.sum(mask)}
 
-  fn = jax.vmap(eval_step, in_axes=(0, None, None)) if vmap_models else eval_step
+  fn = over_models(eval_step, num_models, in_axes=(0, None, None))
   if mesh is None:
     return BoundStep(jax.jit(fn), transform)
   rep = replicated(mesh)

@@ -74,9 +74,9 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path,
   schedule = make_schedule(config.schedule, learning_rate=1.0, steps_per_epoch=11, num_epochs=3)
   template = create_train_state(create_model("simple_cnn_small", num_classes=10),
                                 make_optimizer(config.optimizer, 0.05, schedule=schedule),
-                                jax.random.PRNGKey(0), (8, 8, 1))
-  state, loop = checkpoint.restore(mngr, template)
-  assert int(state.step) == 22 and loop["step"] == 22
+                                jax.random.PRNGKey(0)[None], (8, 8, 1), stacked=True)
+  state, loop = checkpoint.restore(mngr, template)  # a population of one: leading axis 1
+  assert state.step.shape == (1,) and int(state.step[0]) == 22 and loop["step"] == 22
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
   # Corrupt the checkpoint: a clear error naming it.
   for f in (tmp_path / "nan" / "checkpoints" / "22" / "state").rglob("*"):

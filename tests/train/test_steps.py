@@ -114,7 +114,7 @@ def test_vmap_of_two_models_equals_two_runs():
       state, metrics = step(state, batches[(t + m) % 3])
     singles.append((state, metrics))
   stacked = jax.vmap(lambda k: create_train_state(model, tx, k, (8, 8, 1)))(jnp.stack(keys))
-  vstep = make_train_step(model, tx, preprocess=_scale, vmap_models=True)
+  vstep = make_train_step(model, tx, preprocess=_scale, num_models=2)
   for t in range(3):
     both = jax.tree.map(lambda a, b: jnp.stack([a, b]), batches[t % 3], batches[(t + 1) % 3])
     stacked, vmetrics = vstep(stacked, both)
@@ -186,7 +186,7 @@ def test_shared_batch_vmap_equals_each_model_on_that_batch():
   keys = jnp.stack([jax.random.PRNGKey(1), jax.random.PRNGKey(2)])
   init = lambda k: create_train_state(model, tx, k, (8, 8, 1))
   batch = _batch()
-  stacked, vmetrics = make_train_step(model, tx, preprocess=_scale, vmap_models=True,
+  stacked, vmetrics = make_train_step(model, tx, preprocess=_scale, num_models=2,
                                       shared_batch=True)(jax.vmap(init)(keys), batch)
   step = make_train_step(model, tx, preprocess=_scale)
   for m in range(2):
