@@ -1,14 +1,18 @@
 """Per-layer statistics of a network: activations, saturation, dead units, gradient norms.
 
 Every nonlinearity in a jaxcnn model is an :class:`jaxcnn.nn.activations.Activation` module, so
-the statistics are collected from outside the model with ``flax.linen.intercept_methods``; no
-model code changes. Outputs of ``Activation`` modules are recorded as ``kind="activation"``
+the statistics are collected from outside the model by :func:`jaxcnn.nn.tracing.trace`; no model
+code changes. Outputs of ``Activation`` modules are recorded as ``kind="activation"``
 (post-nonlinearity) and outputs of ``nn.Dense`` / ``nn.Conv`` / ``nn.ConvTranspose`` as
 ``kind="preactivation"`` (the final logits layer included), in forward order.
 
 * :func:`activation_stats`: mean, std, histogram, saturated and dead fractions per layer;
 * :func:`gradient_norms`: loss-gradient norm per module's parameters;
 * :func:`activation_gradient_norms`: loss-gradient norm per layer output (backward signal);
+* :func:`network_stats`: activation stds and kernel-gradient norms of a classifier, underflow-safe;
+* :func:`unit_stats`: dead and saturated fractions of many stacked models at once;
+* :func:`hessian_top_eigenvalue`, :func:`hessian_vector_product`, :func:`loss_sensitivity`,
+  :func:`second_moment_eigenvalues`: curvature and sensitivity of a loss in its parameters;
 * :func:`plot_activation_stats`: the CS231n figure (mean/std per layer, histograms).
 
 ``apply_fn(variables, batch)`` runs the model, e.g. ``lambda v, x: model.apply(v, x, train=False)``.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import weakref
 from typing import Any, Callable, Sequence
 
@@ -31,6 +36,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
 
 from jaxcnn.nn import activations, tracing
 
@@ -244,6 +251,205 @@ def activation_gradient_norms(loss_fn: Callable[[Any, Any], jax.Array], variable
   zeros = [jnp.zeros(s.shape, s.dtype) for s in shapes]
   norms = jax.device_get(jax.jit(grads_of)(zeros, variables, batch))
   return [(name, kind, float(n)) for (name, kind), n in zip(meta, norms)]
+
+
+def _path_get(tree: Any, path: tuple[str, ...]) -> Any:
+  for key in path:
+    tree = tree[key]
+  return tree
+
+
+def _scaled(statistic: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
+  """``statistic(x)`` for a positively homogeneous statistic (std, norm), computed as
+  ``m * statistic(x / m)`` with ``m = max |x|``, so that squares of tiny values (1e-25 after 20
+  layers of ``normal(0.01)``) do not underflow float32 to 0."""
+  x = x.astype(jnp.float32)
+  m = jnp.max(jnp.abs(x))
+  return jnp.where(m > 0, m * statistic(x / jnp.where(m > 0, m, 1.0)), 0.0)
+
+
+@functools.lru_cache(maxsize=16)
+def _network_probe(model: nn.Module) -> tuple[Callable[..., Any], dict[str, list[str]]]:
+  """A jitted ``(variables, x, labels) -> (loss, act stds, kernel-gradient norms)`` for ``model``
+  and the layer names it fills when traced."""
+  names: dict[str, list[str]] = {"activation": [], "weight": []}
+
+  def stats(variables, x, labels):
+    traced = []
+
+    def loss_fn(params):
+      with _recording() as calls:
+        logits = model.apply({**variables, "params": params}, x, train=False)
+      traced[:] = calls
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
+                                                             labels).mean()
+      acts = [c for c in calls if isinstance(c.module, activations.Activation)]
+      return loss, jnp.stack([_scaled(jnp.std, c.output) for c in acts])
+
+    (loss, stds), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
+    weights = [c.path for c in traced if isinstance(c.module, LINEAR_MODULES)]
+    norms = jnp.stack([_scaled(jnp.linalg.norm, _path_get(grads, p)["kernel"].ravel())
+                       for p in weights])
+    names["activation"] = [c.name for c in traced if isinstance(c.module, activations.Activation)]
+    names["weight"] = ["/".join(p) for p in weights]
+    return loss, stds, norms
+
+  return jax.jit(stats), names
+
+
+def network_stats(model: nn.Module, variables: Any, x: jax.Array,
+                  labels: jax.Array) -> dict[str, Any]:
+  """Per-layer scales of one forward and backward pass of a classifier (one compilation per model).
+
+  Stds and norms are computed scaled by the largest magnitude, so that they do not underflow
+  float32 in deep nets at tiny initializations.
+
+  Args:
+    model: a Module called as ``model.apply(variables, x, train=False)``; its nonlinearities
+      are :class:`jaxcnn.nn.activations.Activation` modules.
+    variables: its variables.
+    x: a batch of preprocessed inputs.
+    labels: int labels; the loss is the mean softmax cross-entropy.
+
+  Returns:
+    ``{"loss": float, "activation": [names], "act_std": (A,) std of each activation output over
+    the batch (all elements), "weight": [names], "grad_norm": (W,) L2 norm of dloss/dkernel of
+    each Dense/Conv layer}``, layers in forward order.
+
+  References: Glorot & Bengio 2010, "Understanding the difficulty of training deep feedforward
+  neural networks" (activation and back-propagated gradient scales per layer).
+  """
+  fn, names = _network_probe(model)
+  loss, stds, norms = jax.device_get(fn(variables, x, labels))
+  return {"loss": float(loss), "activation": list(names["activation"]),
+          "act_std": np.asarray(stds, np.float64), "weight": list(names["weight"]),
+          "grad_norm": np.asarray(norms, np.float64)}
+
+
+@functools.lru_cache(maxsize=None)
+def _apply_all(model: nn.Module, num_models: int) -> Callable[[Any, Any], None]:
+  """Runs the stacked models one after another (records are model-major); one function per
+  (model, num_models), so :func:`activation_stats` reuses its compiled forward pass."""
+  def apply_all(variables, x):
+    for m in range(num_models):
+      p = jax.tree.map(lambda a, m=m: a[m], variables["params"])
+      model.apply({"params": p}, x)
+
+  return apply_all
+
+
+def unit_stats(model: nn.Module, params: Any, images: jax.Array,
+               num_models: int) -> dict[str, np.ndarray]:
+  """Dead and saturated fractions of every activation layer, per model, on a fixed batch.
+
+  Args:
+    model: the network, called as ``model.apply({"params": p}, x)`` (its ``Activation`` modules
+      are recorded).
+    params: parameters of ``num_models`` models stacked on a leading axis.
+    images: a preprocessed batch, shared by all models.
+    num_models: the size of the leading axis of ``params``.
+
+  Returns:
+    ``{"dead": (num_models, layers), "saturated": (num_models, layers)}``: the fraction of units
+    of each layer that output exactly 0 on the whole batch (ReLU-family activations) and the
+    fraction of outputs within 1% of a bound (tanh, sigmoid), NaN where not defined; computed
+    by :func:`activation_stats` in one compiled pass over all models.
+  """
+  stats = [s for s in activation_stats(_apply_all(model, num_models), {"params": params}, images)
+           if s.kind == "activation"]
+  if len(stats) % num_models:
+    raise ValueError(f"Recorded {len(stats)} activation layers for {num_models} models.")
+  nan = lambda v: np.nan if v is None else v
+  dead = np.array([nan(s.dead) for s in stats], np.float64).reshape(num_models, -1)
+  saturated = np.array([nan(s.saturated) for s in stats], np.float64).reshape(num_models, -1)
+  return {"dead": dead, "saturated": saturated}
+
+
+def has_unit_stats(name: str) -> bool:
+  """True for activations whose units can die (ReLU) or saturate (tanh, sigmoid)."""
+  return name in RELU_FAMILY or name in BOUNDED
+
+
+# ----------------------------------------------------------------------------------------------
+# Curvature and sensitivity of a loss in its parameters.
+
+
+def _flat_loss(loss_fn: Callable[..., jax.Array], params: Any, args: tuple):
+  flat, unravel = ravel_pytree(params)
+  return flat, lambda v: loss_fn(unravel(v), *args)
+
+
+def hessian_vector_product(loss_fn: Callable[..., jax.Array], params: Any, v: Any,
+                           *args: Any) -> Any:
+  """``H v`` of ``loss_fn(params, *args)`` at ``params`` (forward-over-reverse).
+
+  ``v`` has the structure of ``params``; so has the result.
+
+  References: Pearlmutter 1994, "Fast exact multiplication by the Hessian".
+  """
+  grad_fn = lambda p: jax.grad(loss_fn)(p, *args)
+  return jax.jvp(grad_fn, (params,), (v,))[1]
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "num_iters"))
+def hessian_top_eigenvalue(loss_fn: Callable[..., jax.Array], params: Any, *args: Any,
+                           key: jax.Array, num_iters: int = 50) -> tuple[jax.Array, jax.Array]:
+  """Largest-magnitude eigenvalue of the Hessian of ``loss_fn(params, *args)`` by power iteration.
+
+  Starts from a random unit vector (``key``), iterates ``v <- H v / ||H v||`` ``num_iters`` times
+  with Hessian-vector products, and returns the Rayleigh quotient ``v . H v`` and ``v`` (flat,
+  over ``ravel_pytree(params)``). For a convex loss this is ``lambda_max``; near an indefinite
+  point it may be the most negative eigenvalue. ``loss_fn`` is static: pass the same function
+  object to reuse the compiled iteration.
+
+  References: LeCun, Simard & Pearlmutter 1993, "Automatic learning rate maximization by on-line
+  estimation of the Hessian's eigenvectors"; Pearlmutter 1994.
+  """
+  flat, loss = _flat_loss(loss_fn, params, args)
+  hvp = lambda v: jax.jvp(jax.grad(loss), (flat,), (v,))[1]
+  v = jax.random.normal(key, flat.shape, flat.dtype)
+  v = v / jnp.linalg.norm(v)
+
+  def body(_, v):
+    hv = hvp(v)
+    return hv / jnp.maximum(jnp.linalg.norm(hv), jnp.finfo(hv.dtype).tiny)
+
+  v = jax.lax.fori_loop(0, num_iters, body, v)
+  return jnp.vdot(v, hvp(v)), v
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "num_samples"))
+def loss_sensitivity(loss_fn: Callable[..., jax.Array], params: Any, *args: Any, key: jax.Array,
+                     eps: float, num_samples: int = 16) -> jax.Array:
+  """Relative loss changes ``|L(p + d) - L(p)| / L(p)`` for ``num_samples`` random perturbations.
+
+  Each ``d`` points in a uniformly random direction of parameter space and has root-mean-square
+  entry ``eps`` (``||d|| = eps sqrt(P)`` for P parameters), so ``eps`` is a per-weight scale.
+  Returns ``(num_samples,)``; its mean is the sensitivity.
+
+  References: CS231n (Stanford), lecture 6 "Training Neural Networks I" (data preprocessing: the
+  loss is less sensitive to small weight changes after normalization).
+  """
+  flat, loss = _flat_loss(loss_fn, params, args)
+  base = loss(flat)
+  z = jax.random.normal(key, (num_samples, flat.size), flat.dtype)
+  d = eps * math.sqrt(flat.size) * z / jnp.linalg.norm(z, axis=1, keepdims=True)
+  return jnp.abs(jax.vmap(loss)(flat + d) - base) / base
+
+
+def second_moment_eigenvalues(x: Any, *, bias: bool = True) -> np.ndarray:
+  """Eigenvalues (descending) of ``E[x~ x~^T]`` over flattened examples, float64.
+
+  ``x~ = [x, 1]`` with ``bias=True`` (a Dense layer's bias sees a constant 1). At zero weights
+  the Hessian of a linear softmax classifier's mean cross-entropy over K classes is
+  ``E[x~ x~^T]`` Kronecker ``(I - 11^T / K) / K``: its eigenvalues are these divided by K.
+
+  References: LeCun, Bottou, Orr & Mueller 1998, "Efficient BackProp", sec. 4.3 and 5.
+  """
+  x = np.asarray(x, np.float64).reshape(len(x), -1)
+  if bias:
+    x = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+  return np.linalg.eigvalsh(x.T @ x / len(x))[::-1]
 
 
 def plot_activation_stats(stats: Sequence[LayerStats], path: str | None = None, *,

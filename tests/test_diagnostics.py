@@ -1,14 +1,18 @@
 """Tests for jaxcnn.diagnostics, checked against NumPy recomputations and closed forms."""
 
+import math
+
 import flax.linen as nn
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from matplotlib.figure import Figure
 
 from jaxcnn import diagnostics
-from jaxcnn.nn import activations
+from jaxcnn.nn import activations, initializers
 
 
 class SmallCNN(nn.Module):
@@ -210,3 +214,190 @@ def test_plot_writes_png(cnn, tmp_path):
   assert data.startswith(b"\x89PNG") and len(data) > 5000
   with pytest.raises(ValueError, match="at least one"):
     diagnostics.plot_activation_stats([])
+
+
+# ----------------------------------------------------------------------------------------------
+# network_stats: against jax.grad and flax's capture_intermediates.
+
+
+class DeepCNN(nn.Module):
+  """``depth`` x (conv3x3 -> relu), global mean, dense 10; kernels from ``kernel_init``."""
+  depth: int = 3
+  kernel_init: str = "kaiming_normal"
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    init = initializers.get(self.kernel_init)
+    for _ in range(self.depth):
+      x = activations.Activation("relu")(nn.Conv(2, (3, 3), kernel_init=init)(x))
+    return nn.Dense(10, kernel_init=init)(x.mean(axis=(1, 2)))
+
+
+def _captured(model, variables, x, types):
+  """Outputs of every module of ``types`` ({path: array}), via flax's capture_intermediates."""
+  _, state = model.apply(variables, x, train=False, mutable=["intermediates"],
+                         capture_intermediates=lambda m, _: isinstance(m, types))
+  flat = jax.tree_util.tree_flatten_with_path(state["intermediates"])[0]
+  return {"/".join(str(k.key) for k in path[:-2]): np.asarray(v) for path, v in flat}
+
+
+def _classification_batch(n=32, side=6, seed=0):
+  rng = np.random.default_rng(seed)
+  return (jnp.asarray(rng.normal(size=(n, side, side, 1)), jnp.float32),
+          jnp.asarray(rng.integers(0, 10, n), jnp.int32))
+
+
+def test_network_stats_match_jax_grad_and_numpy_std():
+  model = DeepCNN(depth=3)
+  x, y = _classification_batch()
+  variables = model.init(jax.random.key(0), x)
+  stats = diagnostics.network_stats(model, variables, x, y)
+  assert stats["weight"] == ["Conv_0", "Conv_1", "Conv_2", "Dense_0"]
+  assert stats["activation"] == ["Activation_0", "Activation_1", "Activation_2"]
+
+  def loss(params):
+    logits = model.apply({"params": params}, x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  grads = jax.grad(loss)(variables["params"])
+  expected = [np.linalg.norm(np.asarray(grads[n]["kernel"], np.float64)) for n in stats["weight"]]
+  np.testing.assert_allclose(stats["grad_norm"], expected, rtol=1e-5)
+  assert stats["loss"] == pytest.approx(float(loss(variables["params"])), rel=1e-6)
+  acts = _captured(model, variables, x, activations.Activation)
+  np.testing.assert_allclose(stats["act_std"], [acts[n].std() for n in stats["activation"]],
+                             rtol=1e-5)
+
+
+def test_network_stats_of_tiny_activations_do_not_underflow():
+  # 10 layers of normal(0.001): activations ~1e-23, whose squares underflow float32.
+  model = DeepCNN(depth=10, kernel_init="normal(stddev=0.001)")
+  x, y = _classification_batch(seed=1)
+  variables = model.init(jax.random.key(0), x)
+  stats = diagnostics.network_stats(model, variables, x, y)
+  acts = _captured(model, variables, x, activations.Activation)
+  expected = [acts[n].astype(np.float64).std() for n in stats["activation"]]
+  assert 0 < expected[-1] < 1e-18
+  assert float(jnp.std(acts[stats["activation"][-1]])) == 0.0  # what a plain std would report
+  np.testing.assert_allclose(stats["act_std"], expected, rtol=1e-4)
+  assert np.all(stats["grad_norm"] > 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# unit_stats: dead and saturated units of stacked models, against capture_intermediates.
+
+
+class ActNet(nn.Module):
+  """conv3x3 (4) -> act -> global mean -> dense 6 -> act -> dense 3."""
+  act: str = "relu"
+
+  @nn.compact
+  def __call__(self, x):
+    x = activations.Activation(self.act)(nn.Conv(4, (3, 3))(x))
+    x = activations.Activation(self.act)(nn.Dense(6)(x.mean(axis=(1, 2))))
+    return nn.Dense(3)(x)
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_unit_stats_bookkeeping(act):
+  model = ActNet(act=act)
+  x = jax.random.normal(jax.random.key(1), (16, 8, 8, 1))
+  p0 = model.init(jax.random.key(2), x)["params"]
+  p1 = model.init(jax.random.key(3), x)["params"]
+  # Model 0: kill conv channels 0 and 1 and hidden units 0-2 with hugely negative biases.
+  p0["Conv_0"]["bias"] = p0["Conv_0"]["bias"].at[:2].set(-1e3)
+  p0["Dense_0"]["bias"] = p0["Dense_0"]["bias"].at[:3].set(-1e3)
+  stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), p0, p1)
+  stats = diagnostics.unit_stats(model, stacked, x, 2)
+  assert stats["dead"].shape == stats["saturated"].shape == (2, 2)
+  for m, p in enumerate((p0, p1)):
+    _, state = model.apply({"params": p}, x, capture_intermediates=True,
+                           mutable=["intermediates"])
+    outs = [np.asarray(state["intermediates"][f"Activation_{i}"]["__call__"][0]) for i in (0, 1)]
+    for layer, y in enumerate(outs):
+      if act == "relu":
+        expected = np.mean(np.all(y.reshape(-1, y.shape[-1]) == 0, axis=0))
+        assert stats["dead"][m, layer] == pytest.approx(expected)
+        assert np.isnan(stats["saturated"][m, layer])
+      else:
+        assert stats["saturated"][m, layer] == pytest.approx(np.mean(np.abs(y) > 0.99))
+        assert np.isnan(stats["dead"][m, layer])
+  if act == "relu":
+    assert stats["dead"][0, 0] >= 0.5 and stats["dead"][0, 1] >= 0.5  # the killed units
+  else:
+    assert stats["saturated"][0, 0] >= 0.5  # tanh(-1e3 + ...) = -1 in the killed channels
+  assert diagnostics.has_unit_stats("relu") and diagnostics.has_unit_stats("sigmoid")
+  assert not diagnostics.has_unit_stats("elu")
+
+
+# ----------------------------------------------------------------------------------------------
+# Hessian eigenvalue, loss sensitivity, second moments: against eigvalsh and closed forms.
+
+
+def _least_squares(w, x, y):
+  return 0.5 * jnp.mean((x @ w["w"] - y) ** 2)
+
+
+def test_power_iteration_matches_eigvalsh_on_least_squares():
+  rng = np.random.default_rng(4)
+  x = (rng.normal(size=(100, 5)) * [3.0, 1.0, 0.5, 0.2, 0.1] + 1.0).astype(np.float32)
+  y = rng.normal(size=100).astype(np.float32)
+  hessian = x.astype(np.float64).T @ x / len(x)  # of 0.5 mean (x.w - y)^2, any w
+  lam, v = diagnostics.hessian_top_eigenvalue(_least_squares, {"w": jnp.zeros(5)}, x, y,
+                                              key=jax.random.PRNGKey(0), num_iters=100)
+  top = np.linalg.eigvalsh(hessian)[-1]
+  assert float(lam) == pytest.approx(top, rel=1e-4)
+  np.testing.assert_allclose(hessian @ np.asarray(v), top * np.asarray(v), atol=1e-3 * top)
+  hv = diagnostics.hessian_vector_product(_least_squares, {"w": jnp.ones(5)},
+                                          {"w": jnp.arange(5.0)}, x, y)
+  np.testing.assert_allclose(np.asarray(hv["w"]), hessian @ np.arange(5.0), rtol=1e-4)
+
+
+def _softmax_loss(params, x, labels):
+  logits = nn.Dense(4).apply({"params": params}, x)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def test_power_iteration_matches_softmax_hessian_at_zero_weights():
+  # Linear softmax classifier with bias at W = 0: H = E[x~ x~^T] kron (I - 11^T/K) / K.
+  rng = np.random.default_rng(5)
+  k, n = 4, 200
+  x = rng.uniform(0, 1, size=(n, 6)).astype(np.float32)
+  labels = rng.integers(0, k, n).astype(np.int32)
+  params = jax.tree.map(jnp.zeros_like, nn.Dense(k).init(jax.random.PRNGKey(0), x[:1])["params"])
+  flat, unravel = jax.flatten_util.ravel_pytree(params)
+  exact = jax.hessian(lambda v: _softmax_loss(unravel(v), x, labels))(flat)
+  eig_exact = np.linalg.eigvalsh(np.asarray(exact, np.float64))
+  xa = np.concatenate([x, np.ones((n, 1))], 1).astype(np.float64)
+  eig_closed = np.linalg.eigvalsh(np.kron(xa.T @ xa / n, (np.eye(k) - 1.0 / k) / k))
+  np.testing.assert_allclose(np.sort(eig_exact), np.sort(eig_closed), atol=1e-5)
+  lam, _ = diagnostics.hessian_top_eigenvalue(_softmax_loss, params, x, labels,
+                                              key=jax.random.PRNGKey(1), num_iters=200)
+  assert float(lam) == pytest.approx(eig_exact[-1], rel=1e-3)
+  assert diagnostics.second_moment_eigenvalues(x)[0] / k == pytest.approx(eig_exact[-1], rel=1e-5)
+  no_bias = diagnostics.second_moment_eigenvalues(x, bias=False)
+  np.testing.assert_allclose(no_bias, np.linalg.eigvalsh(x.astype(np.float64).T @ x / n)[::-1],
+                             rtol=1e-10)
+
+
+def _quadratic(p, c):
+  return c + 0.5 * jnp.sum(p["a"] ** 2) + 0.5 * jnp.sum(p["b"] ** 2)
+
+
+def test_loss_sensitivity_bookkeeping():
+  params = {"a": jnp.zeros((3, 4)), "b": jnp.zeros(5)}  # P = 17
+  eps, c = 0.1, 2.0
+  rel = diagnostics.loss_sensitivity(_quadratic, params, jnp.float32(c),
+                                     key=jax.random.PRNGKey(0), eps=eps, num_samples=6)
+  # ||d|| = eps sqrt(P) for every sample, so L(d) - L(0) = 0.5 eps^2 P exactly.
+  assert rel.shape == (6,)
+  np.testing.assert_allclose(np.asarray(rel), 0.5 * eps**2 * 17 / c, rtol=1e-5)
+  # Linear loss c + g.p: |g.d| / c with d uniform on the sphere of radius eps sqrt(P);
+  # E|g.u| = ||g|| * E|u_1| over the unit sphere, checked against a NumPy Monte Carlo.
+  g = jnp.arange(1.0, 18.0)
+  linear = lambda p, c: c + jnp.dot(g, jax.flatten_util.ravel_pytree(p)[0])
+  rel = diagnostics.loss_sensitivity(linear, params, jnp.float32(c), key=jax.random.PRNGKey(1),
+                                     eps=eps, num_samples=4000)
+  u = np.random.default_rng(0).normal(size=(200_000, 17))
+  u /= np.linalg.norm(u, axis=1, keepdims=True)
+  expected = eps * math.sqrt(17) * np.mean(np.abs(u @ np.arange(1.0, 18.0))) / c
+  assert float(jnp.mean(rel)) == pytest.approx(expected, rel=0.05)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcnn import diagnostics
+from jaxcnn.diagnostics import has_unit_stats, unit_stats
 from jaxcnn.nn import activations, initializers
 from jaxcnn.studies import common
 from jaxcnn.train.state import create_train_state
@@ -182,50 +182,6 @@ def iterations_to_target(errors: Any, target: float, window: int) -> np.ndarray:
   return np.where(smooth.any(axis=0), first + window, -1)
 
 
-@functools.lru_cache(maxsize=None)
-def _apply_all(model: nn.Module, num_models: int) -> Callable[[Any, Any], None]:
-  """Runs the stacked models one after another (records are model-major); one function per
-  (model, num_models), so diagnostics reuses its compiled forward pass at every evaluation."""
-  def apply_all(variables, x):
-    for m in range(num_models):
-      p = jax.tree.map(lambda a, m=m: a[m], variables["params"])
-      model.apply({"params": p}, x)
-
-  return apply_all
-
-
-def unit_stats(model: nn.Module, params: Any, images: jax.Array,
-               num_models: int) -> dict[str, np.ndarray]:
-  """Dead and saturated fractions of every activation layer, per model, on a fixed batch.
-
-  Args:
-    model: the network (its ``Activation`` modules are recorded).
-    params: parameters of ``num_models`` models stacked on a leading axis.
-    images: a preprocessed batch, shared by all models.
-    num_models: the size of the leading axis of ``params``.
-
-  Returns:
-    ``{"dead": (num_models, layers), "saturated": (num_models, layers)}``: the fraction of units
-    of each layer that output exactly 0 on the whole batch (ReLU-family activations) and the
-    fraction of outputs within 1% of a bound (tanh, sigmoid), NaN where not defined; computed
-    by :func:`jaxcnn.diagnostics.activation_stats` in one compiled pass over all models.
-  """
-  stats = [s for s in diagnostics.activation_stats(_apply_all(model, num_models),
-                                                   {"params": params}, images)
-           if s.kind == "activation"]
-  if len(stats) % num_models:
-    raise ValueError(f"Recorded {len(stats)} activation layers for {num_models} models.")
-  nan = lambda v: np.nan if v is None else v
-  dead = np.array([nan(s.dead) for s in stats], np.float64).reshape(num_models, -1)
-  saturated = np.array([nan(s.saturated) for s in stats], np.float64).reshape(num_models, -1)
-  return {"dead": dead, "saturated": saturated}
-
-
-def has_unit_stats(name: str) -> bool:
-  """True for activations whose units can die (ReLU) or saturate (tanh, sigmoid)."""
-  return name in diagnostics.RELU_FAMILY or name in diagnostics.BOUNDED
-
-
 # ----------------------------------------------------------------------------------------------
 # Training with one activation, several seeds at once.
 
@@ -296,8 +252,8 @@ def train_activation(act: str, config, data: dict[str, dict[str, np.ndarray]],
   states = [create_train_state(model, tx, k, train["image"].shape[1:]) for k in model_keys]
   state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
   num_params = sum(x[0].size for x in jax.tree.leaves(state.params))
-  train_step = make_train_step(model, tx, preprocess=transform, vmap_models=True)
-  eval_step = make_eval_step(model, preprocess=transform, vmap_models=True)
+  train_step = make_train_step(model, tx, preprocess=transform, num_models=seeds)
+  eval_step = make_eval_step(model, preprocess=transform, num_models=seeds)
 
   images, labels = jnp.asarray(train["image"]), jnp.asarray(train["label"])
   val_batch = {"image": jnp.asarray(val["image"]), "label": jnp.asarray(val["label"])}

@@ -26,8 +26,8 @@ CIFAR ResNet (:class:`PlainCNN`, ``6n + 2`` weight layers) and the CIFAR ResNet 
   biases and multipliers: at initialization every residual block is its shortcut.
 
 For each (architecture, init) we record per layer the std of every activation and the norm of the
-loss gradient with respect to every weight kernel (:func:`network_stats`), at initialization and
-after a short SGD run, and the test accuracy.
+loss gradient with respect to every weight kernel (:func:`jaxcnn.diagnostics.network_stats`), at
+initialization and after a short SGD run, and the test accuracy.
 
 (c) Symmetry: with every weight equal (``constant(0.5)``) and zero biases, all units of a hidden
 layer compute the same value and receive the same gradient, so gradient descent keeps them equal
@@ -58,6 +58,7 @@ import numpy as np
 import optax
 
 from jaxcnn.data import preprocessing
+from jaxcnn.diagnostics import network_stats
 from jaxcnn.models import resnet
 from jaxcnn.nn import activations, init_procedures, initializers
 from jaxcnn.studies import common, init_study
@@ -182,85 +183,6 @@ def init_label(spec: str) -> str:
   """Short label of an init spec: ``"orthogonal(gain=1.4142135623730951)"`` -> ``"orthogonal(1.41)"``."""
   spec = re.sub(r"\w+=", "", spec)
   return re.sub(r"\d+\.\d+(e-?\d+)?", lambda m: format(float(m.group(0)), ".3g"), spec)
-
-
-# ----------------------------------------------------------------------------------------------
-# Per-layer statistics.
-
-
-def _path_get(tree: Any, path: tuple[str, ...]) -> Any:
-  for key in path:
-    tree = tree[key]
-  return tree
-
-
-def _scaled(statistic: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
-  """``statistic(x)`` for a positively homogeneous statistic (std, norm), computed as
-  ``m * statistic(x / m)`` with ``m = max |x|``, so that squares of tiny values (1e-25 after 20
-  layers of ``normal(0.01)``) do not underflow float32 to 0."""
-  x = x.astype(jnp.float32)
-  m = jnp.max(jnp.abs(x))
-  return jnp.where(m > 0, m * statistic(x / jnp.where(m > 0, m, 1.0)), 0.0)
-
-
-@functools.lru_cache(maxsize=16)
-def _probe(model: nn.Module) -> tuple[Callable[..., Any], dict[str, list[str]]]:
-  """A jitted ``(variables, x, labels) -> (loss, act stds, kernel-gradient norms)`` for ``model``
-  and the layer names it fills when traced."""
-  names: dict[str, list[str]] = {"activation": [], "weight": []}
-
-  def stats(variables, x, labels):
-    act_names, weight_paths = [], []
-
-    def loss_fn(params):
-      stds = []
-
-      def interceptor(next_fun, args, kwargs, context):
-        out = next_fun(*args, **kwargs)
-        if context.method_name == "__call__":
-          if isinstance(context.module, activations.Activation):
-            act_names.append("/".join(context.module.path))
-            stds.append(_scaled(jnp.std, out))
-          elif isinstance(context.module, (nn.Dense, nn.Conv)):
-            weight_paths.append(tuple(context.module.path))
-        return out
-
-      with nn.intercept_methods(interceptor):
-        logits = model.apply({**variables, "params": params}, x, train=False)
-      loss = train_steps.cross_entropy(logits.astype(jnp.float32), labels).mean()
-      return loss, jnp.stack(stds)
-
-    (loss, stds), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
-    norms = jnp.stack([_scaled(jnp.linalg.norm, _path_get(grads, p)["kernel"].ravel())
-                       for p in weight_paths])
-    names["activation"] = act_names
-    names["weight"] = ["/".join(p) for p in weight_paths]
-    return loss, stds, norms
-
-  return jax.jit(stats), names
-
-
-def network_stats(model: nn.Module, variables: Any, x: jax.Array,
-                  labels: jax.Array) -> dict[str, Any]:
-  """Per-layer statistics of one forward and backward pass (one compilation per model).
-
-  Args:
-    model: a Module called as ``model.apply(variables, x, train=False)``; its nonlinearities
-      are :class:`jaxcnn.nn.activations.Activation` modules.
-    variables: its variables.
-    x: a batch of preprocessed inputs.
-    labels: int labels; the loss is the mean softmax cross-entropy.
-
-  Returns:
-    ``{"loss": float, "activation": [names], "act_std": (A,) std of each activation output over
-    the batch (all elements), "weight": [names], "grad_norm": (W,) L2 norm of dloss/dkernel of
-    each Dense/Conv layer}``, layers in forward order.
-  """
-  fn, names = _probe(model)
-  loss, stds, norms = jax.device_get(fn(variables, x, labels))
-  return {"loss": float(loss), "activation": list(names["activation"]),
-          "act_std": np.asarray(stds, np.float64), "weight": list(names["weight"]),
-          "grad_norm": np.asarray(norms, np.float64)}
 
 
 # ----------------------------------------------------------------------------------------------

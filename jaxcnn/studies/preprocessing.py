@@ -5,8 +5,9 @@ Three claims from the lecture, each measured:
 * (a) "Before normalization the classification loss is very sensitive to changes in the weight
   matrix, hard to optimize; after normalization less sensitive, easier to optimize." Measured on
   a linear softmax classifier and a one-hidden-layer MLP: the largest eigenvalue of the loss's
-  Hessian (power iteration on Hessian-vector products, :func:`hessian_top_eigenvalue`), the
-  relative loss change under small random weight perturbations (:func:`loss_sensitivity`), and
+  Hessian (power iteration on Hessian-vector products,
+  :func:`jaxcnn.diagnostics.hessian_top_eigenvalue`), the relative loss change under small random
+  weight perturbations (:func:`jaxcnn.diagnostics.loss_sensitivity`), and
   the eigenvalues of the inputs' second moment ``E[x~ x~^T]`` (``x~ = [x, 1]``, the bias's input
   is the constant 1), which is the linear classifier's Hessian at zero weights up to the softmax
   factor: ``H = E[x~ x~^T] (x) (diag(p) - p p^T)``, so ``lambda_max(H) = lambda_max(E[x~ x~^T]) / K``
@@ -49,9 +50,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from jax.flatten_util import ravel_pytree
 
 from jaxcnn.data import preprocessing
+from jaxcnn.diagnostics import hessian_top_eigenvalue, loss_sensitivity, second_moment_eigenvalues
 from jaxcnn.nn import activations, initializers
 from jaxcnn.studies import common
 from jaxcnn.train.state import create_train_state
@@ -165,80 +166,6 @@ def zigzag_study(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------
-# (a) Sensitivity of the loss to the weights.
-
-
-def _flat_loss(loss_fn: Callable[..., jax.Array], params: Any, args: tuple):
-  flat, unravel = ravel_pytree(params)
-  return flat, lambda v: loss_fn(unravel(v), *args)
-
-
-def hessian_vector_product(loss_fn: Callable[..., jax.Array], params: Any, v: Any,
-                           *args: Any) -> Any:
-  """``H v`` of ``loss_fn(params, *args)`` at ``params`` (forward-over-reverse, Pearlmutter 1994).
-
-  ``v`` has the structure of ``params``; so has the result.
-  """
-  grad_fn = lambda p: jax.grad(loss_fn)(p, *args)
-  return jax.jvp(grad_fn, (params,), (v,))[1]
-
-
-@functools.partial(jax.jit, static_argnames=("loss_fn", "num_iters"))
-def hessian_top_eigenvalue(loss_fn: Callable[..., jax.Array], params: Any, *args: Any,
-                           key: jax.Array, num_iters: int = 50) -> tuple[jax.Array, jax.Array]:
-  """Largest-magnitude eigenvalue of the Hessian of ``loss_fn(params, *args)`` by power iteration.
-
-  Starts from a random unit vector (``key``), iterates ``v <- H v / ||H v||`` ``num_iters`` times
-  with Hessian-vector products, and returns the Rayleigh quotient ``v . H v`` and ``v`` (flat,
-  over ``ravel_pytree(params)``). For a convex loss this is ``lambda_max``; near an indefinite
-  point it may be the most negative eigenvalue. ``loss_fn`` is static: pass the same function
-  object to reuse the compiled iteration.
-
-  References: LeCun, Simard & Pearlmutter 1993; Pearlmutter 1994.
-  """
-  flat, loss = _flat_loss(loss_fn, params, args)
-  hvp = lambda v: jax.jvp(jax.grad(loss), (flat,), (v,))[1]
-  v = jax.random.normal(key, flat.shape, flat.dtype)
-  v = v / jnp.linalg.norm(v)
-
-  def body(_, v):
-    hv = hvp(v)
-    return hv / jnp.maximum(jnp.linalg.norm(hv), jnp.finfo(hv.dtype).tiny)
-
-  v = jax.lax.fori_loop(0, num_iters, body, v)
-  return jnp.vdot(v, hvp(v)), v
-
-
-@functools.partial(jax.jit, static_argnames=("loss_fn", "num_samples"))
-def loss_sensitivity(loss_fn: Callable[..., jax.Array], params: Any, *args: Any, key: jax.Array,
-                     eps: float, num_samples: int = 16) -> jax.Array:
-  """Relative loss changes ``|L(p + d) - L(p)| / L(p)`` for ``num_samples`` random perturbations.
-
-  Each ``d`` points in a uniformly random direction of parameter space and has root-mean-square
-  entry ``eps`` (``||d|| = eps sqrt(P)`` for P parameters), so ``eps`` is a per-weight scale.
-  Returns ``(num_samples,)``; its mean is the sensitivity reported by the study.
-  """
-  flat, loss = _flat_loss(loss_fn, params, args)
-  base = loss(flat)
-  z = jax.random.normal(key, (num_samples, flat.size), flat.dtype)
-  d = eps * math.sqrt(flat.size) * z / jnp.linalg.norm(z, axis=1, keepdims=True)
-  return jnp.abs(jax.vmap(loss)(flat + d) - base) / base
-
-
-def second_moment_eigenvalues(x: Any, *, bias: bool = True) -> np.ndarray:
-  """Eigenvalues (descending) of ``E[x~ x~^T]`` over flattened examples, float64.
-
-  ``x~ = [x, 1]`` with ``bias=True`` (a Dense layer's bias sees a constant 1). At zero weights
-  the Hessian of a linear softmax classifier's mean cross-entropy over K classes is
-  ``E[x~ x~^T]`` Kronecker ``(I - 11^T / K) / K``: its eigenvalues are these divided by K.
-  """
-  x = np.asarray(x, np.float64).reshape(len(x), -1)
-  if bias:
-    x = np.concatenate([x, np.ones((len(x), 1))], axis=1)
-  return np.linalg.eigvalsh(x.T @ x / len(x))[::-1]
-
-
-# ----------------------------------------------------------------------------------------------
 # (c) Training speed.
 
 
@@ -281,8 +208,8 @@ class LrSweep:
     self.model, self.num_lrs, self.batch_size = model, num_lrs, batch_size
     self.tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0,
                                                   momentum=momentum or None)
-    train_step = make_train_step(model, self.tx, vmap_models=True)
-    self.eval_step = make_eval_step(model, vmap_models=True)
+    train_step = make_train_step(model, self.tx, num_models=num_lrs)
+    self.eval_step = make_eval_step(model, num_models=num_lrs)
 
     def chunk(state, x, labels, data_key, num_steps):
       def body(s, _):

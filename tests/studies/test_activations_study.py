@@ -1,5 +1,5 @@
 """Activation study: derivatives against closed forms, iterations-to-target on synthetic curves,
-dead/saturated bookkeeping against flax's own captured intermediates, and a tiny end-to-end run."""
+and a tiny end-to-end run (dead/saturated unit statistics are tested in tests/test_diagnostics.py)."""
 
 import math
 import pathlib
@@ -13,6 +13,9 @@ import pytest
 from jaxcnn.nn import activations as acts
 from jaxcnn.studies import activations as study
 from jaxcnn.studies import common
+
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "configs"
 
 # Closed-form values and derivatives, written with NumPy independently of jaxcnn.
 _sig = lambda x: 1.0 / (1.0 + np.exp(-x))
@@ -101,46 +104,6 @@ def _variables(model, key, x):
   return model.init(key, x)["params"]
 
 
-def _captured_activations(model, params, x):
-  """Outputs of the Activation modules, by flax's capture_intermediates (not diagnostics)."""
-  _, state = model.apply({"params": params}, x, capture_intermediates=True,
-                         mutable=["intermediates"])
-  flat = jax.tree_util.tree_leaves_with_path(state["intermediates"])
-  return [np.asarray(v) for path, v in flat
-          if any("Activation" in str(getattr(k, "key", "")) for k in path)]
-
-
-@pytest.mark.parametrize("act", ["relu", "tanh"])
-def test_unit_stats_bookkeeping(act):
-  model = study.ActCNN(num_classes=3, features=(4,), hidden=6, kernel_size=3, act=act)
-  x = jax.random.normal(jax.random.key(1), (16, 8, 8, 1))
-  p0 = _variables(model, jax.random.key(2), x)
-  p1 = _variables(model, jax.random.key(3), x)
-  # Model 0: kill conv channels 0 and 1 and hidden units 0-2 with hugely negative biases.
-  p0["Conv_0"]["bias"] = p0["Conv_0"]["bias"].at[:2].set(-1e3)
-  p0["Dense_0"]["bias"] = p0["Dense_0"]["bias"].at[:3].set(-1e3)
-  stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), p0, p1)
-  stats = study.unit_stats(model, stacked, x, 2)
-  assert stats["dead"].shape == stats["saturated"].shape == (2, 2)
-  for m, p in enumerate((p0, p1)):
-    outs = _captured_activations(model, p, x)
-    assert len(outs) == 2
-    for layer, y in enumerate(outs):
-      if act == "relu":
-        expected = np.mean(np.all(y.reshape(-1, y.shape[-1]) == 0, axis=0))
-        assert stats["dead"][m, layer] == pytest.approx(expected)
-        assert np.isnan(stats["saturated"][m, layer])
-      else:
-        assert stats["saturated"][m, layer] == pytest.approx(np.mean(np.abs(y) > 0.99))
-        assert np.isnan(stats["dead"][m, layer])
-  if act == "relu":
-    assert stats["dead"][0, 0] >= 0.5 and stats["dead"][0, 1] >= 0.5  # the killed units
-  else:
-    assert stats["saturated"][0, 0] >= 0.5  # tanh(-1e3 + ...) = -1 in the killed channels
-  assert study.has_unit_stats("relu") and study.has_unit_stats("sigmoid")
-  assert not study.has_unit_stats("elu")
-
-
 @pytest.mark.parametrize("act, extra", [("relu", 0), ("prelu", 4 + 6),
                                         ("maxout", (4 * 8 + 8) + (6 * 12 + 12))])
 def test_actcnn_parameter_count_jit_and_vmap(act, extra):
@@ -160,10 +123,13 @@ def test_actcnn_parameter_count_jit_and_vmap(act, extra):
 
 
 def test_tiny_run_writes_table_and_figures(tmp_path):
-  config = common.load_config("activations", quick=True, overrides=[
-      "quick_settings.activations=('relu',)", "quick_settings.num_steps=8",
-      "quick_settings.eval_every_steps=4", "quick_settings.smoothing_steps=4",
-      "quick_settings.target_error=1.0", "plot_activations=('relu', 'maxout')"])
+  config = common.load_config(CONFIGS / "activations.py", "quick")
+  config.activations = ("relu",)
+  config.num_steps = 8
+  config.eval_every_steps = 4
+  config.smoothing_steps = 4
+  config.target_error = 1.0
+  config.plot_activations = ("relu", "maxout")
   results = study.run(config, str(tmp_path))
   files = {p.name for p in pathlib.Path(tmp_path).iterdir()}
   assert {"activations.md", "activation_functions.png", "curves.png", "iterations.png",
@@ -177,6 +143,6 @@ def test_tiny_run_writes_table_and_figures(tmp_path):
   # Target 100% error: reached after the first full window.
   np.testing.assert_array_equal(results["iterations"]["relu"], [4, 4])
   assert "| relu |" in (tmp_path / "activations.md").read_text()
+  config.activations = ("nope",)
   with pytest.raises(ValueError, match="Unknown activation"):
-    study.run(common.load_config("activations", quick=True,
-                                 overrides=["quick_settings.activations=('nope',)"]), str(tmp_path))
+    study.run(config, str(tmp_path))

@@ -1,5 +1,6 @@
 """The initialization study against independent computations: exact symmetry under constant
-init, per-layer gradient norms against jax.grad, LSUV / Kraehenbuehl / Fixup at initialization
+init, the order of per-layer statistics in a ResNet (their values are tested against jax.grad in
+tests/test_diagnostics.py), LSUV / Kraehenbuehl / Fixup at initialization
 as their papers state, and a small end-to-end run."""
 
 import pathlib
@@ -8,12 +9,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from jaxcnn.models import resnet
-from jaxcnn.nn import activations
 from jaxcnn.studies import common, initialization
+
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "configs"
 
 KEY = jax.random.key(0, impl="rbg")
 
@@ -66,41 +68,7 @@ def test_constant_init_units_stay_exactly_equal_random_init_differs():
 
 
 # ----------------------------------------------------------------------------------------------
-# Per-layer statistics against jax.grad.
-
-
-def test_network_stats_match_jax_grad_and_numpy_std():
-  model, variables = initialization.init_network("plain", "kaiming_normal", KEY, _images(),
-                                                 stage_sizes=(1,), num_filters=2)
-  x, y = _images(seed=1), _labels()
-  stats = initialization.network_stats(model, variables, x, y)
-  assert stats["weight"] == ["Conv_0", "Conv_1", "Conv_2", "Dense_0"]
-  assert stats["activation"] == ["Activation_0", "Activation_1", "Activation_2"]
-
-  def loss(params):
-    logits = model.apply({"params": params}, x)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-  grads = jax.grad(loss)(variables["params"])
-  expected = [np.linalg.norm(np.asarray(grads[n]["kernel"], np.float64)) for n in stats["weight"]]
-  np.testing.assert_allclose(stats["grad_norm"], expected, rtol=1e-5)
-  assert stats["loss"] == pytest.approx(float(loss(variables["params"])), rel=1e-6)
-  acts = _captured(model, variables, x, activations.Activation)
-  np.testing.assert_allclose(stats["act_std"], [acts[n].std() for n in stats["activation"]],
-                             rtol=1e-5)
-
-
-def test_network_stats_of_tiny_activations_do_not_underflow():
-  # 10 layers of normal(0.001): activations ~1e-23, whose squares underflow float32.
-  model, variables = initialization.init_network("plain", "normal(stddev=0.001)", KEY, _images(),
-                                                 stage_sizes=(4,), num_filters=2)
-  x = _images(seed=1)
-  stats = initialization.network_stats(model, variables, x, _labels())
-  acts = _captured(model, variables, x, activations.Activation)
-  expected = [acts[n].astype(np.float64).std() for n in stats["activation"]]
-  assert 0 < expected[-1] < 1e-18
-  np.testing.assert_allclose(stats["act_std"], expected, rtol=1e-4)
-  assert np.all(stats["grad_norm"] > 0)
+# Per-layer statistics: layer order.
 
 
 def test_network_stats_order_in_a_resnet():
@@ -192,10 +160,12 @@ def test_init_label_and_bad_input():
 
 
 def test_run_quick_writes_table_and_figures(tmp_path):
-  config = common.load_config("initialization", quick=True, overrides=[
-      "mlp.nonlinearities=('relu',)", "mlp.inits=('normal(stddev=0.01)', 'kaiming_normal')",
-      "deep.archs=('residual',)", "deep.inits_quick=('kaiming_normal', 'fixup')",
-      "symmetry.num_steps_quick=3"])
+  config = common.load_config(CONFIGS / "initialization.py", "quick")
+  config.mlp.nonlinearities = ("relu",)
+  config.mlp.inits = ("normal(stddev=0.01)", "kaiming_normal")
+  config.deep.archs = ("residual",)
+  config.deep.inits = ("kaiming_normal", "fixup")
+  config.symmetry.num_steps = 3
   results = initialization.run(config, str(tmp_path))
   table = pathlib.Path(results["table"]).read_text()
   assert "| net | init | act std first |" in table and "| residual | fixup |" in table

@@ -1,6 +1,7 @@
-"""Preprocessing study: gradients, Hessian eigenvalues and sensitivity against independent formulas."""
+"""Preprocessing study: gradients and training speed against independent formulas (the Hessian
+eigenvalue, loss sensitivity and second moments are tested in tests/test_diagnostics.py)."""
 
-import math
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,9 @@ import pytest
 from jaxcnn.data import preprocessing as prep
 from jaxcnn.studies import common
 from jaxcnn.studies import preprocessing as study
+
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "configs"
 
 
 def _sigmoid(z):
@@ -78,74 +82,6 @@ def test_sgd_steps_stay_in_the_positive_or_negative_quadrant():
   assert len(steps) > 10 and np.all(np.sign(steps[:, 0]) == np.sign(steps[:, 1]))
 
 
-def _least_squares(w, x, y):
-  return 0.5 * jnp.mean((x @ w["w"] - y) ** 2)
-
-
-def test_power_iteration_matches_eigvalsh_on_least_squares():
-  rng = np.random.default_rng(4)
-  x = (rng.normal(size=(100, 5)) * [3.0, 1.0, 0.5, 0.2, 0.1] + 1.0).astype(np.float32)
-  y = rng.normal(size=100).astype(np.float32)
-  hessian = x.astype(np.float64).T @ x / len(x)  # of 0.5 mean (x.w - y)^2, any w
-  lam, v = study.hessian_top_eigenvalue(_least_squares, {"w": jnp.zeros(5)}, x, y,
-                                        key=jax.random.PRNGKey(0), num_iters=100)
-  top = np.linalg.eigvalsh(hessian)[-1]
-  assert float(lam) == pytest.approx(top, rel=1e-4)
-  np.testing.assert_allclose(hessian @ np.asarray(v), top * np.asarray(v), atol=1e-3 * top)
-  hv = study.hessian_vector_product(_least_squares, {"w": jnp.ones(5)}, {"w": jnp.arange(5.0)},
-                                    x, y)
-  np.testing.assert_allclose(np.asarray(hv["w"]), hessian @ np.arange(5.0), rtol=1e-4)
-
-
-def test_power_iteration_matches_softmax_hessian_at_zero_weights():
-  # Linear softmax classifier with bias at W = 0: H = E[x~ x~^T] kron (I - 11^T/K) / K.
-  rng = np.random.default_rng(5)
-  k, n = 4, 200
-  x = rng.uniform(0, 1, size=(n, 6)).astype(np.float32)
-  labels = rng.integers(0, k, n).astype(np.int32)
-  model = study.Classifier(num_classes=k)
-  params = jax.tree.map(jnp.zeros_like, model.init(jax.random.PRNGKey(0), x[:1])["params"])
-  loss = study.make_loss(model)
-  flat, unravel = jax.flatten_util.ravel_pytree(params)
-  exact = jax.hessian(lambda v: loss(unravel(v), x, labels))(flat)
-  eig_exact = np.linalg.eigvalsh(np.asarray(exact, np.float64))
-  xa = np.concatenate([x, np.ones((n, 1))], 1).astype(np.float64)
-  closed_form = np.kron(xa.T @ xa / n, (np.eye(k) - 1.0 / k) / k)
-  eig_closed = np.linalg.eigvalsh(closed_form)
-  np.testing.assert_allclose(np.sort(eig_exact), np.sort(eig_closed), atol=1e-5)
-  lam, _ = study.hessian_top_eigenvalue(loss, params, x, labels, key=jax.random.PRNGKey(1),
-                                        num_iters=200)
-  assert float(lam) == pytest.approx(eig_closed[-1], rel=1e-3)
-  assert study.second_moment_eigenvalues(x)[0] / k == pytest.approx(eig_closed[-1], rel=1e-5)
-  no_bias = study.second_moment_eigenvalues(x, bias=False)
-  np.testing.assert_allclose(no_bias, np.linalg.eigvalsh(x.astype(np.float64).T @ x / n)[::-1],
-                             rtol=1e-10)
-
-
-def _quadratic(p, c):
-  return c + 0.5 * jnp.sum(p["a"] ** 2) + 0.5 * jnp.sum(p["b"] ** 2)
-
-
-def test_loss_sensitivity_bookkeeping():
-  params = {"a": jnp.zeros((3, 4)), "b": jnp.zeros(5)}  # P = 17
-  eps, c = 0.1, 2.0
-  rel = study.loss_sensitivity(_quadratic, params, jnp.float32(c), key=jax.random.PRNGKey(0),
-                               eps=eps, num_samples=6)
-  # ||d|| = eps sqrt(P) for every sample, so L(d) - L(0) = 0.5 eps^2 P exactly.
-  assert rel.shape == (6,)
-  np.testing.assert_allclose(np.asarray(rel), 0.5 * eps**2 * 17 / c, rtol=1e-5)
-  # Linear loss c + g.p: |g.d| / c with d uniform on the sphere of radius eps sqrt(P);
-  # E|g.u| = ||g|| * E|u_1| over the unit sphere, checked against a NumPy Monte Carlo.
-  g = jnp.arange(1.0, 18.0)
-  linear = lambda p, c: c + jnp.dot(g, jax.flatten_util.ravel_pytree(p)[0])
-  rel = study.loss_sensitivity(linear, params, jnp.float32(c), key=jax.random.PRNGKey(1),
-                               eps=eps, num_samples=4000)
-  u = np.random.default_rng(0).normal(size=(200_000, 17))
-  u /= np.linalg.norm(u, axis=1, keepdims=True)
-  expected = eps * math.sqrt(17) * np.mean(np.abs(u @ np.arange(1.0, 18.0))) / c
-  assert float(jnp.mean(rel)) == pytest.approx(expected, rel=0.05)
-
-
 def test_steps_to_target_and_best_run():
   steps = [0, 10, 20, 30]
   assert study.steps_to_target(steps, [2.0, 1.0, 0.4, 0.3], 0.5) == 20
@@ -192,10 +128,13 @@ def test_lr_sweep_trains_each_learning_rate_like_plain_sgd():
 
 def test_quick_run_writes_table_and_figures(tmp_path, monkeypatch):
   monkeypatch.delenv("JAXCNN_QUICK", raising=False)
-  config = common.load_config("preprocessing", quick=True, overrides=[
-      "quick_settings.transforms=('none', 'mean_image')", "quick_settings.num_steps=20",
-      "quick_settings.eval_every=10", "quick_settings.zigzag.num_lrs=4",
-      "quick_settings.zigzag.num_steps=100", "quick_settings.zigzag.num_seeds=2"])
+  config = common.load_config(CONFIGS / "preprocessing.py", "quick")
+  config.transforms = ("none", "mean_image")
+  config.num_steps = 20
+  config.eval_every = 10
+  config.zigzag.num_lrs = 4
+  config.zigzag.num_steps = 100
+  config.zigzag.num_seeds = 2
   results = study.run(config, str(tmp_path))
   text = (tmp_path / "preprocessing.md").read_text()
   for heading in ("(a) Sensitivity", "(b) The zig-zag", "(c) Training speed"):
