@@ -2,11 +2,15 @@
 
 import json
 import math
+import pathlib
 
 import numpy as np
 import pytest
 
 from jaxcnn.studies import architectures, common
+
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "configs"
 
 
 def _result(label, family, params, macs, acc, images_per_s):
@@ -30,7 +34,7 @@ def test_model_costs_match_hand_count():
 
 
 def test_train_config_is_the_same_recipe_for_every_model():
-  config = common.load_config("architectures", quick=False)
+  config = common.load_config(CONFIGS / "architectures.py")
   a = architectures.train_config(config, "resnet20")
   b = architectures.train_config(config, "efficientnet_b0")
   assert a.model.to_dict() == {"name": "resnet20"}  # each model keeps its own act/norm/init
@@ -38,15 +42,16 @@ def test_train_config_is_the_same_recipe_for_every_model():
   a.model.name = b.model.name
   assert a.to_dict() == b.to_dict()
   assert a.val_size == 0 and a.augment == tuple(config.augment)
-  quick = architectures.train_config(common.load_config("architectures", quick=True), "resnet20")
-  assert quick.steps_per_epoch == config.steps_per_epoch_quick
-  assert quick.num_epochs == config.num_epochs_quick and quick.augment == ()
+  quick_config = common.load_config(CONFIGS / "architectures.py", "quick")
+  quick = architectures.train_config(quick_config, "resnet20")
+  assert quick.steps_per_epoch == quick_config.steps_per_epoch == 8
+  assert quick.num_epochs == quick_config.num_epochs and quick.augment == ()
 
 
 def test_quick_data_are_digits_subsets():
-  config = common.load_config("architectures", quick=True)
+  config = common.load_config(CONFIGS / "architectures.py", "quick")
   data = architectures.load_data(config)
-  assert data["train"]["image"].shape == (config.num_train_quick, 8, 8, 1)
+  assert data["train"]["image"].shape == (config.num_train, 8, 8, 1)
   assert data["test"]["image"].shape[1:] == (8, 8, 1)
   assert data["train"]["image"].dtype == np.uint8 and data["train"]["label"].dtype == np.int32
   assert set(np.unique(data["train"]["label"])) == set(range(10))
@@ -96,9 +101,9 @@ def test_plots(tmp_path):
 
 
 def test_train_one_through_the_engine(tmp_path):
-  config = common.load_config("architectures", quick=True)
-  config.steps_per_epoch_quick = 2
-  config.num_train_quick = 128
+  config = common.load_config(CONFIGS / "architectures.py", "quick")
+  config.steps_per_epoch = 2
+  config.num_train = 128
   data = architectures.load_data(config)
   r = architectures.train_one(config, "tiny", "simple_cnn_small", data, str(tmp_path / "tiny"))
   assert r.steps == 2 and r.family == "simple"

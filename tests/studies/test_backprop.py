@@ -11,6 +11,9 @@ import pytest
 
 from jaxcnn.studies import backprop, common
 
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "configs"
+
 NEURON = dict(w0=2.0, x0=-1.0, w1=-3.0, x1=-2.0, w2=-3.0)
 
 
@@ -201,7 +204,7 @@ def test_layout_and_plot(tmp_path):
 
 
 def test_run_quick_writes_table_and_figures(tmp_path):
-  config = common.load_config("backprop", quick=True)
+  config = common.load_config(CONFIGS / "backprop.py", "quick")
   results = backprop.run(config, str(tmp_path))
   table = pathlib.Path(results["table"]).read_text()
   assert "| node | value | into gate | local grad | upstream | local x upstream | grad (sum) |" in table

@@ -16,6 +16,9 @@ import pytest
 
 from jaxcnn.studies import batchnorm, common
 
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "configs"
+
 EPS = 1e-5  # the "batch" spec's documented epsilon
 
 
@@ -174,9 +177,12 @@ def test_train_grid_cell_zero_rate_keeps_the_init_and_huge_rate_diverges():
 
 
 def test_quick_run_writes_table_and_figures(tmp_path):
-  config = common.load_config("batchnorm", quick=True, overrides=[
-      "init.depth_quick=3", "init.layers_shown=(1, 3)", "train.depth_quick=2",
-      "train.batch_sizes_quick=(4,)", "train.learning_rates=(0.01, 10.0)"])
+  config = common.load_config(CONFIGS / "batchnorm.py", "quick")
+  config.init.depth = 3
+  config.init.layers_shown = (1, 3)
+  config.train.depth = 2
+  config.train.batch_sizes = (4,)
+  config.train.learning_rates = (0.01, 10.0)
   results = batchnorm.run(config, str(tmp_path))
   names = {p.name for p in pathlib.Path(tmp_path).iterdir()}
   assert {"batchnorm.md", "histograms.png", "constancy.png", "predictions.png",
