@@ -17,9 +17,6 @@ from jaxcnn.studies import common
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "configs"
 
-
-CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "configs"
-
 # Closed-form values and derivatives, written with NumPy independently of jaxcnn.
 _sig = lambda x: 1.0 / (1.0 + np.exp(-x))
 _A, _L = acts.SELU_ALPHA, acts.SELU_SCALE

@@ -17,9 +17,6 @@ from jaxcnn.studies import common, initialization
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "configs"
 
-
-CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "configs"
-
 KEY = jax.random.key(0, impl="rbg")
 
 

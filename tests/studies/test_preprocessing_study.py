@@ -3,8 +3,6 @@ eigenvalue, loss sensitivity and second moments are tested in tests/test_diagnos
 
 import pathlib
 
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,9 +11,6 @@ import pytest
 from jaxcnn.data import preprocessing as prep
 from jaxcnn.studies import common
 from jaxcnn.studies import preprocessing as study
-
-
-CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "configs"
 
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "configs"
