@@ -194,7 +194,8 @@ class Population:
   def train(self, state: TrainState, data_keys: jax.Array, source: Any, *, num_steps: int,
             batch_size: int, eval_every: int = 0, eval_splits: Sequence[str] | None = None,
             eval_at_start: bool = False, measure: Measure | None = None,
-            labels: Sequence[str] | None = None) -> tuple[TrainState, dict[str, np.ndarray]]:
+            labels: Sequence[str] | None = None, stop_on_nonfinite: bool = True
+            ) -> tuple[TrainState, dict[str, np.ndarray]]:
     """Trains for ``num_steps`` updates and evaluates every ``eval_every`` steps and at the end.
 
     Args:
@@ -208,6 +209,9 @@ class Population:
       measure: ``fn(state) -> {name: (M, ...) array}`` recorded at every evaluation (e.g.
         dead-unit fractions from :mod:`jaxcnn.diagnostics`).
       labels: model names for error messages.
+      stop_on_nonfinite: raise on a NaN/inf loss; False records it instead (a diverged model's
+        losses and evaluations are then NaN/inf; the other models train on unaffected, e.g. the
+        large learning rates of a sweep).
 
     Returns:
       The final state and a history of host arrays: ``train_loss``, ``train_accuracy`` and
@@ -215,7 +219,8 @@ class Population:
       and ``{split}_accuracy`` ``(E, M)``; each measured name ``(E, M, ...)``; ``seconds`` (wall
       time, compilation included) and ``compile_time_s``.
     Raises:
-      NonFiniteLossError: a loss became NaN/inf (checked at every evaluation).
+      NonFiniteLossError: a loss became NaN/inf (checked at every evaluation) and
+        ``stop_on_nonfinite``.
     """
     t0 = time.perf_counter()
     splits = list(source.eval_splits if eval_splits is None else eval_splits)
@@ -239,7 +244,8 @@ class Population:
       step += 1
       if step == num_steps or (eval_every and step % eval_every == 0):
         values = jax.device_get({k: jnp.stack([m[k] for m in pending]) for k in pending[0]})
-        check_finite(values["loss"], step - len(pending), labels)
+        if stop_on_nonfinite:
+          check_finite(values["loss"], step - len(pending), labels)
         for k, v in values.items():
           per_step.setdefault(k, []).append(np.asarray(v, np.float64))
         pending = []
