@@ -357,8 +357,8 @@ def plot_params_macs(rows: Sequence[ZooRow], path: str | None = None, *, title: 
 def run(config, workdir: str) -> dict[str, Any]:
   """Writes ``zoo_table.md`` (the table) and ``params_macs.png`` (the scatter plot) to ``workdir``.
 
-  Config fields: ``quick``, ``names`` / ``names_quick`` (empty: every registered model),
-  ``throughput``, ``throughput_names_quick`` (quick runs time only these), ``batch_size``,
+  Config fields: ``names`` (empty: every registered model), ``throughput``,
+  ``throughput_names`` (time only these; empty: those under the cap), ``batch_size``,
   ``throughput_max_macs`` (0: no cap), ``throughput_seconds``, ``plot_exclude_families`` (left
   out of the plot, kept in the table), ``dpi``.
 
@@ -367,16 +367,16 @@ def run(config, workdir: str) -> dict[str, Any]:
   """
   t0 = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
-  names = tuple(config.names_quick if config.quick else config.names) or None
+  names = tuple(config.names) or None
   cap = float(config.throughput_max_macs) or None
-  if config.quick or not config.throughput:
+  timed = set(config.get("throughput_names", ()))
+  if timed or not config.throughput:
     rows = zoo_table(names, verbose=True)
   else:
     rows = zoo_table(names, throughput=True, batch_size=int(config.batch_size),
                      throughput_max_macs=cap, throughput_seconds=float(config.throughput_seconds),
                      verbose=True)
-  if config.quick and config.throughput:  # time only the few named models
-    timed = set(config.throughput_names_quick)
+  if timed and config.throughput:  # time only the few named models
     rows = [dataclasses.replace(r, batch_size=int(config.batch_size), images_per_s=train_throughput(
         build(r.name), r.input_size, batch_size=int(config.batch_size),
         max_seconds=float(config.throughput_seconds))["images_per_s"])
@@ -397,7 +397,7 @@ def run(config, workdir: str) -> dict[str, Any]:
               f"batch {config.batch_size}, random pixels, on `{device}`; measured for "
               f"{len(timed_names)} of {len(rows)} models"
               + (f" (those of at most {cap:.3g} multiply-adds per image)" if cap and
-                 not config.quick else "")
+                 not timed else "")
               + ". Timings on a shared CPU are indicative only.\n\n")
     f.write(markdown(rows) + "\n")
   with open(os.path.join(workdir, "zoo_table.json"), "w") as f:

@@ -109,8 +109,8 @@ def test_plot_and_run_write_files(tmp_path):
     zoo.plot_params_macs([])
 
   config = ml_collections.ConfigDict(dict(
-      quick=True, names=(), names_quick=("simple_cnn_small", "resnet20"), throughput=False,
-      throughput_names_quick=(), batch_size=4, throughput_max_macs=0.0, throughput_seconds=0.0,
+      quick=True, names=("simple_cnn_small", "resnet20"), throughput=False,
+      throughput_names=(), batch_size=4, throughput_max_macs=0.0, throughput_seconds=0.0,
       plot_exclude_families=("simple",), dpi=50))
   out = zoo.run(config, str(tmp_path / "run"))
   assert (tmp_path / "run" / "zoo_table.md").read_text().count("| resnet20 |") == 1
