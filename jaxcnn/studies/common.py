@@ -163,12 +163,13 @@ def study_main(run_fn: Callable[[ml_collections.ConfigDict, str], dict],
     config_flags.DEFINE_config_file(
         "config", None, "Config file (a .py with get_config(arg=None)); override its fields with "
         "--config.key=value.", flag_values=config_fv, lock_config=True, sys_argv=[prog, *rest])
-    config_fv([prog, *rest])
+    extra = config_fv([prog, *rest])[1:]
+    if extra:
+      raise ValueError(f"unexpected arguments {' '.join(extra)!r} (flags are --name=value)")
     config = config_fv.config
     config.keys()  # a config file that failed to load raises its OSError here
   except (flags.Error, OSError, AttributeError, KeyError, TypeError, ValueError) as e:
-    print(f"{prog}: {train_cli.config_error(e, rest)}",
-          file=sys.stderr, flush=True)
+    print(f"{prog}: {train_cli.config_error(e, rest)}", file=sys.stderr, flush=True)
     return 2
   name = pathlib.Path(config_flags.get_config_filename(config_fv["config"]).split(":")[0]).stem
   quick = bool(fv.quick or config.get("quick", False))
