@@ -3,16 +3,19 @@
 Each family module registers its variants when imported here.
 """
 
-from jaxcnn.models._common import MODELS, create_model, list_models, register_model
+from jaxcnn.models._common import (MODELS, ModelInfo, Published, create_model, list_models,
+                                   model_info, register_model)
 from jaxcnn.models import (  # noqa: F401  (imported to register their variants)
     alexnet,
     densenet,
     efficientnet,
     googlenet,
+    mlp,
     mobilenet,
     nasnet,
     resnet,
     simple,
+    small_cnns,
     vgg,
 )
 from jaxcnn.models.analysis import count_params, flops, summary  # noqa: E402,F401
