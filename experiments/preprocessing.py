@@ -8,7 +8,7 @@
 
 Writes preprocessing.md (tables: zig-zag, sensitivity, training speed) and zigzag.png,
 data_clouds.png, transformed_images.png, pca_components.png, spectra.png, curves.png and
-lr_sweep.png to runs/preprocessing/ (runs/preprocessing_quick/ with --quick).
+lr_sweep.png and results.json to runs/preprocessing/ (runs/preprocessing_quick/ with --quick).
 """
 
 import os

@@ -6,6 +6,8 @@ minutes on a 2-core CPU). Quick setting (CI; ``--quick``, i.e. ``get_config("qui
 offline digits, a 32-unit MLP, 150 steps.
 """
 
+import os
+
 import ml_collections
 
 from jaxcnn.train.config import config_args
@@ -33,7 +35,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # Data for (a) and (c): pixels / 255 (all positive), random subsets.
   c.dataset = "mnist"
-  c.data_dir = "../shared/data"  # relative paths are relative to the repository root
+  # ../shared/data beside the repository (this file is experiments/configs/ in it).
+  c.data_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                            "shared", "data")
   c.data_seed = 0
   c.train_size = 10_000
   c.test_size = 2_000

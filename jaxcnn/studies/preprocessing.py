@@ -19,8 +19,8 @@ Three claims from the lecture, each measured:
   :func:`same_sign_fraction` and :func:`descent_path` show it on a 2-D linear neuron whose target
   ``w* = (1, -1)`` has mixed signs.
 * (c) Training speed: the same models trained with SGD on each preprocessing (learning rate
-  tuned per preprocessing over one grid, trained together with ``jax.vmap``), steps to a target
-  training loss.
+  tuned per preprocessing over one grid: one :class:`jaxcnn.train.population.Population` per
+  transform and model, the transform its ``preprocess``), steps to a target training loss.
 
 Every transform is ``jaxcnn.data.preprocessing.fit(spec, x_train)``, fitted on the training
 subset only. Pixels are first divided by 255 ("none" is then the raw [0, 1] pixels, all positive),
@@ -37,7 +37,9 @@ Hessian eigenvalue; sec. 5: learning rates below 2 / lambda_max); LeCun, Simard 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import math
 import os
 import pathlib
@@ -51,12 +53,13 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxcnn.data import preprocessing
+from jaxcnn.data import preprocessing, sources
 from jaxcnn.diagnostics import hessian_top_eigenvalue, loss_sensitivity, second_moment_eigenvalues
 from jaxcnn.nn import activations, initializers
 from jaxcnn.studies import common
-from jaxcnn.train.state import create_train_state
-from jaxcnn.train.steps import cross_entropy, make_eval_step, make_train_step
+from jaxcnn.studies import preprocessing_plots as plots
+from jaxcnn.train.population import Population
+from jaxcnn.train.steps import cross_entropy
 
 # ----------------------------------------------------------------------------------------------
 # (b) The zig-zag of all-positive inputs: a single neuron with a 2-D weight vector.
@@ -166,7 +169,7 @@ def zigzag_study(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------
-# (c) Training speed.
+# (c) Training speed, and (a) at the trained weights.
 
 
 class Classifier(nn.Module):
@@ -188,6 +191,12 @@ class Classifier(nn.Module):
                     name="head")(x)
 
 
+def classifier(hidden: Sequence[int], num_classes: int, act: Any = "relu") -> nn.Module:
+  """The study's network: flatten, ``hidden`` Dense + ``act`` layers, a linear head (``hidden=()``
+  is softmax regression); it takes images or vectors (PCA output) alike."""
+  return Classifier(num_classes=num_classes, hidden=tuple(hidden), act=act)
+
+
 def make_loss(model: nn.Module) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
   """``loss(params, x, labels)``: mean softmax cross-entropy of ``model`` (for the Hessian)."""
   def loss(params, x, labels):
@@ -195,78 +204,44 @@ def make_loss(model: nn.Module) -> Callable[[Any, jax.Array, jax.Array], jax.Arr
   return loss
 
 
-class LrSweep:
-  """Trains one model at several SGD learning rates at once (``jax.vmap`` over the train state).
+def on_pixels(transform: preprocessing.Transform, scale: float = 1.0 / 255.0
+              ) -> preprocessing.Transform:
+  """``transform`` (fitted on ``pixels * scale``) as a transform of the raw pixels:
+  ``(x s - shift) c = (x - shift / s) (c s)``, so the uint8 data on the device feed it directly."""
+  state = dict(transform.state)
+  state["shift"] = state["shift"] / scale
+  state["scale"] = state["scale"] * scale
+  return transform.replace(state=state)
 
-  The learning rate lives in the optimizer state (``optax.inject_hyperparams``), so each model of
-  the stack has its own; all start from the same initial weights and see the same minibatches
-  (drawn with replacement, ``fold_in(data_key, step)``). The compiled functions are shared by
-  every call with the same data shapes.
+
+def lr_sweep(model: nn.Module, transform: preprocessing.Transform, source: sources.InMemory,
+             lrs: Sequence[float], *, num_steps: int, batch_size: int, eval_every: int,
+             momentum: float = 0.0, seed: int = 0,
+             eval_splits: Sequence[str] = ("train_eval", "test")
+             ) -> tuple[Any, Any, dict[str, Any]]:
+  """Trains ``model`` at every learning rate of ``lrs`` as one :class:`Population`.
+
+  SGD (``optax.inject_hyperparams``: each model holds its own rate); every model starts from the
+  same initial weights (one seed) and, with a ``shared_order`` source, sees the same batches; the
+  transform is the population's ``preprocess`` (on uint8 pixels: :func:`on_pixels`). Diverged
+  rates are recorded as NaN/inf, not raised. Evaluates ``eval_splits`` at step 0 and every
+  ``eval_every`` steps.
+
+  Returns:
+    The initial parameters (one model's: all start equal, as host arrays), the final stacked
+    state and the :meth:`Population.train` history (``eval_steps`` (E,),
+    ``{split}_loss`` / ``{split}_accuracy`` (E, len(lrs)), ``train_loss`` (steps, len(lrs)), ...).
   """
-
-  def __init__(self, model: nn.Module, num_lrs: int, batch_size: int, momentum: float = 0.0):
-    self.model, self.num_lrs, self.batch_size = model, num_lrs, batch_size
-    self.tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0,
-                                                  momentum=momentum or None)
-    train_step = make_train_step(model, self.tx, num_models=num_lrs)
-    self.eval_step = make_eval_step(model, num_models=num_lrs)
-
-    def chunk(state, x, labels, data_key, num_steps):
-      def body(s, _):
-        ids = jax.random.randint(jax.random.fold_in(data_key, s.step[0]), (batch_size,), 0,
-                                 x.shape[0])
-        batch = {"image": jnp.broadcast_to(x[ids], (num_lrs, batch_size, *x.shape[1:])),
-                 "label": jnp.broadcast_to(labels[ids], (num_lrs, batch_size))}
-        s, metrics = train_step(s, batch)
-        return s, metrics["loss"]
-      return jax.lax.scan(body, state, None, length=num_steps)
-
-    self.chunk = jax.jit(chunk, static_argnames="num_steps")
-
-    def init(key, lrs, input_shape):
-      state = create_train_state(model, self.tx, key, input_shape)
-      state = jax.tree.map(lambda a: jnp.broadcast_to(a, (num_lrs, *a.shape)), state)
-      state.opt_state.hyperparams["learning_rate"] = lrs
-      return state
-
-    self._init = jax.jit(init, static_argnames="input_shape")
-
-  def init(self, key: jax.Array, input_shape: Sequence[int], lrs: Sequence[float]):
-    """The stacked state: one initialization (``key``) copied ``len(lrs)`` times."""
-    if len(lrs) != self.num_lrs:
-      raise ValueError(f"Expected {self.num_lrs} learning rates, got {len(lrs)}.")
-    return self._init(key, jnp.asarray(lrs, jnp.float32), tuple(input_shape))
-
-  def evaluate(self, state, x: jax.Array, labels: jax.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(mean loss, accuracy) of each model on ``(x, labels)``, as NumPy ``(num_lrs,)``."""
-    sums = jax.device_get(self.eval_step(state, {"image": x, "label": labels}))
-    return sums["loss"] / sums["count"], sums["correct"] / sums["count"]
-
-  def fit(self, state, x, labels, x_eval, labels_eval, x_test, labels_test, *, data_key,
-          num_steps: int, eval_every: int) -> tuple[Any, dict[str, np.ndarray]]:
-    """Trains ``num_steps``; every ``eval_every`` steps records the loss on ``x_eval`` (a fixed
-    subset of the training data) and the test accuracy. Diverged runs give NaN/inf, not errors.
-
-    Returns the final state and ``{"steps": (E,), "train_loss": (num_lrs, E),
-    "test_accuracy": (num_lrs, E), "batch_loss": (num_lrs, num_steps)}``.
-    """
-    steps, train_loss, test_acc, batch_loss = [], [], [], []
-    done = 0
-    while True:
-      loss, _ = self.evaluate(state, x_eval, labels_eval)
-      _, acc = self.evaluate(state, x_test, labels_test)
-      steps.append(done)
-      train_loss.append(loss)
-      test_acc.append(acc)
-      if done >= num_steps:
-        break
-      n = min(eval_every, num_steps - done)
-      state, losses = self.chunk(state, x, labels, data_key, num_steps=n)
-      batch_loss.append(np.asarray(losses).T)
-      done += n
-    return state, {"steps": np.asarray(steps), "train_loss": np.stack(train_loss, 1),
-                   "test_accuracy": np.stack(test_acc, 1),
-                   "batch_loss": np.concatenate(batch_loss, 1)}
+  tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=momentum or None)
+  pop = Population(model, tx, num_models=len(lrs), preprocess=transform,
+                   shared_batch=source.shared_order)
+  state, data_keys = pop.init([seed] * len(lrs), transform.output_shape,
+                              hyperparams={"learning_rate": list(lrs)})
+  init_params = jax.device_get(jax.tree.map(lambda a: a[0], state.params))  # before donation
+  state, history = pop.train(state, data_keys, source, num_steps=num_steps, batch_size=batch_size,
+                   eval_every=eval_every, eval_splits=eval_splits, eval_at_start=True,
+                   labels=[f"lr {lr:g}" for lr in lrs], stop_on_nonfinite=False)
+  return init_params, state, history
 
 
 def steps_to_target(steps: Sequence[int], losses: Sequence[float], target: float) -> int | None:
@@ -288,189 +263,94 @@ def best_run(steps: Sequence[int], losses: Any, target: float) -> int:
   return order[0]
 
 
+def curvature(model: nn.Module, params: Any, x: jax.Array, labels: jax.Array, *, key: jax.Array,
+              num_iters: int, eps: float, num_samples: int) -> tuple[float, float]:
+  """``(lambda_max(H), mean relative loss change)`` of ``model``'s loss at ``params`` on
+  ``(x, labels)`` (:func:`jaxcnn.diagnostics.hessian_top_eigenvalue`, :func:`loss_sensitivity`)."""
+  loss = make_loss(model)
+  hess_key, sens_key = jax.random.split(key)
+  lam, _ = hessian_top_eigenvalue(loss, params, x, labels, key=hess_key, num_iters=num_iters)
+  sens = loss_sensitivity(loss, params, x, labels, key=sens_key, eps=eps, num_samples=num_samples)
+  return float(lam), float(jnp.mean(sens))
+
+
+def input_statistics(x: np.ndarray) -> dict[str, Any]:
+  """Mean squared norm, the eigenvalues of ``E[x x^T]`` (descending) and ``lambda_max / mean
+  lambda`` (over eigenvalues above ``1e-8 lambda_max``) of flattened inputs ``x``."""
+  x = np.asarray(x).reshape(len(x), -1)
+  eig = second_moment_eigenvalues(x, bias=False)
+  positive = eig[eig > 1e-8 * eig[0]]
+  return {"input_sq_norm": float(np.mean(np.sum(x.astype(np.float64) ** 2, 1))),
+          "spectrum": eig, "eig_max": float(eig[0]), "eig_ratio": float(eig[0] / np.mean(positive))}
+
+
 # ----------------------------------------------------------------------------------------------
-# Data.
+# Results.
 
 
-def load_data(s: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-  """Random subsets of the train and test splits, pixels as float32 in [0, 1] (N, H, W, C)."""
-  from jaxcnn.data import datasets  # imported here: tensorflow-datasets is slow to import
+@dataclasses.dataclass(frozen=True)
+class ModelResult:
+  """One (transform, model): curvature at init and at the best rate's trained weights, and the
+  learning-rate sweep (``train_loss`` on the fixed training subset and ``test_accuracy``, both
+  ``(len(lrs), E)`` at ``eval_steps``)."""
 
-  data_dir = s.data_dir or None
-  if data_dir is not None and not os.path.isabs(data_dir):
-    data_dir = str(common.REPO_ROOT / data_dir)
-  rng = np.random.default_rng(s.data_seed)
-  out = {}
-  for split, size in (("train", s.train_size), ("test", s.test_size)):
-    d = datasets.load(s.dataset, split, data_dir=data_dir)
-    ids = rng.permutation(len(d["label"]))[:size]
-    out[f"x_{split}"] = d["image"][ids].astype(np.float32) / 255.0
-    out[f"y_{split}"] = d["label"][ids].astype(np.int32)
-  return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Figures.
-
-
-def _plt():
-  import matplotlib
-  if "MPLBACKEND" not in os.environ and "inline" not in matplotlib.get_backend():
-    matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
+  lambda_max_init: float
+  lambda_max_trained: float
+  sensitivity_init: float
+  sensitivity_trained: float
+  best_lr: float
+  steps_to_target: int | None
+  final_train_loss: float
+  final_test_accuracy: float
+  train_seconds: float
+  lrs: tuple[float, ...]
+  eval_steps: np.ndarray
+  train_loss: np.ndarray
+  test_accuracy: np.ndarray
 
 
-def _save(fig, path: str | None, dpi: int):
-  if path:
-    fig.savefig(path, dpi=dpi)
-    _plt().close(fig)
-  return fig
+@dataclasses.dataclass(frozen=True)
+class TransformResult:
+  """One transform: statistics of the preprocessed training inputs and each model's result."""
+
+  input_sq_norm: float
+  eig_max: float
+  eig_ratio: float
+  spectrum: np.ndarray
+  models: dict[str, ModelResult]
 
 
-def plot_zigzag(zig: dict[str, Any], w_star: Sequence[float], path: str | None = None,
-                dpi: int = 100):
-  """Loss contours of the 2-D neuron with the SGD (batch 1) and GD paths, per input set."""
-  plt = _plt()
-  fig, axes = plt.subplots(1, len(zig), figsize=(5.2 * len(zig), 4.8))
-  for ax, (name, res) in zip(np.atleast_1d(axes), zig.items()):
-    x = res["x"]
-    pts = np.concatenate([res["sgd"]["path"], res["gd"]["path"], [w_star]])
-    pts = pts[np.all(np.isfinite(pts), axis=1)]
-    lo, hi = pts.min(0) - 0.3, pts.max(0) + 0.3
-    g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 120), np.linspace(lo[1], hi[1], 120))
-    w = np.stack([g0.ravel(), g1.ravel()], 1)
-    loss = 0.5 * np.mean((w @ x.T - (x @ np.asarray(w_star))) ** 2, axis=1).reshape(g0.shape)
-    ax.contour(g0, g1, loss, levels=np.geomspace(loss.min() + 1e-4, loss.max(), 12),
-               colors="0.75", linewidths=0.8)
-    sgd, gd = res["sgd"]["path"], res["gd"]["path"]
-    ax.plot(sgd[:, 0], sgd[:, 1], "-o", ms=2.5, lw=1.0, color="tab:red",
-            label=f"SGD, batch 1, lr {res['sgd']['best_lr']:.3g}")
-    ax.plot(gd[:, 0], gd[:, 1], "-s", ms=2.5, lw=1.0, color="tab:blue",
-            label=f"full-batch GD, lr {res['gd']['best_lr']:.3g}")
-    ax.plot(*w_star, "k*", ms=12, label="w* (target)")
-    ax.plot(*sgd[0], "ko", ms=5)
-    ax.set_title(f"{name} inputs: {100 * res['same_sign_fraction']:.0f}% of per-example\n"
-                 f"gradients have one sign in both components", fontsize=10)
-    ax.set_xlabel("w1")
-    ax.set_ylabel("w2")
-    ax.set_aspect("equal")
-    ax.legend(fontsize=8, loc="upper right")
-  fig.suptitle("A 2-D linear neuron: dL/dw_i = upstream * x_i (each method at its best lr)")
-  fig.tight_layout()
-  return _save(fig, path, dpi)
+@dataclasses.dataclass(frozen=True)
+class Results:
+  """What the report shows: the zig-zag part (:func:`zigzag_study`), each transform's result,
+  the report's path and the figures' file names (in the run folder)."""
+
+  zigzag: dict[str, Any]
+  transforms: dict[str, TransformResult]
+  table: str
+  figures: tuple[str, ...]
+  seconds: float
+
+  def to_dict(self) -> dict[str, Any]:
+    """JSON-able: arrays as lists, non-finite floats as None (the inputs of the zig-zag left out)."""
+    d = dataclasses.asdict(self)
+    for r in d["zigzag"].values():
+      r.pop("x", None)
+    return _jsonable(d)
 
 
-def plot_data_clouds(x: np.ndarray, specs: Sequence[str], path: str | None = None,
-                     dpi: int = 100):
-  """The lecture's figure: a 2-D cloud after each transform ``fit(spec, x)``."""
-  plt = _plt()
-  fig, axes = plt.subplots(1, len(specs), figsize=(3.0 * len(specs), 3.2))
-  clouds = [np.asarray(preprocessing.fit(spec, x)(x)) for spec in specs]
-  lim = max(float(np.abs(c).max()) for c in clouds) * 1.05
-  for ax, spec, c in zip(np.atleast_1d(axes), specs, clouds):
-    ax.scatter(c[:, 0], c[:, 1], s=3, alpha=0.5)
-    ax.axhline(0, color="k", lw=0.6)
-    ax.axvline(0, color="k", lw=0.6)
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_aspect("equal")
-    cov = np.cov(c.T)
-    ax.set_title(f"{spec}\nmean ({c[:, 0].mean():.1f}, {c[:, 1].mean():.1f}), "
-                 f"corr {cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]):.2f}", fontsize=8)
-  fig.tight_layout()
-  return _save(fig, path, dpi)
-
-
-def _montage(imgs: np.ndarray, pad: int = 1) -> np.ndarray:
-  """Images ``(n, H, W, C)`` side by side, each min-max scaled to [0, 1], on a white gap."""
-  n, h, w, c = imgs.shape
-  out = np.ones((h, n * (w + pad) - pad, c))
-  for i, img in enumerate(imgs):
-    img = img - img.min()
-    out[:, i * (w + pad):i * (w + pad) + w] = img / max(float(img.max()), 1e-12)
-  return out[..., 0] if c == 1 else out
-
-
-def plot_transformed_images(rows: dict[str, np.ndarray], path: str | None = None,
-                            dpi: int = 100):
-  """One row per entry (name -> images ``(n, H, W, C)``), each image min-max scaled."""
-  plt = _plt()
-  n = max(len(v) for v in rows.values())
-  fig, axes = plt.subplots(len(rows), 1, figsize=(1.0 * n + 1.5, 1.15 * len(rows)),
-                           squeeze=False)
-  for ax, (name, imgs) in zip(axes[:, 0], rows.items()):
-    ax.imshow(_montage(np.asarray(imgs)), cmap="gray", vmin=0, vmax=1)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(name, loc="left", fontsize=8)
-  fig.suptitle("each image min-max scaled for display", fontsize=8)
-  fig.tight_layout()
-  return _save(fig, path, dpi)
-
-
-def plot_spectra(spectra: dict[str, np.ndarray], path: str | None = None, dpi: int = 100):
-  """Eigenvalues of E[x x^T] per transform, descending, log scale."""
-  plt = _plt()
-  fig, ax = plt.subplots(figsize=(6.5, 4))
-  for name, eig in spectra.items():
-    ax.plot(np.arange(1, len(eig) + 1), np.maximum(eig, 1e-10), label=name)
-  ax.set_xscale("log")
-  ax.set_yscale("log")
-  ax.set_xlabel("eigenvalue index")
-  ax.set_ylabel("eigenvalue of E[x x^T]")
-  ax.set_title("Second moment of the preprocessed inputs: with the bias's constant 1\n"
-               "appended, K x the Hessian of a K-class linear softmax classifier at W = 0",
-               fontsize=9)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  return _save(fig, path, dpi)
-
-
-def plot_curves(curves: dict[str, dict[str, dict[str, Any]]], targets: dict[str, float],
-                path: str | None = None, dpi: int = 100):
-  """Training loss (fixed train subset) against step at each transform's best learning rate."""
-  plt = _plt()
-  models = list(next(iter(curves.values())))
-  fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.2), squeeze=False)
-  for ax, m in zip(axes[0], models):
-    for name, per_model in curves.items():
-      r = per_model[m]
-      ax.plot(r["steps"], r["train_loss"], label=f"{name} (lr {r['lr']:g})")
-    ax.axhline(targets[m], color="k", ls="--", lw=0.8, label=f"target {targets[m]:g}")
-    ax.set_yscale("log")
-    ax.set_xlabel("SGD step")
-    ax.set_ylabel("training loss")
-    ax.set_title(f"{m}: each preprocessing at its best learning rate", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-  fig.tight_layout()
-  return _save(fig, path, dpi)
-
-
-def plot_lr_sweep(sweeps: dict[str, dict[str, dict[str, Any]]], path: str | None = None,
-                  dpi: int = 100):
-  """Final training loss against learning rate per transform; diverged runs drawn as x at top."""
-  plt = _plt()
-  models = list(next(iter(sweeps.values())))
-  fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.2), squeeze=False)
-  for ax, m in zip(axes[0], models):
-    cap = 2 * math.log(10)
-    for name, per_model in sweeps.items():
-      lrs, final = per_model[m]["lrs"], np.asarray(per_model[m]["final_loss"], np.float64)
-      ok = np.isfinite(final) & (final < cap)
-      line, = ax.plot(lrs, np.where(ok, final, np.nan), "-o", ms=3, label=name)
-      ax.plot(np.asarray(lrs)[~ok], np.full((~ok).sum(), cap), "x", color=line.get_color())
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("final training loss")
-    ax.set_title(f"{m}: x = diverged or above {cap:.2f}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-  fig.tight_layout()
-  return _save(fig, path, dpi)
+def _jsonable(v: Any) -> Any:
+  if isinstance(v, dict):
+    return {str(k): _jsonable(x) for k, x in v.items()}
+  if isinstance(v, (list, tuple)):
+    return [_jsonable(x) for x in v]
+  if isinstance(v, (np.ndarray, jax.Array)):
+    return _jsonable(np.asarray(v).tolist())
+  if isinstance(v, (float, np.floating)):
+    return float(v) if math.isfinite(v) else None
+  if isinstance(v, np.integer):
+    return int(v)
+  return v
 
 
 # ----------------------------------------------------------------------------------------------
@@ -487,14 +367,20 @@ def _fmt(v):
   return "-" if v is None else v
 
 
-def run(config, workdir: str) -> dict[str, Any]:
-  """Runs the three parts and writes ``preprocessing.md`` and the figures into ``workdir``.
+def load_splits(s: ml_collections.ConfigDict) -> dict[str, dict[str, np.ndarray]]:
+  """The train and test subsets (:func:`jaxcnn.data.sources.subsets`), uint8 images, plus
+  ``train_eval``: the first ``eval_size`` training images, on which the training loss is measured."""
+  splits = sources.subsets(s.dataset, {"train": s.train_size, "test": s.test_size},
+                           seed=s.data_seed, data_dir=s.data_dir or None)
+  n_eval = min(s.eval_size, len(splits["train"]["label"]))
+  splits["train_eval"] = {k: v[:n_eval] for k, v in splits["train"].items()}
+  return splits
 
-  Figures: ``zigzag.png``, ``data_clouds.png``, ``transformed_images.png``,
-  ``pca_components.png``, ``spectra.png``, ``curves.png``, ``lr_sweep.png``.
 
-  Returns ``{"zigzag": {...}, "transforms": {spec: {...}}, "table": path, "figures": [...]}``.
-  """
+def run(config, workdir: str) -> Results:
+  """Runs the three parts; writes ``preprocessing.md``, ``results.json`` and the figures
+  ``zigzag.png``, ``data_clouds.png``, ``transformed_images.png``, ``pca_components.png``,
+  ``spectra.png``, ``curves.png`` and ``lr_sweep.png`` into ``workdir``."""
   t0 = time.perf_counter()
   s = config
   os.makedirs(workdir, exist_ok=True)
@@ -504,7 +390,7 @@ def run(config, workdir: str) -> dict[str, Any]:
 
   # (b) zig-zag.
   zig = zigzag_study(s.zigzag)
-  plot_zigzag(zig, s.zigzag.w_star, os.path.join(workdir, "zigzag.png"), dpi)
+  plots.plot_zigzag(zig, s.zigzag.w_star, os.path.join(workdir, "zigzag.png"), dpi)
   figures.append("zigzag.png")
   rows = [(name, f"{100 * r['same_sign_fraction']:.1f}%",
            ", ".join(f"{e:.3g}" for e in r["eigenvalues"]), r["condition_number"],
@@ -526,16 +412,18 @@ def run(config, workdir: str) -> dict[str, Any]:
   # The lecture's figure of data clouds, on a synthetic correlated 2-D Gaussian.
   rng = np.random.default_rng(s.seed)
   cloud = rng.multivariate_normal(s.cloud.mean, s.cloud.cov, size=s.cloud.num_points)
-  plot_data_clouds(cloud.astype(np.float32), s.cloud.specs,
-                   os.path.join(workdir, "data_clouds.png"), dpi)
+  plots.plot_data_clouds(cloud.astype(np.float32), s.cloud.specs,
+                         os.path.join(workdir, "data_clouds.png"), dpi)
   figures.append("data_clouds.png")
 
-  # Data for (a) and (c).
-  data = load_data(s)
-  x_train, y_train = data["x_train"], data["y_train"]
-  n_eval = min(s.eval_size, len(x_train))
+  # Data for (a) and (c): uint8 on the device once; transforms fitted on pixels / 255.
+  splits = load_splits(s)
+  source = sources.InMemory(splits, shared_order=True)
+  x_train = splits["train"]["image"].astype(np.float32) / 255.0
+  y_train = splits["train"]["label"]
+  n_eval = len(splits["train_eval"]["label"])
   n_hess = min(s.hessian_size, len(x_train))
-  num_classes = int(max(y_train.max(), data["y_test"].max()) + 1)
+  num_classes = source.max_label + 1
 
   # Transformed images and PCA components.
   show = x_train[:s.num_show]
@@ -546,91 +434,73 @@ def run(config, workdir: str) -> dict[str, Any]:
   for spec in s.figure_transforms:
     image_rows[spec] = np.asarray(_apply(preprocessing.fit(spec, x_train), show))
   image_rows[f"{s.figure_pca} reconstruction"] = recon
-  plot_transformed_images(image_rows, os.path.join(workdir, "transformed_images.png"), dpi)
+  plots.plot_transformed_images(image_rows, os.path.join(workdir, "transformed_images.png"), dpi)
   components = np.asarray(pca.state["matrix"]).T.reshape(-1, *show.shape[1:])
-  plot_transformed_images({f"principal components {i + 1}-{min(i + 8, len(components))}":
-                           components[i:i + 8] for i in range(0, min(len(components), 32), 8)},
-                          os.path.join(workdir, "pca_components.png"), dpi)
+  plots.plot_transformed_images(
+      {f"principal components {i + 1}-{min(i + 8, len(components))}": components[i:i + 8]
+       for i in range(0, min(len(components), 32), 8)},
+      os.path.join(workdir, "pca_components.png"), dpi)
   figures += ["transformed_images.png", "pca_components.png"]
 
   # (a) and (c), per transform and model.
-  models = {name: Classifier(num_classes=num_classes, hidden=tuple(hidden), act=s.act)
-            for name, hidden in s.models.items()}
-  lrs = {name: list(s.lrs[name]) for name in models}
-  sweeps = {name: LrSweep(model, len(lrs[name]), s.batch_size, s.momentum)
-            for name, model in models.items()}
-  losses = {name: make_loss(model) for name, model in models.items()}
-  key = jax.random.PRNGKey(s.seed)
-  init_key, data_key, hess_key, sens_key = jax.random.split(key, 4)
-  results: dict[str, Any] = {}
-  curves: dict[str, Any] = {}
-  lr_sweeps: dict[str, Any] = {}
-  spectra: dict[str, np.ndarray] = {}
+  models = {name: classifier(hidden, num_classes, s.act) for name, hidden in s.models.items()}
+  lrs = {name: tuple(float(v) for v in s.lrs[name]) for name in models}
+  curv_key = jax.random.PRNGKey(s.seed)
+  yh = jnp.asarray(y_train[:n_hess])
+  results: dict[str, TransformResult] = {}
   for spec in s.transforms:
     pre = preprocessing.fit(spec, x_train)
-    # Flattened, so that transforms with the same output size share compiled functions.
-    xt = np.asarray(_apply(pre, x_train)).reshape(len(x_train), -1)
-    xe = jnp.asarray(np.asarray(_apply(pre, data["x_test"])).reshape(len(data["x_test"]), -1))
-    x_eval, y_eval = jnp.asarray(xt[:n_eval]), jnp.asarray(y_train[:n_eval])
-    xh, yh = jnp.asarray(xt[:n_hess]), jnp.asarray(y_train[:n_hess])
-    eig = second_moment_eigenvalues(xt, bias=False)
-    xt, yt, ye = jnp.asarray(xt), jnp.asarray(y_train), jnp.asarray(data["y_test"])
-    spectra[spec] = eig
-    positive = eig[eig > 1e-8 * eig[0]]
-    res = {"input_sq_norm": float(np.mean(np.sum(np.asarray(xt) ** 2, 1))),
-           "eig_max": float(eig[0]), "eig_ratio": float(eig[0] / np.mean(positive)),
-           "models": {}}
-    curves[spec], lr_sweeps[spec] = {}, {}
+    stats = input_statistics(np.asarray(_apply(pre, x_train)))
+    xh = _apply(pre, jnp.asarray(x_train[:n_hess]))
+    per_model = {}
     for name, model in models.items():
-      sweep, loss = sweeps[name], losses[name]
-      state = sweep.init(init_key, xt.shape[1:], lrs[name])
-      params0 = jax.tree.map(lambda a: np.asarray(a)[0], state.params)
-      lam0, _ = hessian_top_eigenvalue(loss, params0, xh, yh, key=hess_key,
-                                       num_iters=s.power_iters)
-      sens0 = loss_sensitivity(loss, params0, xh, yh, key=sens_key, eps=s.eps,
-                               num_samples=s.sensitivity_samples)
-      t = time.perf_counter()
-      state, hist = sweep.fit(state, xt, yt, x_eval, y_eval, xe, ye,
-                              data_key=data_key, num_steps=s.num_steps, eval_every=s.eval_every)
-      seconds = time.perf_counter() - t
+      init_params, state, hist = lr_sweep(model, on_pixels(pre), source, lrs[name], num_steps=s.num_steps,
+                             batch_size=s.batch_size, eval_every=s.eval_every,
+                             momentum=s.momentum, seed=s.seed)
+      steps, train_loss = hist["eval_steps"], hist["train_eval_loss"].T  # (lrs, E)
       target = s.targets[name]
-      best = best_run(hist["steps"], hist["train_loss"], target)
-      params = jax.tree.map(lambda a: np.asarray(a)[best], state.params)
-      lam1, _ = hessian_top_eigenvalue(loss, params, xh, yh, key=hess_key,
-                                       num_iters=s.power_iters)
-      sens1 = loss_sensitivity(loss, params, xh, yh, key=sens_key, eps=s.eps,
-                               num_samples=s.sensitivity_samples)
-      res["models"][name] = {
-          "lambda_max_init": float(lam0), "lambda_max_trained": float(lam1),
-          "sensitivity_init": float(jnp.mean(sens0)), "sensitivity_trained": float(jnp.mean(sens1)),
-          "best_lr": lrs[name][best],
-          "steps_to_target": steps_to_target(hist["steps"], hist["train_loss"][best], target),
-          "final_train_loss": float(hist["train_loss"][best, -1]),
-          "final_test_accuracy": float(hist["test_accuracy"][best, -1]),
-          "train_seconds": seconds}
-      curves[spec][name] = {"steps": hist["steps"], "train_loss": hist["train_loss"][best],
-                            "lr": lrs[name][best]}
-      lr_sweeps[spec][name] = {"lrs": lrs[name], "final_loss": hist["train_loss"][:, -1]}
-      print(f"preprocessing: {spec:28s} {name:6s} best lr {lrs[name][best]:<7g} steps to "
-            f"{target:g}: {_fmt(res['models'][name]['steps_to_target'])}, "
-            f"lambda_max {float(lam0):.3g} -> {float(lam1):.3g} ({seconds:.1f} s)", flush=True)
-    results[spec] = res
+      best = best_run(steps, train_loss, target)
+      lam0, sens0 = curvature(model, init_params, xh, yh, key=curv_key, num_iters=s.power_iters,
+                              eps=s.eps, num_samples=s.sensitivity_samples)
+      lam1, sens1 = curvature(model, jax.tree.map(lambda a: a[best], state.params), xh, yh,
+                              key=curv_key, num_iters=s.power_iters, eps=s.eps,
+                              num_samples=s.sensitivity_samples)
+      r = ModelResult(
+          lambda_max_init=lam0, lambda_max_trained=lam1, sensitivity_init=sens0,
+          sensitivity_trained=sens1, best_lr=lrs[name][best],
+          steps_to_target=steps_to_target(steps, train_loss[best], target),
+          final_train_loss=float(train_loss[best, -1]),
+          final_test_accuracy=float(hist["test_accuracy"][-1, best]),
+          train_seconds=float(hist["seconds"]), lrs=lrs[name], eval_steps=np.asarray(steps),
+          train_loss=train_loss, test_accuracy=hist["test_accuracy"].T)
+      per_model[name] = r
+      print(f"preprocessing: {spec:28s} {name:6s} best lr {r.best_lr:<7g} steps to "
+            f"{target:g}: {_fmt(r.steps_to_target)}, lambda_max {lam0:.3g} -> {lam1:.3g} "
+            f"({r.train_seconds:.1f} s)", flush=True)
+    results[spec] = TransformResult(models=per_model, **stats)
 
-  plot_spectra(spectra, os.path.join(workdir, "spectra.png"), dpi)
-  plot_curves(curves, dict(s.targets), os.path.join(workdir, "curves.png"), dpi)
-  plot_lr_sweep(lr_sweeps, os.path.join(workdir, "lr_sweep.png"), dpi)
+  plots.plot_spectra({spec: r.spectrum for spec, r in results.items()},
+                     os.path.join(workdir, "spectra.png"), dpi)
+  plots.plot_curves({spec: {name: {"steps": m.eval_steps,
+                                   "train_loss": m.train_loss[m.lrs.index(m.best_lr)],
+                                   "lr": m.best_lr} for name, m in r.models.items()}
+                     for spec, r in results.items()},
+                    dict(s.targets), os.path.join(workdir, "curves.png"), dpi)
+  plots.plot_lr_sweep({spec: {name: {"lrs": m.lrs, "final_loss": m.train_loss[:, -1]}
+                              for name, m in r.models.items()} for spec, r in results.items()},
+                      os.path.join(workdir, "lr_sweep.png"), dpi)
   figures += ["spectra.png", "curves.png", "lr_sweep.png"]
 
   names = list(models)
-  where = (f"{s.dataset}: {len(x_train)} training images (random subset), {len(data['x_test'])} "
+  n_test = len(splits["test"]["label"])
+  where = (f"{s.dataset}: {len(x_train)} training images (random subset), {n_test} "
            f"test images; pixels / 255, then each transform fitted on the training subset")
   sens_rows = []
   for spec, r in results.items():
-    row = [spec, r["input_sq_norm"], r["eig_max"], r["eig_ratio"]]
+    row = [spec, r.input_sq_norm, r.eig_max, r.eig_ratio]
     for name in names:
-      m = r["models"][name]
-      row += [m["lambda_max_init"], m["sensitivity_init"], m["lambda_max_trained"],
-              m["sensitivity_trained"]]
+      m = r.models[name]
+      row += [m.lambda_max_init, m.sensitivity_init, m.lambda_max_trained, m.sensitivity_trained]
     sens_rows.append(row)
   sens_headers = ["transform", "E‖x‖²", "λmax E[xxᵀ]", "λmax / mean λ"]
   for name in names:
@@ -651,15 +521,15 @@ def run(config, workdir: str) -> dict[str, Any]:
   speed_rows = []
   for spec, r in results.items():
     for name in names:
-      m = r["models"][name]
-      speed_rows.append((spec, name, m["best_lr"], 2.0 / m["lambda_max_init"],
-                         _fmt(m["steps_to_target"]), m["final_train_loss"],
-                         m["final_test_accuracy"]))
+      m = r.models[name]
+      speed_rows.append((spec, name, m.best_lr, 2.0 / m.lambda_max_init,
+                         _fmt(m.steps_to_target), m.final_train_loss, m.final_test_accuracy))
   sections.append(
       "## (c) Training speed\n\n"
       f"{where}. Plain SGD (momentum {s.momentum:g}), batch {s.batch_size}, {s.num_steps} steps, "
-      f"the same initial weights and minibatches for every transform; the best learning rate per "
-      f"transform and model from "
+      f"the same initial weights and minibatches for every transform and learning rate (one "
+      f"population per transform and model, jaxcnn.train.population); the best learning rate "
+      f"per transform and model from "
       + "; ".join(f"{n}: {tuple(lrs[n])}" for n in names)
       + f". Training loss on a fixed subset of {n_eval} training images every {s.eval_every} "
       f"steps; target loss " + ", ".join(f"{n} {s.targets[n]:g}" for n in names)
@@ -672,7 +542,11 @@ def run(config, workdir: str) -> dict[str, Any]:
   sections.append("## Transformed data\n\n![data clouds](data_clouds.png)\n\n"
                   "![transformed images](transformed_images.png)\n\n"
                   "![pca components](pca_components.png)\n")
-  sections.append(f"Wall time {time.perf_counter() - t0:.0f} s.\n")
+  seconds = time.perf_counter() - t0
+  sections.append(f"Wall time {seconds:.0f} s.\n")
   table = os.path.join(workdir, "preprocessing.md")
   pathlib.Path(table).write_text("\n".join(sections))
-  return {"zigzag": zig, "transforms": results, "table": table, "figures": figures}
+  out = Results(zigzag=zig, transforms=results, table=table, figures=tuple(figures),
+                seconds=seconds)
+  pathlib.Path(workdir, "results.json").write_text(json.dumps(out.to_dict(), indent=1) + "\n")
+  return out

@@ -1,6 +1,7 @@
 """Preprocessing study: gradients and training speed against independent formulas (the Hessian
 eigenvalue, loss sensitivity and second moments are tested in tests/test_diagnostics.py)."""
 
+import json
 import pathlib
 
 import jax
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from jaxcnn.data import preprocessing as prep
+from jaxcnn.data import sources
 from jaxcnn.studies import common
 from jaxcnn.studies import preprocessing as study
 
@@ -96,34 +98,58 @@ def test_steps_to_target_and_best_run():
     study.steps_to_target(steps, [1.0], 0.5)
 
 
-def test_lr_sweep_trains_each_learning_rate_like_plain_sgd():
-  rng = np.random.default_rng(6)
-  x = rng.normal(size=(64, 5)).astype(np.float32)
-  labels = rng.integers(0, 3, 64).astype(np.int32)
-  model = study.Classifier(num_classes=3)
+@pytest.fixture(scope="module")
+def digits_source():
+  splits = sources.subsets("digits", {"train": 64, "test": 40}, seed=0)
+  splits["train_eval"] = splits["train"]
+  return sources.InMemory(splits, shared_order=True)
+
+
+def test_lr_sweep_trains_each_learning_rate_like_plain_sgd(digits_source):
+  source = digits_source
+  x01 = source.sample().astype(np.float32) / 255.0
+  pre = prep.fit("standardize", x01)
+  pixels = study.on_pixels(pre)
+  np.testing.assert_allclose(np.asarray(pixels(source.sample())), np.asarray(pre(x01)),
+                             rtol=1e-5, atol=1e-5)  # the same transform, on uint8 pixels
+  model = study.classifier((), num_classes=10)
   lrs = [0.0, 0.1, 1.0]
-  sweep = study.LrSweep(model, len(lrs), batch_size=64)  # batches of 64 with replacement
-  state = sweep.init(jax.random.PRNGKey(0), (5,), lrs)
-  data_key = jax.random.PRNGKey(3)
-  state, hist = sweep.fit(state, jnp.asarray(x), jnp.asarray(labels), jnp.asarray(x),
-                          jnp.asarray(labels), jnp.asarray(x), jnp.asarray(labels),
-                          data_key=data_key, num_steps=4, eval_every=2)
-  assert hist["steps"].tolist() == [0, 2, 4] and hist["train_loss"].shape == (3, 3)
-  assert hist["batch_loss"].shape == (3, 4)
+  p0, state, hist = study.lr_sweep(model, pixels, source, lrs, num_steps=4, batch_size=32,
+                                   eval_every=2, seed=5)
+  assert hist["eval_steps"].tolist() == [0, 2, 4] and hist["train_eval_loss"].shape == (3, 3)
+  assert hist["train_loss"].shape == (4, 3) and hist["test_accuracy"].shape == (3, 3)
   # Independent re-run with optax-free SGD on the same minibatches, per learning rate.
   loss = study.make_loss(model)
-  p0 = model.init(jax.random.split(jax.random.PRNGKey(0), 3)[0], x[:1], train=False)["params"]
+  data_key = jax.random.split(jax.random.PRNGKey(5))[1][None]
+  batches = [next(source.train_batches(data_key, *divmod(step, 2), divmod(step, 2)[1] + 1, 32))
+             for step in range(4)]
+  x_all, y_all = pixels(source.splits["train"]["image"]), source.splits["train"]["label"]
   for i, lr in enumerate(lrs):
     p = p0
-    for step in range(4):
-      ids = jax.random.randint(jax.random.fold_in(data_key, step), (64,), 0, 64)
-      grads = jax.grad(loss)(p, x[np.asarray(ids)], labels[np.asarray(ids)])
+    for batch in batches:
+      grads = jax.grad(loss)(p, pixels(batch["image"]), batch["label"])
       p = jax.tree.map(lambda a, g: a - lr * g, p, grads)
     got = jax.tree.map(lambda a: a[i], state.params)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(p)):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
-    assert hist["train_loss"][i, -1] == pytest.approx(float(loss(p, x, labels)), rel=1e-4)
-  assert hist["train_loss"][0, 0] == hist["train_loss"][0, -1]  # lr 0 does not move
+    assert hist["train_eval_loss"][-1, i] == pytest.approx(float(loss(p, x_all, y_all)), rel=1e-4)
+  assert hist["train_eval_loss"][0, 0] == hist["train_eval_loss"][-1, 0]  # lr 0 does not move
+
+
+def test_a_sweep_member_equals_a_one_model_run_and_divergence_is_recorded(digits_source):
+  pixels = study.on_pixels(prep.fit("none", digits_source.sample().astype(np.float32) / 255.0))
+  model = study.classifier((16,), num_classes=10)
+  lrs = [0.05, 0.3, 1e30]  # the last one diverges to NaN/inf
+  _, state, hist = study.lr_sweep(model, pixels, digits_source, lrs, num_steps=4, batch_size=32,
+                                  eval_every=2, momentum=0.9, seed=1)
+  _, one, one_hist = study.lr_sweep(model, pixels, digits_source, [lrs[1]], num_steps=4,
+                                    batch_size=32, eval_every=2, momentum=0.9, seed=1)
+  for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(one.params)):
+    np.testing.assert_allclose(np.asarray(a)[1], np.asarray(b)[0], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(hist["train_eval_loss"][:, 1], one_hist["train_eval_loss"][:, 0],
+                             rtol=1e-5)
+  assert not np.isfinite(hist["train_eval_loss"][-1, 2])  # recorded, not raised
+  assert study.best_run(hist["eval_steps"], hist["train_eval_loss"].T, 0.0) != 2
 
 
 def test_quick_run_writes_table_and_figures(tmp_path, monkeypatch):
@@ -139,12 +165,13 @@ def test_quick_run_writes_table_and_figures(tmp_path, monkeypatch):
   text = (tmp_path / "preprocessing.md").read_text()
   for heading in ("(a) Sensitivity", "(b) The zig-zag", "(c) Training speed"):
     assert heading in text
-  for fig in results["figures"]:
+  for fig in results.figures:
     assert (tmp_path / fig).stat().st_size > 1000, fig
-  assert set(results["transforms"]) == {"none", "mean_image"}
-  assert results["zigzag"]["all positive"]["same_sign_fraction"] == 1.0
+  assert set(results.transforms) == {"none", "mean_image"}
+  assert results.zigzag["all positive"]["same_sign_fraction"] == 1.0
   # Centering removes the mean's large eigenvalue of E[x x^T].
-  t = results["transforms"]
-  assert t["mean_image"]["eig_max"] < t["none"]["eig_max"]
-  assert t["mean_image"]["models"]["linear"]["lambda_max_init"] < t["none"]["models"]["linear"][
-      "lambda_max_init"]
+  t = results.transforms
+  assert t["mean_image"].eig_max < t["none"].eig_max
+  assert t["mean_image"].models["linear"].lambda_max_init < t["none"].models["linear"].lambda_max_init
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert saved["transforms"]["none"]["models"]["mlp"]["best_lr"] == t["none"].models["mlp"].best_lr
