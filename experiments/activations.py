@@ -8,8 +8,8 @@
 --config.key=value overrides are applied after it.
 
 Writes activations.md (one row per activation: iterations to the target training error, final
-errors, dead/saturated units), activation_functions.png, curves.png, unit_stats.png and
-iterations.png to runs/activations/ (runs/activations_quick/ with --quick).
+errors, dead/saturated units), results.json, activation_functions.png, curves.png,
+unit_stats.png and iterations.png to runs/activations/ (runs/activations_quick/ with --quick).
 """
 
 import os

@@ -12,6 +12,8 @@ The quick setting (``get_config("quick")``: ``--quick`` or ``--config ...activat
 trains two activations on the offline digits in seconds (CI).
 """
 
+import os
+
 import ml_collections
 
 from jaxcnn.train.config import config_args
@@ -26,12 +28,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.dpi = 100
   # Data: subsets of the training split (validation is carved out of it, disjoint).
   config.dataset = "mnist"
-  config.data_dir = "../shared/data"  # relative paths are resolved from the repository root
+  # ../shared/data beside the repository (this file is experiments/configs/ in it).
+  config.data_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                                 "shared", "data")
   config.num_train = 6000
   config.num_val = 1000
   config.data_seed = 0
   config.preprocessing = "standardize"
-  # The network: ActCNN, no batch normalization.
+  # The network: the registered act_cnn (jaxcnn.models.small_cnns.ActCNN), no normalization.
   config.model = ml_collections.ConfigDict({"features": (8, 16), "hidden": 32, "kernel_size": 3})
   config.activations = ACTIVATIONS
   config.plot_activations = ACTIVATIONS

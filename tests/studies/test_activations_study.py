@@ -1,6 +1,7 @@
 """Activation study: derivatives against closed forms, iterations-to-target on synthetic curves,
 and a tiny end-to-end run (dead/saturated unit statistics are tested in tests/test_diagnostics.py)."""
 
+import json
 import math
 import pathlib
 
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 
 from jaxcnn.nn import activations as acts
+from jaxcnn.data import preprocessing, sources
 from jaxcnn.studies import activations as study
+from jaxcnn.studies import activations_plots as plots
 from jaxcnn.studies import common
 
 
@@ -49,7 +52,7 @@ def test_activation_curve_rejects_bad_input_and_plot_draws_every_panel():
     study.activation_curve("relu", np.zeros((2, 2)))
   with pytest.raises(ValueError, match="Unknown activation"):
     study.activation_curve("no_such_act", np.zeros(3))
-  fig = study.plot_activations(("relu", "tanh", "maxout", "prelu"))
+  fig = plots.plot_activations(("relu", "tanh", "maxout", "prelu"))
   lines = [ax.get_lines() for ax in fig.axes if ax.get_lines()]
   assert len(lines) == 4
   # The dashed line of the tanh panel is 1 - tanh^2.
@@ -133,16 +136,48 @@ def test_tiny_run_writes_table_and_figures(tmp_path):
   results = study.run(config, str(tmp_path))
   files = {p.name for p in pathlib.Path(tmp_path).iterdir()}
   assert {"activations.md", "activation_functions.png", "curves.png", "iterations.png",
-          "unit_stats.png"} <= files
-  r = results["runs"]["relu"]
-  assert r["step_errors"].shape == (8, 2)
-  np.testing.assert_array_equal(r["eval_steps"], [0, 4, 8])
-  assert r["dead"].shape == (3, 2, 3)  # evaluations, seeds, activation layers
+          "unit_stats.png", "results.json"} <= files
+  r = results.runs["relu"]
+  assert r.step_errors.shape == (8, 2)
+  np.testing.assert_array_equal(r.eval_steps, [0, 4, 8])
+  assert r.dead.shape == (3, 2, 3)  # evaluations, seeds, activation layers
   # The train error at each evaluation is the mean of the step errors since the last one.
-  np.testing.assert_allclose(r["train_error"][1], r["step_errors"][:4].mean(axis=0))
+  np.testing.assert_allclose(r.train_error[1], r.step_errors[:4].mean(axis=0))
+  assert np.isnan(r.train_error[0]).all()
   # Target 100% error: reached after the first full window.
-  np.testing.assert_array_equal(results["iterations"]["relu"], [4, 4])
+  np.testing.assert_array_equal(results.iterations["relu"], [4, 4])
   assert "| relu |" in (tmp_path / "activations.md").read_text()
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert saved["iterations"]["relu"] == [4, 4] and saved["runs"]["relu"]["seeds"] == [0, 1]
   config.activations = ("nope",)
   with pytest.raises(ValueError, match="Unknown activation"):
     study.run(config, str(tmp_path))
+
+
+def test_running_errors_average_since_the_previous_evaluation():
+  errors = np.arange(12, dtype=float).reshape(6, 2)
+  out = study.running_errors(errors, [0, 2, 3, 6])
+  assert np.isnan(out[0]).all()
+  np.testing.assert_allclose(out[1:], [errors[:2].mean(0), errors[2], errors[3:].mean(0)])
+
+
+def test_population_model_m_equals_a_single_model_run_with_seed_m():
+  """Stacking is independent: model m of the seed population trains as a population of one
+  (the plain, unvmapped step) with seed m, on the same shared source."""
+  config = common.load_config(CONFIGS / "activations.py", "quick")
+  config.num_steps = 6
+  config.eval_every_steps = 3
+  config.num_seeds = 2
+  config.seed = 5
+  data = study.load_data(config)
+  transform = preprocessing.fit(config.preprocessing, data["train"]["image"])
+  source = sources.InMemory(data)
+  both = study.train_activation("relu", config, source, transform)
+  assert both.seeds == (5, 6)
+  one = study.train_activation("relu", config, source, transform, seeds=[6])
+  np.testing.assert_allclose(one.step_losses[:, 0], both.step_losses[:, 1], rtol=1e-5)
+  np.testing.assert_allclose(one.step_errors[:, 0], both.step_errors[:, 1], atol=1e-6)
+  np.testing.assert_allclose(one.val_error[:, 0], both.val_error[:, 1], atol=1e-6)
+  np.testing.assert_allclose(one.dead[:, 0], both.dead[:, 1], atol=1e-6)
+  assert one.num_params == both.num_params
+  assert not np.allclose(both.step_losses[:, 0], both.step_losses[:, 1])
