@@ -55,7 +55,8 @@ import optax
 
 from jaxcnn.data import preprocessing, sources
 from jaxcnn.diagnostics import hessian_top_eigenvalue, loss_sensitivity, second_moment_eigenvalues
-from jaxcnn.nn import activations, initializers
+from jaxcnn.models import create_model
+from jaxcnn.nn import activations
 from jaxcnn.studies import common
 from jaxcnn.studies import preprocessing_plots as plots
 from jaxcnn.train.population import Population
@@ -172,29 +173,13 @@ def zigzag_study(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
 # (c) Training speed, and (a) at the trained weights.
 
 
-class Classifier(nn.Module):
-  """Flatten, ``hidden`` Dense + activation layers, a linear head; ``hidden=()`` is softmax
-  regression. Takes images or vectors (PCA output), so every preprocessing feeds the same model."""
-
-  num_classes: int = 10
-  hidden: Sequence[int] = ()
-  act: Any = "relu"
-
-  @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    del train  # no dropout or BatchNorm: the input's statistics reach the loss unchanged
-    x = x.reshape(x.shape[0], -1)
-    for width in self.hidden:
-      x = nn.Dense(width, kernel_init=initializers.get("kaiming_normal"))(x)
-      x = activations.Activation(self.act)(x)
-    return nn.Dense(self.num_classes, kernel_init=initializers.get("lecun_normal"),
-                    name="head")(x)
-
-
 def classifier(hidden: Sequence[int], num_classes: int, act: Any = "relu") -> nn.Module:
   """The study's network: flatten, ``hidden`` Dense + ``act`` layers, a linear head (``hidden=()``
-  is softmax regression); it takes images or vectors (PCA output) alike."""
-  return Classifier(num_classes=num_classes, hidden=tuple(hidden), act=act)
+  is softmax regression; He-normal hidden kernels, a ``lecun_normal`` head), the registered
+  ``softmax_regression`` with ``widths=hidden``; it takes images or vectors (PCA output) alike,
+  and has no dropout or BatchNorm: the input's statistics reach the loss unchanged."""
+  return create_model("softmax_regression", num_classes=num_classes, widths=tuple(hidden),
+                      act=act)
 
 
 def make_loss(model: nn.Module) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
