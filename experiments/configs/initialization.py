@@ -5,6 +5,8 @@ Quick setting (CI; ``--quick``, i.e. ``get_config("quick")``): the offline digit
 of width 4, five inits, a few steps.
 """
 
+import os
+
 import ml_collections
 
 from jaxcnn.train.config import config_args
@@ -15,8 +17,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.quick = arg.quick  # records the setting (run folder NAME_quick); set it through arg
   config.dataset = "mnist"
-  config.data_dir = "../shared/data/mnist"  # relative paths are resolved against the repo root
-  config.num_train = 3000  # random subsets (seed) of the train and test splits
+  # ../shared/data/mnist beside the repository (this file is experiments/configs/ in it).
+  config.data_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                                 "shared", "data", "mnist")
+  config.num_train = 3000  # random subsets (seed) of the train and test splits; 0: all of it
   config.num_test = 2000
   config.seed = 0
   config.stats_batch = 256  # training images for the per-layer statistics and LSUV/Kraehenbuehl
@@ -53,6 +57,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg.quick:
     config.dataset = "digits"
     config.data_dir = ""
+    config.num_train = 0  # the whole digits splits
+    config.num_test = 0
     config.dpi = 60
     config.mlp.width = 100
     config.mlp.num_samples = 200

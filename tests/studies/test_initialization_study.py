@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxcnn.data import preprocessing, sources
 from jaxcnn.models import resnet
 from jaxcnn.studies import common, initialization
 
@@ -49,10 +50,11 @@ def test_unit_spread_by_hand():
 
 
 def test_constant_init_units_stay_exactly_equal_random_init_differs():
-  x = _images(64, 4).reshape(64, -1)
-  y = _labels(64)
-  const = initialization.symmetry_run("constant(value=0.5)", x, y, widths=(8, 8), num_steps=6,
+  source = sources.InMemory({"train": {"image": np.asarray(_images(64, 4)),
+                                       "label": np.asarray(_labels(64))}})
+  const = initialization.symmetry_run("constant(value=0.5)", source, widths=(8, 8), num_steps=6,
                                       learning_rate=0.01, batch_size=32)
+  assert const["act_spread"].shape == (7, 2) and const["loss"].shape == (6,)
   assert np.all(const["act_spread"] == 0.0) and np.all(const["kernel_spread"] == 0.0)
   assert np.all(const["grad_spread"] == 0.0)
   for name in ("Dense_0", "Dense_1"):
@@ -62,7 +64,7 @@ def test_constant_init_units_stay_exactly_equal_random_init_differs():
   # The output units see different labels, so the classifier's columns do differ.
   head = np.asarray(const["params"]["Dense_2"]["kernel"])
   assert np.max(head.max(1) - head.min(1)) > 0
-  rand = initialization.symmetry_run("kaiming_normal", x, y, widths=(8, 8), num_steps=2,
+  rand = initialization.symmetry_run("kaiming_normal", source, widths=(8, 8), num_steps=2,
                                      learning_rate=0.01, batch_size=32)
   assert np.all(rand["act_spread"] > 0.1) and np.all(rand["kernel_spread"] > 0.1)
 
@@ -144,6 +146,32 @@ def test_fixup_blocks_are_their_shortcut_at_init():
 
 
 # ----------------------------------------------------------------------------------------------
+# Training: the inits of one network as one population.
+
+
+def test_an_init_trained_in_the_population_equals_its_one_model_run():
+  data = sources.subsets("digits", {"train": 96, "test": 40}, seed=0)
+  source = sources.InMemory(data)
+  pre = preprocessing.fit("standardize", data["train"]["image"])
+  x = pre(jnp.asarray(data["train"]["image"][:32]))
+  kw = dict(stage_sizes=(1,), num_filters=4)
+  model = initialization.build_model("plain", "kaiming_normal", **kw)
+  variables = [initialization.init_network("plain", init, KEY, x, **kw)[1]
+               for init in ("normal(stddev=0.01)", "lsuv")]
+  train = dict(preprocess=pre, learning_rate=0.02, momentum=0.9, batch_size=32, num_epochs=2)
+  both, hist, _ = initialization.train_inits(model, variables, source, **train)
+  one, one_hist, _ = initialization.train_inits(model, variables[1:], source, **train)
+  assert hist[1]["loss"].shape == (6,) and hist[1]["test_accuracy"].shape == (2,)
+  for a, b in zip(jax.tree.leaves(both[1]["params"]), jax.tree.leaves(one[0]["params"])):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(hist[1]["loss"], one_hist[0]["loss"], rtol=1e-5)
+  # Training moved the weights away from the init.
+  moved = [np.max(np.abs(np.asarray(a) - np.asarray(b))) for a, b in
+           zip(jax.tree.leaves(one[0]["params"]), jax.tree.leaves(variables[1]["params"]))]
+  assert max(moved) > 1e-4
+
+
+# ----------------------------------------------------------------------------------------------
 # Names, bad input, and a small end-to-end run.
 
 
@@ -167,11 +195,12 @@ def test_run_quick_writes_table_and_figures(tmp_path):
   config.deep.inits = ("kaiming_normal", "fixup")
   config.symmetry.num_steps = 3
   results = initialization.run(config, str(tmp_path))
-  table = pathlib.Path(results["table"]).read_text()
+  table = pathlib.Path(results.table).read_text()
   assert "| net | init | act std first |" in table and "| residual | fixup |" in table
   assert "| constant(0.5) | 1 | 0 | 0 | 0 | 0 | 0 |" in table  # units identical throughout
-  fixup = results["deep"]["residual"]["fixup"]["init"]
+  fixup = results.deep["residual"]["fixup"]["init"]
   assert np.all(fixup["grad_norm"][:-1] == 0.0) and fixup["grad_norm"][-1] > 0  # only the head
-  assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(results["figures"])
-  for name in results["figures"]:
+  assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(results.figures)
+  assert (tmp_path / "results.json").stat().st_size > 0
+  for name in results.figures:
     assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
