@@ -7,7 +7,7 @@
 --config.key=value overrides are applied after it.
 
 Writes initialization.md (tables of parts a, b, c), mlp_std_by_layer.png, deep_at_init.png,
-deep_after_training.png, deep_training.png and symmetry.png to runs/initialization/
+deep_after_training.png, deep_training.png, symmetry.png and results.json to runs/initialization/
 (runs/initialization_quick/ with --quick).
 """
 
