@@ -1,7 +1,8 @@
 """The ``jaxcnn`` console script: ``jaxcnn COMMAND [ARGS]``.
 
 Each command lives in its own module and is imported only when run, so ``jaxcnn models`` does not
-pay for TensorFlow and the engine runs where tensorflow-datasets is not installed.
+pay for TensorFlow and the engine runs where tensorflow-datasets is not installed. Every command
+runs with JAX's persistent compilation cache on (:mod:`jaxcnn.train.cache`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"jaxcnn: unknown command {command!r}.\n\n{_usage()}", file=sys.stderr)
     return 2
   module_name, func_name = COMMANDS[command][0].split(":")
+  from jaxcnn.train.cache import enable_compilation_cache  # pylint: disable=g-import-not-at-top
+  enable_compilation_cache()
   return int(getattr(importlib.import_module(module_name), func_name)(rest) or 0)
 
 

@@ -46,7 +46,10 @@ def check_split(name: str, split: Mapping[str, Any]) -> Split:
 
 
 def put(x: Any, sharding: NamedSharding) -> jax.Array:
-  """Places a host array as a global array (works across hosts: every host holds all of it)."""
+  """Places an array as a global array laid out by ``sharding`` (across hosts: every host holds
+  all of it); on one process a device array moves device to device, not through the host."""
+  if jax.process_count() == 1:
+    return jax.device_put(x, sharding)
   x = np.asarray(x)
   return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
 

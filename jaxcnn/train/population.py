@@ -34,7 +34,7 @@ from jax.sharding import Mesh
 
 from jaxcnn.data.sources import default_mesh, put, replicated
 from jaxcnn.train.optim import set_hyperparams
-from jaxcnn.train.state import TrainState, create_train_state
+from jaxcnn.train.state import TrainState, make_init
 from jaxcnn.train.steps import make_eval_step, make_train_step
 
 Measure = Callable[[TrainState], Mapping[str, Any]]
@@ -95,6 +95,8 @@ class Population:
                                     num_models=self.num_models, mesh=self.mesh)
     self.compile_time_s = 0.0
     self._compiled: dict[int, Any] = {}  # batch size -> the compiled train step
+    self._inits: dict[tuple[int, ...], Any] = {}  # input shape -> the jitted stacked init
+    self._state_from = jax.jit(jax.vmap(self._fresh_state))
 
   # ------------------------------------------------------------------------------------------
   # State.
@@ -117,8 +119,10 @@ class Population:
     keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
     model_keys, data_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
     if variables is None:
-      state = create_train_state(self.model, self.tx, model_keys, input_shape, ema=self.ema,
-                                 stacked=True)
+      shape = tuple(int(d) for d in input_shape)
+      if shape not in self._inits:
+        self._inits[shape] = make_init(self.model, self.tx, shape, ema=self.ema, stacked=True)
+      state = self._inits[shape](model_keys)
     else:
       state = self.state_from(variables, model_keys)
     if hyperparams:
@@ -130,14 +134,14 @@ class Population:
 
   def state_from(self, variables: Any, model_keys: jax.Array) -> TrainState:
     """A fresh stacked state around given stacked variables (optimizer state from ``tx.init``)."""
-    def make(v, key):
-      params = v["params"]
-      return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                        batch_stats=v.get("batch_stats", {}), opt_state=self.tx.init(params),
-                        rng=jax.random.split(key, 3)[2],
-                        ema_params=jax.tree.map(jnp.copy, params) if self.ema else None)
+    return self._state_from(dict(variables), model_keys)
 
-    return jax.jit(jax.vmap(make))(dict(variables), model_keys)
+  def _fresh_state(self, variables: Any, key: jax.Array) -> TrainState:
+    params = variables["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=variables.get("batch_stats", {}), opt_state=self.tx.init(params),
+                      rng=jax.random.split(key, 3)[2],
+                      ema_params=jax.tree.map(jnp.copy, params) if self.ema else None)
 
   # ------------------------------------------------------------------------------------------
   # Steps.
