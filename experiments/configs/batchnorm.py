@@ -4,6 +4,8 @@ Quick setting (CI; ``--quick``, i.e. ``get_config("quick")``): the offline digit
 nets, one kernel init at init, two batch sizes, one epoch.
 """
 
+import os
+
 import ml_collections
 
 from jaxcnn.train.config import config_args
@@ -14,8 +16,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.quick = arg.quick  # records the setting (run folder NAME_quick); set it through arg
   config.dataset = "mnist"
-  config.data_dir = "../shared/data/mnist"  # relative paths are resolved against the repo root
-  config.num_train = 10_000  # random subsets (seed) of the train and test splits
+  # ../shared/data/mnist beside the repository (this file is experiments/configs/ in it).
+  config.data_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                                 "shared", "data", "mnist")
+  config.num_train = 10_000  # random subsets (seed) of the train and test splits; 0: all of it
   config.num_test = 2_000
   config.seed = 0
   config.norms = ("none", "batch")  # jaxcnn.nn.layers.normalize specs; "none" = no BN
@@ -40,6 +44,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg.quick:
     config.dataset = "digits"
     config.data_dir = ""
+    config.num_train = 0  # all 1,618 training and 179 test digits
+    config.num_test = 0
     config.init.depth = 10
     config.init.kernel_inits = config.init.kernel_inits[:1]
     config.train.depth = 3

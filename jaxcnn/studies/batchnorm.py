@@ -26,10 +26,17 @@ similarity stays near ``1 / pi`` (that of rectified independent Gaussians) and t
 class varies.
 
 Part 2, training. A shallower copy of the network (``config.train.depth``) is trained with and
-without BN over a grid of learning rates and batch sizes (SGD with momentum, constant rate; the
-learning rates of one batch size train at once, ``jax.vmap`` over models). BN tolerates larger
-rates; at tiny batches (2, 4) the batch statistics are noisy and differ from the running averages
-used at test time, and BN's test accuracy falls behind (the small-batch failure).
+without BN over a grid of learning rates and batch sizes (SGD with momentum, constant rate). The
+learning rates of one batch size are one :class:`~jaxcnn.train.population.Population` (one
+compiled step, the rate an injected hyperparameter of each model's optimizer), every model with
+the same initialization and the same batches; one device-resident source serves the whole grid.
+A rate at which a model diverges (NaN/inf loss) is recorded as diverged, the others train on. BN
+tolerates larger rates; at tiny batches (2, 4) the batch statistics are noisy and differ from the
+running averages used at test time, and BN's test accuracy falls behind (the small-batch
+failure).
+
+The networks are the registered ``deep_mlp`` (:class:`jaxcnn.models.mlp.MLP`); figures are
+drawn by :mod:`jaxcnn.studies.batchnorm_plots`; :func:`run` returns a :class:`Results`.
 
 References: Ioffe & Szegedy 2015, "Batch Normalization: Accelerating Deep Network Training by
 Reducing Internal Covariate Shift"; Ioffe 2017, "Batch Renormalization: Towards Reducing
@@ -41,6 +48,8 @@ Propagation"; CS231n (Stanford), lecture "Training Neural Networks I" (batch nor
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
 import time
@@ -52,47 +61,28 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcnn.data import preprocessing
-from jaxcnn.nn import activations, initializers, layers
+from jaxcnn.data import preprocessing, sources
+from jaxcnn.models import create_model
+from jaxcnn.models.mlp import deep_mlp
+from jaxcnn.nn import activations
+from jaxcnn.studies import batchnorm_plots as plots
 from jaxcnn.studies import common
-from jaxcnn.train import state as train_state
-from jaxcnn.train import steps as train_steps
+from jaxcnn.train.population import Population
 
 # ----------------------------------------------------------------------------------------------
 # The network.
 
+# The study's network: ``DeepMLP(depth, width, norm=..., kernel_init=...)`` builds the registered
+# ``deep_mlp`` (depth x [Dense -> norm -> act], then a Dense classifier; no hidden bias when
+# normalized).
+DeepMLP = deep_mlp
 
-class DeepMLP(nn.Module):
-  """``depth`` blocks Dense -> normalization -> activation, then a Dense classifier.
 
-  Inputs of any shape ``(N, ...)`` are flattened. With a normalization other than ``"none"`` the
-  hidden Dense layers have no bias (the normalization's offset takes its place).
-
-  Attributes:
-    depth: number of hidden layers.
-    width: units per hidden layer.
-    num_classes: outputs of the classifier.
-    norm: ``"none"`` or a :func:`jaxcnn.nn.layers.normalize` spec such as ``"batch"``.
-    act: activation spec (:mod:`jaxcnn.nn.activations`).
-    kernel_init: initializer spec of every Dense kernel (:mod:`jaxcnn.nn.initializers`).
-  """
-
-  depth: int = 50
-  width: int = 100
-  num_classes: int = 10
-  norm: Any = "none"
-  act: Any = "relu"
-  kernel_init: Any = "kaiming_normal"
-
-  @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    x = x.reshape(x.shape[0], -1)
-    init = initializers.get(self.kernel_init)
-    for _ in range(self.depth):
-      x = nn.Dense(self.width, use_bias=self.norm in ("none", None), kernel_init=init)(x)
-      x = layers.normalize(self.norm, x, train=train)
-      x = activations.Activation(self.act)(x)
-    return nn.Dense(self.num_classes, kernel_init=init)(x)
+def build_model(depth: int, width: int, *, norm: str, kernel_init: Any,
+                num_classes: int = 10) -> nn.Module:
+  """``create_model("deep_mlp", ...)``: ``depth`` hidden layers of ``width`` ReLU units."""
+  return create_model("deep_mlp", depth=depth, width=width, norm=norm, kernel_init=kernel_init,
+                      num_classes=num_classes)
 
 
 def hidden_activations(model: nn.Module, variables: Any, x: jax.Array, *,
@@ -105,7 +95,7 @@ def hidden_activations(model: nn.Module, variables: Any, x: jax.Array, *,
   logits, state = model.apply(variables, x, train=train, mutable=["batch_stats", "intermediates"],
                               capture_intermediates=is_act)
   inter = state["intermediates"]
-  hidden = [inter[f"Activation_{i}"]["__call__"][0] for i in range(model.depth)]
+  hidden = [inter[f"Activation_{i}"]["__call__"][0] for i in range(len(model.widths))]
   return hidden, logits
 
 
@@ -194,26 +184,11 @@ def argmax_concentration(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def load_data(config) -> dict[str, dict[str, np.ndarray]]:
-  """uint8 images ``(N, H, W, C)`` and int32 labels of random train and test subsets.
-
-  ``config.dataset``: the offline digits (8x8; quick setting) or MNIST from ``config.data_dir``
-  (resolved against the repository root when relative).
-  """
-  from jaxcnn.data import datasets  # pylint: disable=g-import-not-at-top
-
-  if config.dataset == "digits":
-    name, data_dir = "digits", None
-  else:
-    name, data_dir = config.dataset, config.data_dir
-    if data_dir and not os.path.isabs(data_dir):
-      data_dir = str(common.REPO_ROOT / data_dir)
-  out = {}
-  for split, size in (("train", config.num_train), ("test", config.num_test)):
-    d = datasets.load(name, split, data_dir=data_dir or None)
-    order = np.random.default_rng(config.seed).permutation(len(d["label"]))[:size]
-    out[split] = {"image": np.asarray(d["image"])[order],
-                  "label": np.asarray(d["label"])[order].astype(np.int32)}
-  return out
+  """uint8 images ``(N, H, W, C)`` and int32 labels of random train and test subsets
+  (:func:`jaxcnn.data.sources.subsets`, seed ``config.seed``): ``config.dataset`` is the offline
+  digits (8x8; quick setting) or MNIST from ``config.data_dir``."""
+  return sources.subsets(config.dataset, {"train": config.num_train, "test": config.num_test},
+                         seed=config.seed, data_dir=config.data_dir or None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -246,201 +221,176 @@ def init_analysis(model: nn.Module, key: jax.Array, x: jax.Array) -> dict[str, A
               concentration=float(conc), majority_class=int(cls),
               mean_max_prob=float(jnp.mean(jnp.max(jax.nn.softmax(logits), axis=-1))),
               input_cosine=float(mean_cosine_similarity(x.reshape(x.shape[0], -1))),
-              predicted_cosine=predicted_cosine(np.asarray(x), model.depth))
-
-
-def plot_histograms(results: dict[str, dict[str, Any]], layers_shown: Sequence[int],
-                    path: str | None = None, *, title: str | None = None):
-  """Histogram grid: one row per network, one column per layer (1-based indices).
-
-  Each panel shows the density of the layer's nonzero activations pooled over inputs and units
-  (blue) and the density of the units' mean activations (red outline; red ticks: each unit's
-  mean). Where the two coincide, the spread of the layer is all between units: every unit is
-  nearly constant over the inputs. The x range is cut at the 99.5th percentile. Returns the
-  Figure.
-  """
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-
-  rows, cols = len(results), len(layers_shown)
-  fig = Figure(figsize=(1.9 * cols, 2.0 * rows + 0.6), layout="constrained")
-  axes = fig.subplots(rows, cols, squeeze=False)
-  for r, (label, res) in enumerate(results.items()):
-    for c, layer in enumerate(layers_shown):
-      ax, h = axes[r, c], res["hidden"][layer - 1]
-      positive, unit_means = h[h > 0], h.mean(axis=0)
-      hi = max(float(np.percentile(positive, 99.5)) if positive.size else 0.0,
-               float(unit_means.max()), 1e-12)
-      top = 1.0 / hi
-      if positive.size:
-        density, *_ = ax.hist(positive, bins=40, range=(0.0, hi), density=True,
-                              color="tab:blue", alpha=0.7)
-        top = float(density.max())
-      ax.hist(unit_means, bins=40, range=(0.0, hi), density=True, histtype="step",
-              color="tab:red", lw=1.2)
-      ax.plot(unit_means, np.zeros_like(unit_means), "|", color="tab:red", ms=8, mew=0.6)
-      ax.set_xlim(0.0, hi)
-      ax.set_ylim(0.0, 1.6 * top)  # a spike of unit means is cut, the blue stays readable
-      ax.set_yticks([])
-      ax.tick_params(labelsize="x-small")
-      ax.set_title(f"layer {layer}: zeros {np.mean(h == 0):.0%}\n"
-                   f"cos {res['cosine'][layer - 1]:.2f}, between-input "
-                   f"{res['variance_fraction'][layer - 1]:.2f}", fontsize="x-small")
-      if c == 0:
-        ax.set_ylabel(label, fontsize="small")
-  if title:
-    fig.suptitle(title, fontsize="medium")
-  if path:
-    fig.savefig(path, format="png", dpi=90)
-  return fig
-
-
-def plot_constancy(results: dict[str, dict[str, Any]], path: str | None = None):
-  """Mean cosine similarity and input-variance fraction per layer, one line per network."""
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-
-  fig = Figure(figsize=(9, 3.2), layout="constrained")
-  axes = fig.subplots(1, 2)
-  for (label, res), color in zip(results.items(), ("tab:blue", "tab:orange", "tab:green")):
-    layers_ = np.arange(1, len(res["cosine"]) + 1)
-    axes[0].plot(layers_, res["cosine"], ".-", color=color, label=label)
-    axes[1].plot(layers_, res["direction_variance_fraction"], ".-", color=color,
-                 label=f"{label}, unit-length rows")
-    axes[1].plot(layers_, res["variance_fraction"], ":", color=color, label=f"{label}, raw")
-  first = next(iter(results.values()))
-  axes[0].plot(np.arange(1, len(first["cosine"]) + 1), first["predicted_cosine"], "k--", lw=1,
-               label="no BN, infinite-width prediction")
-  axes[0].axhline(1 / math.pi, color="0.6", ls=":", lw=1, label="1/pi (independent units)")
-  axes[0].set_title("mean cosine similarity between inputs", fontsize="medium")
-  axes[1].set_title("between-input share of the layer's variance", fontsize="medium")
-  for ax in axes:
-    ax.set_xlabel("hidden layer")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize="x-small")
-  if path:
-    fig.savefig(path, format="png", dpi=90)
-  return fig
-
-
-def plot_predictions(results: dict[str, dict[str, Any]], path: str | None = None):
-  """Bar chart of the predicted classes (softmax argmax) at init, one panel per network."""
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-
-  fig = Figure(figsize=(3.2 * len(results), 2.6), layout="constrained")
-  axes = fig.subplots(1, len(results), squeeze=False)[0]
-  for ax, (label, res) in zip(axes, results.items()):
-    k = res["logits"].shape[-1]
-    counts = np.bincount(res["logits"].argmax(-1), minlength=k)
-    ax.bar(np.arange(k), counts / counts.sum())
-    ax.set_xticks(np.arange(k))
-    ax.set_ylim(0, 1)
-    ax.set_title(f"{label}: {res['concentration']:.0%} get class {res['majority_class']}",
-                 fontsize="small")
-    ax.set_xlabel("predicted class")
-  axes[0].set_ylabel("fraction of inputs")
-  if path:
-    fig.savefig(path, format="png", dpi=90)
-  return fig
+              predicted_cosine=predicted_cosine(np.asarray(x), len(model.widths)))
 
 
 # ----------------------------------------------------------------------------------------------
 # Part 2: training over learning rates and batch sizes.
 
 
-def train_grid_cell(model: nn.Module, data: dict[str, dict[str, np.ndarray]], *,
-                    learning_rates: Sequence[float], batch_size: int, num_epochs: int,
-                    momentum: float, seed: int) -> dict[str, np.ndarray]:
-  """Trains one model per learning rate at once (vmap; same init and batch order for all).
+@dataclasses.dataclass(frozen=True)
+class GridCell:
+  """One network and batch size, one model per learning rate; arrays ``(epochs, rates)``.
 
-  Returns per-epoch arrays of shape (epochs, num_rates): ``train_loss`` and ``train_accuracy``
-  (train mode, mean over the epoch's batches), ``test_loss`` and ``test_accuracy`` (eval mode:
-  BN running averages), ``finite`` (no NaN/inf loss so far); and ``test_concentration`` (num_rates,)
-  of the final model's predictions.
+  Attributes:
+    norm: the network's normalization spec (``"none"``: no BN).
+    batch_size: examples per step.
+    learning_rates: one per model.
+    train_loss, train_accuracy: mean over the epoch's batches (train mode: BN with batch
+      statistics).
+    test_loss, test_accuracy: after each epoch (eval mode: BN with running averages).
+    test_concentration: fraction of test images given the most common class, after each epoch.
+    finite: no NaN/inf loss so far (False from the epoch a model diverged on).
+    seconds: wall time of the cell (compilation included).
   """
-  train, test = data["train"], data["test"]
-  pre = preprocessing.fit("standardize", train["image"])
+
+  norm: str
+  batch_size: int
+  learning_rates: tuple[float, ...]
+  train_loss: np.ndarray
+  train_accuracy: np.ndarray
+  test_loss: np.ndarray
+  test_accuracy: np.ndarray
+  test_concentration: np.ndarray
+  finite: np.ndarray
+  seconds: float
+
+  @property
+  def diverged(self) -> np.ndarray:
+    """``(rates,)`` bool: the model diverged at some epoch."""
+    return ~self.finite[-1]
+
+
+def epoch_means(per_step: Any, steps_per_epoch: int) -> np.ndarray:
+  """``(epochs, ...)`` means of ``(epochs * steps_per_epoch, ...)`` per-step values."""
+  per_step = np.asarray(per_step, np.float64)
+  if len(per_step) % steps_per_epoch:
+    raise ValueError(f"{len(per_step)} steps are not whole epochs of {steps_per_epoch}.")
+  return per_step.reshape(-1, steps_per_epoch, *per_step.shape[1:]).mean(axis=1)
+
+
+def finite_by_epoch(step_losses: Any, eval_losses: Any, steps_per_epoch: int) -> np.ndarray:
+  """``(epochs, models)``: every training loss up to the epoch's end and every evaluation loss
+  so far finite (once a model diverges it stays diverged)."""
+  ok = np.isfinite(np.asarray(step_losses)).reshape(-1, steps_per_epoch,
+                                                    *np.shape(step_losses)[1:]).all(axis=1)
+  ok &= np.isfinite(np.asarray(eval_losses))
+  return np.logical_and.accumulate(ok, axis=0)
+
+
+def _concentration_fn(model: nn.Module, transform: Any):
+  """``fn(state, images) -> (M,)`` argmax concentration of each model's eval-mode predictions."""
+
+  @jax.jit
+  def fn(params, batch_stats, images):
+    x = transform(images)
+
+    def one(p, b):
+      return argmax_concentration(model.apply({"params": p, "batch_stats": b}, x, train=False))[0]
+
+    return jax.vmap(one)(params, batch_stats)
+
+  return fn
+
+
+def train_grid_cell(model: nn.Module, source: sources.InMemory, *, transform: Any,
+                    learning_rates: Sequence[float], batch_size: int, num_epochs: int,
+                    momentum: float, seed: int) -> GridCell:
+  """Trains one model per learning rate as one population: the same init and batch order for all.
+
+  Every model has seed ``seed`` (so the same initial variables) and trains on the same batches
+  (``source`` must have ``shared_order=True``); SGD with momentum, the rate an injected
+  hyperparameter per model. Evaluates on ``source``'s ``"test"`` split after every epoch. A model
+  whose loss becomes NaN/inf is marked not ``finite`` from that epoch on; the others train on.
+  """
+  if not source.shared_order:
+    raise ValueError("train_grid_cell needs a source with shared_order=True (one batch order).")
+  rates = tuple(float(lr) for lr in learning_rates)
+  m = len(rates)
   tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=momentum)
-  key = jax.random.PRNGKey(seed)
-  states = []
-  for lr in learning_rates:
-    s = train_state.create_train_state(model, tx, key, train["image"].shape[1:])
-    s.opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
-    states.append(s)
-  state = jax.tree.map(lambda *a: jnp.stack(a), *states)
-  num_models = len(learning_rates)
-  train_step = train_steps.make_train_step(model, tx, preprocess=pre, vmap_models=True)
-  eval_step = train_steps.make_eval_step(model, preprocess=pre, vmap_models=True)
-  steps_per_epoch = len(train["label"]) // batch_size
-  images, labels = jnp.asarray(train["image"]), jnp.asarray(train["label"])
-  test_batch = {"image": jnp.asarray(test["image"]), "label": jnp.asarray(test["label"])}
-
-  # The data are arguments of the jitted functions: closed-over arrays would be compiled in as
-  # constants (and constant-folded through the preprocessing).
-  @jax.jit
-  def epoch(state, images, labels, order):
-    def body(state, idx):
-      batch = {"image": images[idx], "label": labels[idx]}
-      batch = jax.tree.map(lambda a: jnp.broadcast_to(a, (num_models, *a.shape)), batch)
-      return train_step(state, batch)
-
-    order = order[:steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
-    state, metrics = jax.lax.scan(body, state, order)
-    return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
-
-  @jax.jit
-  def evaluate(state, test_batch):
-    sums = eval_step(state, test_batch)
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    logits = jax.vmap(lambda v: model.apply(v, pre(test_batch["image"]), train=False))(variables)
-    conc = jax.vmap(lambda l: argmax_concentration(l)[0])(logits)
-    return sums["loss"] / sums["count"], sums["correct"] / sums["count"], conc
-
-  history = {k: [] for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
-                             "finite")}
-  finite = np.ones(num_models, bool)
-  rng = np.random.default_rng(seed)
-  for _ in range(num_epochs):
-    order = jnp.asarray(rng.permutation(len(train["label"])))
-    state, metrics = epoch(state, images, labels, order)
-    test_loss, test_acc, conc = jax.device_get(evaluate(state, test_batch))
-    loss = np.asarray(metrics["loss"])
-    finite &= np.isfinite(loss) & np.isfinite(test_loss)
-    history["train_loss"].append(loss)
-    history["train_accuracy"].append(np.asarray(metrics["accuracy"]))
-    history["test_loss"].append(np.asarray(test_loss))
-    history["test_accuracy"].append(np.asarray(test_acc))
-    history["finite"].append(finite.copy())
-  out = {k: np.stack(v) for k, v in history.items()}
-  out["test_concentration"] = np.asarray(conc)
-  return out
+  pop = Population(model, tx, num_models=m, preprocess=transform, shared_batch=True)
+  state, data_keys = pop.init([seed] * m, source.input_shape,
+                              hyperparams={"learning_rate": rates})
+  concentration = _concentration_fn(model, transform)
+  test_images = source.splits["test"]["image"]
+  steps_per_epoch = source.steps_per_epoch(batch_size)
+  _, h = pop.train(
+      state, data_keys, source, num_steps=num_epochs * steps_per_epoch, batch_size=batch_size,
+      eval_every=steps_per_epoch, eval_splits=("test",),
+      measure=lambda s: {"test_concentration": concentration(s.params, s.batch_stats,
+                                                             test_images)},
+      labels=[f"lr {lr:g}" for lr in rates], stop_on_nonfinite=False)
+  return GridCell(
+      norm=str(getattr(model, "norm", "none")), batch_size=int(batch_size), learning_rates=rates,
+      train_loss=epoch_means(h["train_loss"], steps_per_epoch),
+      train_accuracy=epoch_means(h["train_accuracy"], steps_per_epoch),
+      test_loss=np.asarray(h["test_loss"], np.float64),
+      test_accuracy=np.asarray(h["test_accuracy"], np.float64),
+      test_concentration=np.asarray(h["test_concentration"], np.float64),
+      finite=finite_by_epoch(h["train_loss"], h["test_loss"], steps_per_epoch),
+      seconds=float(h["seconds"]))
 
 
-def plot_training(grid: dict[tuple[str, int], dict[str, np.ndarray]], learning_rates,
-                  batch_sizes, path: str | None = None, *, metric: str = "test_accuracy"):
-  """Curves of ``metric`` per epoch: one panel per batch size, color = learning rate,
-  solid = BN, dashed = no BN; a diverged run stops at its last finite epoch."""
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+def training_rows(cell: GridCell) -> list[dict[str, Any]]:
+  """One report row per learning rate of a cell (None for the metrics of a diverged run)."""
+  rows = []
+  for j, lr in enumerate(cell.learning_rates):
+    ok = bool(cell.finite[-1, j])
+    last = lambda a: float(a[-1, j]) if ok else None  # noqa: E731
+    best = (float(np.nanmax(np.where(cell.finite[:, j], cell.test_accuracy[:, j], np.nan)))
+            if cell.finite[0, j] else None)
+    rows.append(dict(network=_norm_label(cell.norm), batch_size=cell.batch_size,
+                     learning_rate=lr, diverged=not ok, train_loss=last(cell.train_loss),
+                     train_accuracy=last(cell.train_accuracy),
+                     test_accuracy=last(cell.test_accuracy), best_test_accuracy=best,
+                     test_concentration=last(cell.test_concentration)))
+  return rows
 
-  fig = Figure(figsize=(3.2 * len(batch_sizes), 3.0), layout="constrained")
-  axes = fig.subplots(1, len(batch_sizes), squeeze=False, sharey=True)[0]
-  colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
-  for ax, bs in zip(axes, batch_sizes):
-    for (norm, b), hist in grid.items():
-      if b != bs:
-        continue
-      for j, lr in enumerate(learning_rates):
-        y = np.where(hist["finite"][:, j], hist[metric][:, j], np.nan)
-        epochs = np.arange(1, len(y) + 1)
-        ax.plot(epochs, y, "-" if norm != "none" else "--", marker=".",
-                color=colors[j % len(colors)],
-                label=f"{'BN' if norm != 'none' else 'no BN'}, lr {lr:g}")
-    ax.set_title(f"batch size {bs}", fontsize="small")
-    ax.set_xlabel("epoch")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-  axes[0].set_ylabel(metric.replace("_", " "))
-  axes[-1].legend(fontsize="xx-small")
-  if path:
-    fig.savefig(path, format="png", dpi=90)
-  return fig
+
+# ----------------------------------------------------------------------------------------------
+# Results.
+
+
+@dataclasses.dataclass(frozen=True)
+class Results:
+  """What the report shows.
+
+  Attributes:
+    init: ``{network label: metrics per layer}`` at init for the first kernel init
+      (:func:`init_analysis` without the activations and logits).
+    init_rows: one dict per (network, kernel init): the last hidden layer's metrics.
+    training: one dict per (network, batch size, learning rate) (:func:`training_rows`).
+    cells: the grid's :class:`GridCell` histories.
+    table: the report's path; figures: the figures' file names (in the run folder).
+    seconds_init, seconds_train: wall time of the two parts.
+  """
+
+  init: dict[str, dict[str, Any]]
+  init_rows: list[dict[str, Any]]
+  training: list[dict[str, Any]]
+  cells: tuple[GridCell, ...]
+  table: str
+  figures: tuple[str, ...]
+  seconds_init: float
+  seconds_train: float
+
+  def to_dict(self) -> dict[str, Any]:
+    """JSON-able: arrays as lists, non-finite floats as None."""
+    return _jsonable(dataclasses.asdict(self))
+
+
+def _jsonable(v: Any) -> Any:
+  if isinstance(v, dict):
+    return {str(k): _jsonable(x) for k, x in v.items()}
+  if isinstance(v, (list, tuple)):
+    return [_jsonable(x) for x in v]
+  if isinstance(v, (np.ndarray, jax.Array)):
+    return _jsonable(np.asarray(v).tolist())
+  if isinstance(v, (float, np.floating)):
+    return float(v) if math.isfinite(v) else None
+  if isinstance(v, (np.integer, np.bool_)):
+    return v.item()
+  return v
 
 
 # ----------------------------------------------------------------------------------------------
@@ -451,14 +401,11 @@ def _norm_label(norm: str) -> str:
   return "no BN" if norm == "none" else ("BN" if norm == "batch" else norm)
 
 
-def run(config, workdir: str) -> dict[str, Any]:
-  """Writes ``batchnorm.md`` and the figures: activation histograms per layer with and without
-  BN at init (``histograms.png``), the constancy metrics per layer (``constancy.png``), the
-  predicted classes at init (``predictions.png``) and the training curves
-  (``training_accuracy.png``, ``training_loss.png``).
-
-  Returns {"init": {norm: {...metrics per layer...}}, "training": [row dicts], "table": path,
-  "figures": [...]} (the per-layer activations are not returned).
+def run(config, workdir: str) -> Results:
+  """Writes ``batchnorm.md``, ``results.json`` and the figures: activation histograms per layer
+  with and without BN at init (``histograms.png``), the constancy metrics per layer
+  (``constancy.png``), the predicted classes at init (``predictions.png``) and the training
+  curves (``training_accuracy.png``, ``training_loss.png``).
   """
   os.makedirs(workdir, exist_ok=True)
   t0 = time.time()
@@ -470,27 +417,27 @@ def run(config, workdir: str) -> dict[str, Any]:
   x = pre(jnp.asarray(data["test"]["image"][:num_inputs])).reshape(num_inputs, -1)
   key = jax.random.PRNGKey(config.seed)
 
-  init_results = {}
-  rows = []
+  init_results, init_rows = {}, []
   for norm in config.norms:
     for kernel_init in cfg.kernel_inits:
-      model = DeepMLP(depth=depth, width=cfg.width, num_classes=10, norm=norm,
-                      kernel_init=kernel_init)
+      model = build_model(depth, cfg.width, norm=norm, kernel_init=kernel_init)
       res = init_analysis(model, key, x)
       last = res["hidden"][-1]
-      rows.append((_norm_label(norm), kernel_init, float(res["cosine"][-1]),
-                   float(res["variance_fraction"][-1]),
-                   float(res["direction_variance_fraction"][-1]), float(np.std(last)),
-                   res["concentration"], res["majority_class"], res["mean_max_prob"]))
+      init_rows.append(dict(
+          network=_norm_label(norm), init=kernel_init, cosine=float(res["cosine"][-1]),
+          variance_fraction=float(res["variance_fraction"][-1]),
+          direction_variance_fraction=float(res["direction_variance_fraction"][-1]),
+          activation_std=float(np.std(last)), concentration=res["concentration"],
+          majority_class=res["majority_class"], mean_max_prob=res["mean_max_prob"]))
       if kernel_init == cfg.kernel_inits[0]:
         init_results[_norm_label(norm)] = res
   shown = sorted({l for l in cfg.layers_shown if l <= depth} | {depth})
   figures = ["histograms.png", "constancy.png", "predictions.png"]
-  plot_histograms(init_results, shown, os.path.join(workdir, figures[0]),
-                  title=f"{depth}-layer ReLU MLP at init ({cfg.kernel_inits[0]}), {num_inputs} "
-                        "inputs: nonzero activations (blue), unit means (red)")
-  plot_constancy(init_results, os.path.join(workdir, figures[1]))
-  plot_predictions(init_results, os.path.join(workdir, figures[2]))
+  plots.plot_histograms(init_results, shown, os.path.join(workdir, figures[0]),
+                        title=f"{depth}-layer ReLU MLP at init ({cfg.kernel_inits[0]}), "
+                              f"{num_inputs} inputs: nonzero activations (blue), unit means (red)")
+  plots.plot_constancy(init_results, os.path.join(workdir, figures[1]))
+  plots.plot_predictions(init_results, os.path.join(workdir, figures[2]))
   t_init = time.time() - t0
 
   dataset = "digits (8x8, offline)" if config.dataset == "digits" else config.dataset
@@ -508,10 +455,10 @@ def run(config, workdir: str) -> dict[str, Any]:
       "only scales its whole representation and cannot change the predicted class); the std of "
       "its activations; and the softmax: fraction of inputs given the most common class, which "
       "class, mean max probability.\n\n"
-      + common.markdown_table(rows, ("network", "init", "cosine (last layer)",
-                                     "between-input share (raw)", "between-input share (unit rows)",
-                                     "activation std", "argmax concentration", "class",
-                                     "mean max prob")),
+      + common.markdown_table([tuple(r.values()) for r in init_rows], (
+          "network", "init", "cosine (last layer)", "between-input share (raw)",
+          "between-input share (unit rows)", "activation std", "argmax concentration", "class",
+          "mean max prob")),
       "Per layer (first init); the prediction is the infinite-width arc-cosine map of each "
       "pair's input cosine, for the network without BN:\n\n" + common.markdown_table(
           [(l, float(first["predicted_cosine"][l - 1]),
@@ -526,48 +473,40 @@ def run(config, workdir: str) -> dict[str, Any]:
   ]
 
   tr = config.train
-  epochs = tr.num_epochs
-  train_depth = tr.depth
-  grid, train_rows = {}, []
   t1 = time.time()
-  batch_sizes = tr.batch_sizes
+  # One source for the whole grid: on the device once, any batch size, one batch order.
+  source = sources.InMemory(data, shared_order=True)
+  cells, train_rows = [], []
   for norm in config.norms:
-    for bs in batch_sizes:
-      model = DeepMLP(depth=train_depth, width=tr.width, num_classes=10, norm=norm,
-                      kernel_init=tr.kernel_init)
-      hist = train_grid_cell(model, data, learning_rates=tr.learning_rates, batch_size=bs,
-                             num_epochs=epochs, momentum=tr.momentum, seed=config.seed)
-      grid[(norm, bs)] = hist
+    for bs in tr.batch_sizes:
+      model = build_model(tr.depth, tr.width, norm=norm, kernel_init=tr.kernel_init)
+      cell = train_grid_cell(model, source, transform=pre, learning_rates=tr.learning_rates,
+                             batch_size=bs, num_epochs=tr.num_epochs, momentum=tr.momentum,
+                             seed=config.seed)
+      cells.append(cell)
+      train_rows += training_rows(cell)
       print(f"batchnorm: trained {_norm_label(norm)}, batch size {bs}: test accuracy "
-            f"{', '.join(f'{a:.3f}' for a in hist['test_accuracy'][-1])} at learning rates "
-            f"{list(tr.learning_rates)} ({time.time() - t1:.0f} s)", flush=True)
-      for j, lr in enumerate(tr.learning_rates):
-        ok = bool(hist["finite"][-1, j])
-        train_rows.append(dict(
-            network=_norm_label(norm), batch_size=bs, learning_rate=lr, diverged=not ok,
-            train_loss=float(hist["train_loss"][-1, j]) if ok else None,
-            train_accuracy=float(hist["train_accuracy"][-1, j]) if ok else None,
-            test_accuracy=float(hist["test_accuracy"][-1, j]) if ok else None,
-            best_test_accuracy=float(np.nanmax(np.where(hist["finite"][:, j],
-                                                        hist["test_accuracy"][:, j], np.nan)))
-            if hist["finite"][0, j] else None,
-            test_concentration=float(hist["test_concentration"][j]) if ok else None))
+            f"{', '.join(f'{a:.3f}' for a in cell.test_accuracy[-1])} at learning rates "
+            f"{list(tr.learning_rates)}"
+            + (f", diverged at {[lr for lr, d in zip(cell.learning_rates, cell.diverged) if d]}"
+               if cell.diverged.any() else "") + f" ({time.time() - t1:.0f} s)", flush=True)
   t_train = time.time() - t1
-  plot_training(grid, tr.learning_rates, batch_sizes,
-                os.path.join(workdir, "training_accuracy.png"), metric="test_accuracy")
-  plot_training(grid, tr.learning_rates, batch_sizes,
-                os.path.join(workdir, "training_loss.png"), metric="train_loss")
+  plots.plot_training(cells, os.path.join(workdir, "training_accuracy.png"),
+                      metric="test_accuracy")
+  plots.plot_training(cells, os.path.join(workdir, "training_loss.png"), metric="train_loss")
   figures += ["training_accuracy.png", "training_loss.png"]
   headers = ("network", "batch size", "lr", "diverged", "train loss (last epoch)",
              "train acc. (train mode)", "test acc. (eval mode)", "best test acc.",
              "test argmax concentration")
   sections.append(
       f"## 2. Training with and without BN\n\n"
-      f"{train_depth} hidden layers of width {tr.width} ({tr.kernel_init}), {dataset}: "
+      f"{tr.depth} hidden layers of width {tr.width} ({tr.kernel_init}), {dataset}: "
       f"{len(data['train']['label'])} training and {len(data['test']['label'])} test images, "
-      f"{epochs} epochs of SGD (momentum {tr.momentum}, constant rate, no weight decay). Train "
-      "loss/accuracy: mean over the last epoch's batches in train mode (BN with batch "
-      "statistics); test: eval mode (BN with running averages). Diverged: a NaN/inf loss.\n\n"
+      f"{tr.num_epochs} epochs of SGD (momentum {tr.momentum}, constant rate, no weight decay); "
+      "the learning rates of one batch size train as one population, from the same init on the "
+      "same batches. Train loss/accuracy: mean over the last epoch's batches in train mode (BN "
+      "with batch statistics); test: eval mode (BN with running averages). Diverged: a NaN/inf "
+      "loss.\n\n"
       + common.markdown_table([tuple(r.values()) for r in train_rows], headers)
       + "\n\n![test accuracy](training_accuracy.png)\n\n![train loss](training_loss.png)\n")
   sections.append(f"Time on this machine: {t_init:.0f} s at init, {t_train:.0f} s training.\n")
@@ -579,5 +518,10 @@ def run(config, workdir: str) -> dict[str, Any]:
   for lab, res in init_results.items():
     print(f"batchnorm: {lab} at init: last-layer cosine {res['cosine'][-1]:.3f}, argmax "
           f"concentration {res['concentration']:.2f}", flush=True)
-  return {"init": init_out, "init_rows": rows, "training": train_rows, "table": table,
-          "figures": figures}
+  results = Results(init=init_out, init_rows=init_rows, training=train_rows, cells=tuple(cells),
+                    table=table, figures=tuple(figures), seconds_init=t_init,
+                    seconds_train=t_train)
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(results.to_dict(), f, indent=1)
+    f.write("\n")
+  return results

@@ -6,6 +6,7 @@ Methods for Deep Learning" (arc-cosine kernel of degree 1).
 """
 
 import itertools
+import json
 import math
 import pathlib
 
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxcnn.data import preprocessing, sources
 from jaxcnn.studies import batchnorm, common
 
 
@@ -156,24 +158,69 @@ def test_depth_without_bn_makes_inputs_alike_and_init_scale_does_not_matter():
   assert bn["cosine"][-1] < 0.5 and bn["direction_variance_fraction"][-1] > 0.9
 
 
-def test_train_grid_cell_zero_rate_keeps_the_init_and_huge_rate_diverges():
+def _tiny_source():
   rng = np.random.default_rng(7)
   data = {s: {"image": rng.integers(0, 256, size=(n, 4, 4, 1), dtype=np.uint8),
               "label": rng.integers(0, 3, size=n).astype(np.int32)}
           for s, n in (("train", 48), ("test", 30))}
-  model = batchnorm.DeepMLP(depth=2, width=8, num_classes=3, norm="none")
-  hist = batchnorm.train_grid_cell(model, data, learning_rates=(0.0, 1e6), batch_size=8,
-                                   num_epochs=2, momentum=0.9, seed=0)
-  assert hist["test_accuracy"].shape == (2, 2)
-  # lr 0: the model stays at its init; test accuracy equals that of the init model (computed here).
-  from jaxcnn.data import preprocessing
+  return data, sources.InMemory(data, shared_order=True)
+
+
+def test_train_grid_cell_zero_rate_keeps_the_init_and_huge_rate_diverges():
+  data, source = _tiny_source()
   pre = preprocessing.fit("standardize", data["train"]["image"])
-  variables = model.init(jax.random.split(jax.random.PRNGKey(0), 3)[0],
-                         jnp.zeros((1, 4, 4, 1)), train=False)
+  model = batchnorm.DeepMLP(depth=2, width=8, num_classes=3, norm="none")
+  cell = batchnorm.train_grid_cell(model, source, transform=pre, learning_rates=(0.0, 1e6),
+                                   batch_size=8, num_epochs=2, momentum=0.9, seed=0)
+  assert cell.test_accuracy.shape == (2, 2)
+  # lr 0: the model stays at its init; test accuracy equals that of the init model (computed here:
+  # seed 0 -> (model key, data key); the model key -> (init key, dropout key, step rng)).
+  model_key = jax.random.split(jax.random.PRNGKey(0))[0]
+  init_key, dropout_key, _ = jax.random.split(model_key, 3)
+  variables = model.init({"params": init_key, "dropout": dropout_key}, jnp.zeros((1, 4, 4, 1)),
+                         train=False)
   logits = model.apply(variables, pre(jnp.asarray(data["test"]["image"])), train=False)
   accuracy = np.mean(np.asarray(logits).argmax(1) == data["test"]["label"])
-  np.testing.assert_allclose(hist["test_accuracy"][:, 0], accuracy, atol=1e-6)
-  assert hist["finite"][-1, 0] and not hist["finite"][-1, 1]
+  np.testing.assert_allclose(cell.test_accuracy[:, 0], accuracy, atol=1e-6)
+  # The huge rate diverges and is recorded as such; the other model is unaffected.
+  assert cell.finite[-1, 0] and not cell.finite[-1, 1]
+  np.testing.assert_array_equal(cell.diverged, [False, True])
+  rows = batchnorm.training_rows(cell)
+  assert [r["diverged"] for r in rows] == [False, True]
+  assert rows[1]["test_accuracy"] is None and rows[0]["test_accuracy"] == pytest.approx(accuracy)
+  with pytest.raises(ValueError, match="shared_order"):
+    batchnorm.train_grid_cell(model, sources.InMemory(data), transform=pre, learning_rates=(0.1,),
+                              batch_size=8, num_epochs=1, momentum=0.9, seed=0)
+
+
+def test_grid_cell_rate_i_equals_a_one_model_run_at_rate_i():
+  """Stacking is independent: the population's model i trains as a population of one at
+  learning rate i (same seed, same batches), BatchNorm and its running averages included."""
+  data, source = _tiny_source()
+  pre = preprocessing.fit("standardize", data["train"]["image"])
+  model = batchnorm.DeepMLP(depth=2, width=8, num_classes=3, norm="batch")
+  rates = (0.01, 0.1, 0.5)
+  grid = batchnorm.train_grid_cell(model, source, transform=pre, learning_rates=rates,
+                                   batch_size=8, num_epochs=2, momentum=0.9, seed=3)
+  for i in (0, 2):
+    one = batchnorm.train_grid_cell(model, source, transform=pre, learning_rates=rates[i:i + 1],
+                                    batch_size=8, num_epochs=2, momentum=0.9, seed=3)
+    for name in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                 "test_concentration"):
+      np.testing.assert_allclose(getattr(one, name)[:, 0], getattr(grid, name)[:, i],
+                                 rtol=1e-4, atol=1e-5, err_msg=name)
+  assert not np.allclose(grid.train_loss[:, 0], grid.train_loss[:, 2])
+
+
+def test_epoch_means_and_finite_by_epoch():
+  steps = np.array([[1.0, 1.0], [3.0, np.nan], [5.0, 2.0], [7.0, 2.0]])
+  np.testing.assert_allclose(batchnorm.epoch_means(steps[:, :1], 2), [[2.0], [6.0]])
+  finite = batchnorm.finite_by_epoch(steps, np.ones((2, 2)), 2)
+  np.testing.assert_array_equal(finite, [[True, False], [True, False]])  # stays diverged
+  finite = batchnorm.finite_by_epoch(np.ones((4, 2)), [[1.0, 1.0], [np.inf, 1.0]], 2)
+  np.testing.assert_array_equal(finite, [[True, True], [False, True]])
+  with pytest.raises(ValueError, match="whole epochs"):
+    batchnorm.epoch_means(np.ones(5), 2)
 
 
 def test_quick_run_writes_table_and_figures(tmp_path):
@@ -189,8 +236,11 @@ def test_quick_run_writes_table_and_figures(tmp_path):
           "training_accuracy.png", "training_loss.png"} <= names
   text = (tmp_path / "batchnorm.md").read_text()
   assert "## 1. A 3-layer ReLU MLP at initialization" in text and "| BN | 4 | 0.01 |" in text
-  assert len(results["training"]) == 2 * 1 * 2
-  assert set(results["init"]) == {"no BN", "BN"}
+  assert "results.json" in names
+  assert len(results.training) == 2 * 1 * 2 and len(results.cells) == 2
+  assert set(results.init) == {"no BN", "BN"}
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert len(saved["training"]) == 4 and saved["cells"][0]["batch_size"] == 4
 
 
 def test_predicted_cosine_iterates_the_arccos_map():
