@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import functools
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 
 def parse_spec(spec: str) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
@@ -47,9 +47,15 @@ class Registry:
     self.kind = kind
     self.factory = factory
     self._entries: dict[str, Callable[..., Any]] = {}
+    self._metadata: dict[str, dict[str, Any]] = {}
 
-  def register(self, obj: Callable[..., Any] | None = None, *, name: str | None = None):
-    """Registers ``obj`` under ``name`` (default ``obj.__name__``); usable as a decorator."""
+  def register(self, obj: Callable[..., Any] | None = None, *, name: str | None = None,
+               metadata: Mapping[str, Any] | None = None):
+    """Registers ``obj`` under ``name`` (default ``obj.__name__``); usable as a decorator.
+
+    ``metadata`` (any mapping: a model's family, input size, published figures...) is kept
+    beside the entry and read back with :meth:`metadata`.
+    """
 
     def add(o):
       key = name or getattr(o, "__name__", None)
@@ -58,6 +64,7 @@ class Registry:
       if key in self._entries and self._entries[key] is not o:
         raise ValueError(f"{self.kind} {key!r} is already registered.")
       self._entries[key] = o
+      self._metadata[key] = dict(metadata or {})
       return o
 
     return add if obj is None else add(obj)
@@ -70,6 +77,11 @@ class Registry:
       raise ValueError(
           f"Unknown {self.kind} {name!r}. Known {self.kind}s: {', '.join(self.names())}."
       ) from None
+
+  def metadata(self, name: str) -> dict[str, Any]:
+    """A copy of the metadata registered with ``name`` (``{}`` if none); ValueError if unknown."""
+    self.lookup(name)
+    return dict(self._metadata.get(name, {}))
 
   def get(self, spec: str | Callable[..., Any], **overrides: Any) -> Any:
     """Resolves a spec (name, ``name(args)`` or callable); ``overrides`` add keyword arguments."""

@@ -19,15 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxcnn.models._common import register_model
-from jaxcnn.nn import activations, initializers
-from jaxcnn.nn.layers import ConvBNAct, ModuleDef
-
-PUBLISHED = {
-    "alexnet": {"params": 61_100_840, "macs": 0.71e9,
-                "source": "torchvision alexnet (single tower, Krizhevsky 2014)"},
-}
-
+from jaxcnn.models._common import Published, check_nhwc, register_model
+from jaxcnn.nn.layers import ConvBNAct, Ops, OpsModule, choice
 
 def adaptive_avg_pool(x: jax.Array, output_size: Sequence[int]) -> jax.Array:
   """Averages NHWC ``x`` over a grid of ``output_size`` bins, as PyTorch's AdaptiveAvgPool2d.
@@ -50,19 +43,17 @@ def adaptive_avg_pool(x: jax.Array, output_size: Sequence[int]) -> jax.Array:
   return jnp.stack(cols, axis=2)
 
 
-def classifier(x: jax.Array, *, hidden: int, num_classes: int, dropout_rate: float, act: Any,
-               kernel_init: Any, train: bool) -> jax.Array:
+def classifier(x: jax.Array, ops: Ops, *, hidden: int, num_classes: int, dropout_rate: float,
+               train: bool) -> jax.Array:
   """The AlexNet/VGG head: flatten, (dropout, dense, act) twice, dense; inside a compact method."""
   x = x.reshape(x.shape[0], -1)
-  init = initializers.get(kernel_init)
   for i in range(2):
     x = nn.Dropout(dropout_rate, deterministic=not train)(x)
-    x = nn.Dense(hidden, kernel_init=init, name=f"fc{i + 1}")(x)
-    x = activations.Activation(act)(x)
-  return nn.Dense(num_classes, kernel_init=init, name="fc3")(x)
+    x = ops.activate(ops.dense(hidden, name=f"fc{i + 1}")(x))
+  return ops.dense(num_classes, name="fc3")(x)
 
 
-class AlexNet(nn.Module):
+class AlexNet(OpsModule):
   """AlexNet (single tower): five convolutions, three dense layers, dropout 0.5.
 
   ``hidden_features`` is the width of the two hidden dense layers (4096 published). NHWC input of
@@ -72,31 +63,28 @@ class AlexNet(nn.Module):
   """
 
   num_classes: int = 1000
-  act: Any = "relu"
-  kernel_init: Any = "kaiming_normal"
-  norm: Any = "none"
-  conv: ModuleDef = nn.Conv
   dropout_rate: float = 0.5
   hidden_features: int = 4096
+  norm: Any = choice("none")
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    if x.ndim != 4:
-      raise ValueError(f"AlexNet expects NHWC input, got shape {x.shape}.")
-    layer = dict(act=self.act, norm=self.norm, conv=self.conv, kernel_init=self.kernel_init,
-                 use_bias=True)
+    check_nhwc(x, "AlexNet")
+    ops = self.get_ops()
     # (features, kernel, stride, padding, max-pool after)
     spec = [(64, 11, 4, 2, True), (192, 5, 1, 2, True), (384, 3, 1, 1, False),
             (256, 3, 1, 1, False), (256, 3, 1, 1, True)]
     for i, (features, k, s, p, pool) in enumerate(spec):
-      x = ConvBNAct(features, (k, k), (s, s), padding=((p, p), (p, p)), name=f"conv{i + 1}",
-                    **layer)(x, train=train)
+      x = ConvBNAct(features, (k, k), (s, s), padding=((p, p), (p, p)), use_bias=True, ops=ops,
+                    name=f"conv{i + 1}")(x, train=train)
       if pool:
         x = nn.max_pool(x, (3, 3), strides=(2, 2))
     x = adaptive_avg_pool(x, (6, 6))
-    return classifier(x, hidden=self.hidden_features, num_classes=self.num_classes,
-                      dropout_rate=self.dropout_rate, act=self.act,
-                      kernel_init=self.kernel_init, train=train)
+    return classifier(x, ops, hidden=self.hidden_features, num_classes=self.num_classes,
+                      dropout_rate=self.dropout_rate, train=train)
 
 
-alexnet = register_model(AlexNet, name="alexnet")
+alexnet = register_model(
+    AlexNet, name="alexnet",
+    published=Published(params=61_100_840, macs=0.71e9,
+                        source="torchvision alexnet (single tower, Krizhevsky 2014)"))

@@ -11,33 +11,17 @@ References: Huang et al. 2017, "Densely Connected Convolutional Networks".
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxcnn.models._common import register_model
-from jaxcnn.nn import activations, initializers
-from jaxcnn.nn.layers import ModuleDef, normalize
+from jaxcnn.models._common import (CIFAR_INPUT, Published, check_nhwc, pooled_head,
+                                   register_model)
+from jaxcnn.nn.layers import OpsModule
 
-# Parameter counts are of the "params" collection (weights, biases, norm scales and offsets; not
-# the running statistics), for 1000 classes (ImageNet) or 10 classes (CIFAR-10). "macs" are
-# multiply-accumulates per 224x224 image. "params_tol" is half a unit of the last published digit
-# where the source rounds.
-PUBLISHED = {
-    "densenet121": {"params": 7_978_856, "macs": 2.83e9, "num_classes": 1000,
-                    "source": "torchvision densenet121 (params, GFLOPS); Huang et al. 2017"},
-    "densenet169": {"params": 14_149_480, "macs": 3.36e9, "num_classes": 1000,
-                    "source": "torchvision densenet169 (params, GFLOPS); Huang et al. 2017"},
-    "densenet201": {"params": 20_013_928, "macs": 4.29e9, "num_classes": 1000,
-                    "source": "torchvision densenet201 (params, GFLOPS); Huang et al. 2017"},
-    "densenet_bc_100_12": {"params": 0.8e6, "params_tol": 0.05e6, "num_classes": 10,
-                           "source": "Huang et al. 2017, Table 2 (DenseNet-BC, L=100, k=12: 0.8M)"},
-}
-
-
-class DenseLayer(nn.Module):
+class DenseLayer(OpsModule):
   """Norm-act-conv1x1 (``bottleneck_width * growth_rate`` channels), norm-act-conv3x3 (growth).
 
   Returns only the ``growth_rate`` new channels; the caller concatenates them. Without a
@@ -46,66 +30,51 @@ class DenseLayer(nn.Module):
 
   growth_rate: int
   bottleneck_width: int = 4
-  act: Any = "relu"
-  norm: Any = "batch"
-  conv: ModuleDef = nn.Conv
-  kernel_init: Any = "kaiming_normal"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    conv = functools.partial(self.conv, use_bias=False,
-                             kernel_init=initializers.get(self.kernel_init))
+    ops = self.get_ops()
+    conv = functools.partial(ops.conv, use_bias=False)
     if self.bottleneck_width:
-      x = normalize(self.norm, x, train=train)
-      x = activations.Activation(self.act)(x)
+      x = ops.activate(ops.normalize(x, train=train))
       x = conv(self.bottleneck_width * self.growth_rate, (1, 1))(x)
-    x = normalize(self.norm, x, train=train)
-    x = activations.Activation(self.act)(x)
+    x = ops.activate(ops.normalize(x, train=train))
     return conv(self.growth_rate, (3, 3), padding="SAME")(x)
 
 
-class DenseBlock(nn.Module):
+class DenseBlock(OpsModule):
   """``num_layers`` dense layers, each fed the concatenation of the block input and all outputs."""
 
   num_layers: int
   growth_rate: int
   bottleneck_width: int = 4
-  act: Any = "relu"
-  norm: Any = "batch"
-  conv: ModuleDef = nn.Conv
-  kernel_init: Any = "kaiming_normal"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    ops = self.get_ops()
     for _ in range(self.num_layers):
-      new = DenseLayer(self.growth_rate, self.bottleneck_width, act=self.act, norm=self.norm,
-                       conv=self.conv, kernel_init=self.kernel_init)(x, train=train)
+      new = DenseLayer(self.growth_rate, self.bottleneck_width, ops=ops)(x, train=train)
       x = jnp.concatenate([x, new], axis=-1)
     return x
 
 
-class Transition(nn.Module):
+class Transition(OpsModule):
   """Norm-act-conv1x1 to ``features`` channels, then 2x2 average pooling with stride 2."""
 
   features: int
-  act: Any = "relu"
-  norm: Any = "batch"
-  conv: ModuleDef = nn.Conv
-  kernel_init: Any = "kaiming_normal"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     if min(x.shape[1:3]) < 2:
       raise ValueError(f"DenseNet transition needs feature maps of at least 2x2, got "
                        f"{x.shape[1:3]}: the input image is too small.")
-    x = normalize(self.norm, x, train=train)
-    x = activations.Activation(self.act)(x)
-    x = self.conv(self.features, (1, 1), use_bias=False,
-                  kernel_init=initializers.get(self.kernel_init))(x)
+    ops = self.get_ops()
+    x = ops.activate(ops.normalize(x, train=train))
+    x = ops.conv(self.features, (1, 1), use_bias=False)(x)
     return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
 
-class DenseNet(nn.Module):
+class DenseNet(OpsModule):
   """DenseNet / DenseNet-BC.
 
   Attributes:
@@ -124,45 +93,45 @@ class DenseNet(nn.Module):
   compression: float = 0.5
   imagenet_stem: bool = True
   num_classes: int = 1000
-  act: Any = "relu"
-  norm: Any = "batch"
-  conv: ModuleDef = nn.Conv
-  kernel_init: Any = "kaiming_normal"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    if x.ndim != 4:
-      raise ValueError(f"DenseNet expects NHWC images, got shape {x.shape}.")
-    common = dict(act=self.act, norm=self.norm, conv=self.conv, kernel_init=self.kernel_init)
-    kernel_init = initializers.get(self.kernel_init)
+    check_nhwc(x, "DenseNet")
+    ops = self.get_ops()
     if self.imagenet_stem:
-      x = self.conv(self.stem_features, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)),
-                    use_bias=False, kernel_init=kernel_init, name="stem")(x)
-      x = normalize(self.norm, x, train=train)
-      x = activations.Activation(self.act)(x)
+      x = ops.conv(self.stem_features, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)),
+                   use_bias=False, name="stem")(x)
+      x = ops.activate(ops.normalize(x, train=train))
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     else:
-      x = self.conv(self.stem_features, (3, 3), padding="SAME", use_bias=False,
-                    kernel_init=kernel_init, name="stem")(x)
+      x = ops.conv(self.stem_features, (3, 3), padding="SAME", use_bias=False, name="stem")(x)
     for i, num_layers in enumerate(self.block_sizes):
       x = DenseBlock(num_layers, self.growth_rate, self.bottleneck_width, name=f"block{i + 1}",
-                     **common)(x, train=train)
+                     ops=ops)(x, train=train)
       if i < len(self.block_sizes) - 1:
         x = Transition(int(self.compression * x.shape[-1]), name=f"transition{i + 1}",
-                       **common)(x, train=train)
-    x = normalize(self.norm, x, train=train)
-    x = activations.Activation(self.act)(x)
-    x = x.mean(axis=(1, 2))
-    return nn.Dense(self.num_classes, kernel_init=kernel_init, name="head")(x)
+                       ops=ops)(x, train=train)
+    x = ops.activate(ops.normalize(x, train=train))
+    return pooled_head(x, ops, self.num_classes)
 
 
-densenet121 = register_model(functools.partial(DenseNet, block_sizes=(6, 12, 24, 16)),
-                             name="densenet121")
-densenet169 = register_model(functools.partial(DenseNet, block_sizes=(6, 12, 32, 32)),
-                             name="densenet169")
-densenet201 = register_model(functools.partial(DenseNet, block_sizes=(6, 12, 48, 32)),
-                             name="densenet201")
+# Published parameter counts are of the "params" collection (weights, biases, norm scales and
+# offsets; not the running statistics) for the default classes (1000, or 10 for CIFAR-10); "macs"
+# are multiply-accumulates per 224x224 image; "params_tol" is half a unit of the last published
+# digit where the source rounds.
+def _imagenet(depth: int, block_sizes: tuple[int, ...], params: int, macs: float):
+  return register_model(
+      functools.partial(DenseNet, block_sizes=block_sizes), name=f"densenet{depth}",
+      published=Published(params=params, macs=macs, source=f"torchvision densenet{depth} "
+                          "(params, GFLOPS); Huang et al. 2017"))
+
+
+densenet121 = _imagenet(121, (6, 12, 24, 16), 7_978_856, 2.83e9)
+densenet169 = _imagenet(169, (6, 12, 32, 32), 14_149_480, 3.36e9)
+densenet201 = _imagenet(201, (6, 12, 48, 32), 20_013_928, 4.29e9)
 densenet_bc_100_12 = register_model(
     functools.partial(DenseNet, block_sizes=(16, 16, 16), growth_rate=12, stem_features=24,
                       imagenet_stem=False, num_classes=10),
-    name="densenet_bc_100_12")
+    name="densenet_bc_100_12", input_size=CIFAR_INPUT,
+    published=Published(params=0.8e6, params_tol=0.05e6,
+                        source="Huang et al. 2017, Table 2 (DenseNet-BC, L=100, k=12: 0.8M)"))

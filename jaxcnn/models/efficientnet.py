@@ -25,11 +25,14 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 
-from jaxcnn.models._common import register_model
-from jaxcnn.nn import initializers
-from jaxcnn.nn.layers import ConvBNAct, InvertedResidual, ModuleDef
+from jaxcnn.models._common import Published, check_nhwc, pooled_head, register_model
+from jaxcnn.nn.layers import ConvBNAct, InvertedResidual, OpsModule, choice, make_divisible
 
-# "params": the "params" collection (weights, biases, norm scales and offsets; no running
+# Tan & Le 2019, Table 1: (expansion, kernel, stride, output channels, repeats) per stage.
+B0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
+             (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+
+# Published figures: the "params" collection (weights, biases, norm scales and offsets; no running
 # statistics) for 1000 classes, from torchvision (exact; the paper rounds them, "paper_params").
 # "macs": multiply-adds per image at the variant's resolution, Tan & Le 2019, Table 2 ("FLOPs").
 # (torchvision's GFLOPS agree within 1% for B3..B7 but list 1.09 for B2, which the paper's
@@ -45,15 +48,6 @@ _TABLE = {  # variant: (torchvision params, paper params, paper multiply-adds)
     6: (43_040_704, 43e6, 19e9),
     7: (66_347_960, 66e6, 37e9),
 }
-PUBLISHED = {
-    f"efficientnet_b{i}": {"params": params, "paper_params": paper, "macs": macs,
-                           "source": _SOURCE.format(i)}
-    for i, (params, paper, macs) in _TABLE.items()
-}
-
-# Tan & Le 2019, Table 1: (expansion, kernel, stride, output channels, repeats) per stage.
-B0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
-             (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
 
 # The published variants: (width, depth, resolution, dropout) of the reference implementation.
 VARIANTS = {
@@ -82,10 +76,9 @@ def compound_scale(phi: float, alpha: float = 1.2, beta: float = 1.1,
 
 
 def round_filters(filters: int, width: float, divisor: int = 8) -> int:
-  """``width * filters`` rounded to the nearest multiple of ``divisor``, at least 90% of it."""
-  scaled = filters * width
-  rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
-  return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
+  """``width * filters`` rounded to the nearest multiple of ``divisor``, at least 90% of it
+  (:func:`jaxcnn.nn.layers.make_divisible`)."""
+  return make_divisible(filters * width, divisor)
 
 
 def round_repeats(repeats: int, depth: float) -> int:
@@ -93,7 +86,7 @@ def round_repeats(repeats: int, depth: float) -> int:
   return int(math.ceil(depth * repeats))
 
 
-class EfficientNet(nn.Module):
+class EfficientNet(OpsModule):
   """EfficientNet with width multiplier ``width`` and depth multiplier ``depth`` over B0.
 
   Attributes:
@@ -114,18 +107,14 @@ class EfficientNet(nn.Module):
   se_ratio: float = 0.25
   stages: Sequence[tuple[int, int, int, int, int]] = B0_STAGES
   num_classes: int = 1000
-  act: Any = "swish"
-  norm: Any = "batch"
-  conv: ModuleDef = nn.Conv
-  kernel_init: Any = "kaiming_normal"
+  act: Any = choice("swish")
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    if x.ndim != 4:
-      raise ValueError(f"EfficientNet expects NHWC images, got shape {x.shape}.")
-    common = dict(act=self.act, norm=self.norm, conv=self.conv, kernel_init=self.kernel_init)
+    check_nhwc(x, "EfficientNet")
+    ops = self.get_ops()
     x = ConvBNAct(round_filters(32, self.width), (3, 3), (2, 2), name="stem",
-                  **common)(x, train=train)
+                  ops=ops)(x, train=train)
     repeats = [round_repeats(stage[4], self.depth) for stage in self.stages]
     total, block = sum(repeats), 0
     for (expand, kernel, stride, features, _), n in zip(self.stages, repeats):
@@ -133,18 +122,18 @@ class EfficientNet(nn.Module):
         x = InvertedResidual(
             round_filters(features, self.width), stride if i == 0 else 1, expand, kernel,
             se_ratio=self.se_ratio, drop_path_rate=self.drop_path_rate * block / total,
-            name=f"block{block + 1}", **common)(x, train=train)
+            name=f"block{block + 1}", ops=ops)(x, train=train)
         block += 1
     x = ConvBNAct(round_filters(1280, self.width), (1, 1), name="head_conv",
-                  **common)(x, train=train)
-    x = x.mean(axis=(1, 2))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(self.num_classes, kernel_init=initializers.get(self.kernel_init),
-                    name="head")(x)
+                  ops=ops)(x, train=train)
+    return pooled_head(x, ops, self.num_classes, dropout_rate=self.dropout_rate, train=train)
 
 
 for _phi, (_width, _depth, _resolution, _dropout) in VARIANTS.items():
+  _params, _paper, _macs = _TABLE[_phi]
   register_model(
       functools.partial(EfficientNet, width=_width, depth=_depth,
                         default_resolution=_resolution, dropout_rate=_dropout),
-      name=f"efficientnet_b{_phi}")
+      name=f"efficientnet_b{_phi}", input_size=(_resolution, _resolution, 3),
+      published=Published(params=_params, paper_params=_paper, macs=_macs,
+                          source=_SOURCE.format(_phi)))

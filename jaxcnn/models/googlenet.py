@@ -20,21 +20,13 @@ References: Szegedy et al. 2014, "Going Deeper with Convolutions".
 
 from __future__ import annotations
 
-from typing import Any
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxcnn.models._common import register_model
+from jaxcnn.models._common import Published, check_nhwc, pooled_head, register_model
 from jaxcnn.models.alexnet import adaptive_avg_pool
-from jaxcnn.nn import activations, initializers
-from jaxcnn.nn.layers import ConvBNAct, ModuleDef
-
-PUBLISHED = {
-    "googlenet": {"params": 6_624_904, "macs": 1.5e9, "overrides": {"branch5x5_kernel": 3},
-                  "source": "torchvision googlenet (3x3 '5x5' branch, no aux heads)"},
-}
+from jaxcnn.nn.layers import ConvBNAct, OpsModule
 
 # Szegedy et al. 2014, Table 1, "ops" column: millions of multiply-adds per Inception module at
 # 224x224. The 5a row is inconsistent with the module's own configuration (54M, against 51M that
@@ -53,7 +45,7 @@ INCEPTION = {
 }
 
 
-class Inception(nn.Module):
+class Inception(OpsModule):
   """One Inception module: four parallel branches concatenated along channels.
 
   References: Szegedy et al. 2014, Fig. 2(b).
@@ -61,19 +53,15 @@ class Inception(nn.Module):
 
   branches: tuple[int, int, int, int, int, int]
   branch5x5_kernel: int = 5
-  act: Any = "relu"
-  norm: Any = "batch"
-  conv: ModuleDef = nn.Conv
-  kernel_init: Any = "kaiming_normal"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     b1, r3, b3, r5, b5, pool_proj = self.branches
     k5 = self.branch5x5_kernel
+    ops = self.get_ops()
 
     def layer(features, k, name):
-      return ConvBNAct(features, (k, k), act=self.act, norm=self.norm, conv=self.conv,
-                       kernel_init=self.kernel_init, name=name)
+      return ConvBNAct(features, (k, k), ops=ops, name=name)
 
     y1 = layer(b1, 1, "branch1x1")(x, train=train)
     y3 = layer(r3, 1, "branch3x3_reduce")(x, train=train)
@@ -85,33 +73,28 @@ class Inception(nn.Module):
     return jnp.concatenate([y1, y3, y5, yp], axis=-1)
 
 
-class AuxHead(nn.Module):
+class AuxHead(OpsModule):
   """Auxiliary classifier: 5x5/3 average pool, 1x1 conv (128), dense 1024, dropout 0.7, dense.
 
   References: Szegedy et al. 2014, Sec. 5.
   """
 
   num_classes: int
-  act: Any = "relu"
-  norm: Any = "batch"
-  conv: ModuleDef = nn.Conv
-  kernel_init: Any = "kaiming_normal"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    ops = self.get_ops()
     if min(x.shape[1:3]) >= 5:
       x = nn.avg_pool(x, (5, 5), strides=(3, 3))
     x = adaptive_avg_pool(x, (4, 4))  # a no-op at 224x224 (14 -> 4); fixes the size elsewhere
-    x = ConvBNAct(128, (1, 1), act=self.act, norm=self.norm, conv=self.conv,
-                  kernel_init=self.kernel_init, name="conv")(x, train=train)
+    x = ConvBNAct(128, (1, 1), ops=ops, name="conv")(x, train=train)
     x = x.reshape(x.shape[0], -1)
-    init = initializers.get(self.kernel_init)
-    x = activations.Activation(self.act)(nn.Dense(1024, kernel_init=init, name="fc1")(x))
+    x = ops.activate(ops.dense(1024, name="fc1")(x))
     x = nn.Dropout(0.7, deterministic=not train)(x)
-    return nn.Dense(self.num_classes, kernel_init=init, name="fc2")(x)
+    return ops.dense(self.num_classes, name="fc2")(x)
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(OpsModule):
   """GoogLeNet / Inception v1 for NHWC images of any size (global average pooling before the
   classifier; dropout 0.4 as in the paper).
 
@@ -122,16 +105,11 @@ class GoogLeNet(nn.Module):
   aux_logits: bool = False
   branch5x5_kernel: int = 5
   dropout_rate: float = 0.4
-  act: Any = "relu"
-  kernel_init: Any = "kaiming_normal"
-  norm: Any = "batch"
-  conv: ModuleDef = nn.Conv
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool):
-    if x.ndim != 4:
-      raise ValueError(f"GoogLeNet expects NHWC input, got shape {x.shape}.")
-    common = dict(act=self.act, norm=self.norm, conv=self.conv, kernel_init=self.kernel_init)
+    check_nhwc(x, "GoogLeNet")
+    common = dict(ops=self.get_ops())
     pool = lambda y: nn.max_pool(y, (3, 3), strides=(2, 2), padding="SAME")  # noqa: E731
     x = ConvBNAct(64, (7, 7), (2, 2), name="conv1", **common)(x, train=train)
     x = pool(x)
@@ -148,11 +126,12 @@ class GoogLeNet(nn.Module):
           x, train=train)
       if with_aux and name in ("4a", "4d"):
         aux.append(AuxHead(self.num_classes, name=f"aux_{name}", **common)(x, train=train))
-    x = x.mean(axis=(1, 2))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    logits = nn.Dense(self.num_classes, kernel_init=initializers.get(self.kernel_init),
-                      name="fc")(x)
+    logits = pooled_head(x, common["ops"], self.num_classes, dropout_rate=self.dropout_rate,
+                         train=train, name="fc")
     return (logits, *aux) if with_aux and train else logits
 
 
-googlenet = register_model(GoogLeNet, name="googlenet")
+googlenet = register_model(
+    GoogLeNet, name="googlenet",
+    published=Published(params=6_624_904, macs=1.5e9, overrides={"branch5x5_kernel": 3},
+                        source="torchvision googlenet (3x3 '5x5' branch, no aux heads)"))

@@ -19,31 +19,9 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 
-from jaxcnn.models._common import register_model
-from jaxcnn.nn import initializers
-from jaxcnn.nn.layers import ConvBNAct, DepthwiseSeparable, InvertedResidual, ModuleDef
-
-# "params": the "params" collection (weights, biases, norm scales and offsets; no running
-# statistics) for 1000 classes; "macs": multiply-adds per 224x224 image. "params_tol" is half a
-# unit of the last published digit where the source rounds.
-PUBLISHED = {
-    "mobilenet_v1": {"params": 4.2e6, "params_tol": 0.05e6, "macs": 569e6,
-                     "source": "Howard et al. 2017, Table 8 (1.0 MobileNet-224)"},
-    "mobilenet_v1_075": {"params": 2.6e6, "params_tol": 0.05e6, "macs": 325e6,
-                         "source": "Howard et al. 2017, Table 6 (0.75 MobileNet-224)"},
-    "mobilenet_v1_050": {"params": 1.3e6, "params_tol": 0.05e6, "macs": 149e6,
-                         "source": "Howard et al. 2017, Table 6 (0.50 MobileNet-224)"},
-    "mobilenet_v1_025": {"params": 0.5e6, "params_tol": 0.05e6, "macs": 41e6,
-                         "source": "Howard et al. 2017, Table 6 (0.25 MobileNet-224)"},
-    "mobilenet_v2": {"params": 3_504_872, "macs": 300e6,
-                     "source": "torchvision mobilenet_v2 (params); Sandler et al. 2018, Table 4 "
-                               "(300M multiply-adds; the paper rounds the params to 3.4M)"},
-    # Table 4 also lists 6.9M parameters for width 1.4, but Table 2 at width 1.4 (as built here
-    # and by the reference code) has 6.1M while matching the 585M multiply-adds; the 6.9M is
-    # left out as unreliable.
-    "mobilenet_v2_140": {"macs": 585e6,
-                         "source": "Sandler et al. 2018, Table 4 (MobileNetV2 (1.4))"},
-}
+from jaxcnn.models._common import Published, check_nhwc, pooled_head, register_model
+from jaxcnn.nn.layers import (ConvBNAct, DepthwiseSeparable, InvertedResidual, OpsModule, choice,
+                              make_divisible)
 
 # Howard et al. 2017, Table 1: (output channels, stride) of the 13 depthwise separable layers.
 V1_LAYERS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
@@ -54,16 +32,7 @@ V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
              (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
 
-def make_divisible(value: float, divisor: int = 8) -> int:
-  """Rounds ``value`` to the nearest multiple of ``divisor``, never going below 90% of it.
-
-  The channel rounding of the MobileNet v2 reference implementation.
-  """
-  rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-  return rounded + divisor if rounded < 0.9 * value else rounded
-
-
-class MobileNetV1(nn.Module):
+class MobileNetV1(OpsModule):
   """3x3/2 convolution, 13 depthwise separable layers, global average pool, classifier.
 
   Attributes:
@@ -75,27 +44,19 @@ class MobileNetV1(nn.Module):
   dropout_rate: float = 0.001
   layers: Sequence[tuple[int, int]] = V1_LAYERS
   num_classes: int = 1000
-  act: Any = "relu"
-  norm: Any = "batch"
-  conv: ModuleDef = nn.Conv
-  kernel_init: Any = "kaiming_normal"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    if x.ndim != 4:
-      raise ValueError(f"MobileNetV1 expects NHWC images, got shape {x.shape}.")
-    common = dict(act=self.act, norm=self.norm, conv=self.conv, kernel_init=self.kernel_init)
-    x = ConvBNAct(int(32 * self.width), (3, 3), (2, 2), name="stem", **common)(x, train=train)
+    check_nhwc(x, "MobileNetV1")
+    ops = self.get_ops()
+    x = ConvBNAct(int(32 * self.width), (3, 3), (2, 2), name="stem", ops=ops)(x, train=train)
     for i, (features, stride) in enumerate(self.layers):
       x = DepthwiseSeparable(int(features * self.width), stride, name=f"block{i + 1}",
-                             **common)(x, train=train)
-    x = x.mean(axis=(1, 2))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(self.num_classes, kernel_init=initializers.get(self.kernel_init),
-                    name="head")(x)
+                             ops=ops)(x, train=train)
+    return pooled_head(x, ops, self.num_classes, dropout_rate=self.dropout_rate, train=train)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(OpsModule):
   """3x3/2 convolution, 17 inverted residual blocks, 1x1 convolution, pool, classifier.
 
   Attributes:
@@ -107,39 +68,46 @@ class MobileNetV2(nn.Module):
   dropout_rate: float = 0.2
   stages: Sequence[tuple[int, int, int, int]] = V2_STAGES
   num_classes: int = 1000
-  act: Any = "relu6"
-  norm: Any = "batch"
-  conv: ModuleDef = nn.Conv
-  kernel_init: Any = "kaiming_normal"
+  act: Any = choice("relu6")
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    if x.ndim != 4:
-      raise ValueError(f"MobileNetV2 expects NHWC images, got shape {x.shape}.")
-    common = dict(act=self.act, norm=self.norm, conv=self.conv, kernel_init=self.kernel_init)
+    check_nhwc(x, "MobileNetV2")
+    ops = self.get_ops()
     x = ConvBNAct(make_divisible(32 * self.width), (3, 3), (2, 2), name="stem",
-                  **common)(x, train=train)
+                  ops=ops)(x, train=train)
     block = 0
     for expand, features, repeats, stride in self.stages:
       for i in range(repeats):
         block += 1
         x = InvertedResidual(make_divisible(features * self.width), stride if i == 0 else 1,
-                             expand, name=f"block{block}", **common)(x, train=train)
+                             expand, name=f"block{block}", ops=ops)(x, train=train)
     last = make_divisible(1280 * max(1.0, self.width))
-    x = ConvBNAct(last, (1, 1), name="head_conv", **common)(x, train=train)
-    x = x.mean(axis=(1, 2))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(self.num_classes, kernel_init=initializers.get(self.kernel_init),
-                    name="head")(x)
+    x = ConvBNAct(last, (1, 1), name="head_conv", ops=ops)(x, train=train)
+    return pooled_head(x, ops, self.num_classes, dropout_rate=self.dropout_rate, train=train)
 
 
-mobilenet_v1 = register_model(MobileNetV1, name="mobilenet_v1")
-mobilenet_v1_075 = register_model(functools.partial(MobileNetV1, width=0.75),
-                                  name="mobilenet_v1_075")
-mobilenet_v1_050 = register_model(functools.partial(MobileNetV1, width=0.5),
-                                  name="mobilenet_v1_050")
-mobilenet_v1_025 = register_model(functools.partial(MobileNetV1, width=0.25),
-                                  name="mobilenet_v1_025")
-mobilenet_v2 = register_model(MobileNetV2, name="mobilenet_v2")
-mobilenet_v2_140 = register_model(functools.partial(MobileNetV2, width=1.4),
-                                  name="mobilenet_v2_140")
+# Published "params": the "params" collection (weights, biases, norm scales and offsets; no
+# running statistics) for 1000 classes; "macs": multiply-adds per 224x224 image.
+def _v1(width: float, name: str, params: float, macs: float, source: str):
+  return register_model(
+      functools.partial(MobileNetV1, width=width) if width != 1.0 else MobileNetV1, name=name,
+      published=Published(params=params, params_tol=0.05e6, macs=macs,
+                          source=f"Howard et al. 2017, {source}"))
+
+
+mobilenet_v1 = _v1(1.0, "mobilenet_v1", 4.2e6, 569e6, "Table 8 (1.0 MobileNet-224)")
+mobilenet_v1_075 = _v1(0.75, "mobilenet_v1_075", 2.6e6, 325e6, "Table 6 (0.75 MobileNet-224)")
+mobilenet_v1_050 = _v1(0.5, "mobilenet_v1_050", 1.3e6, 149e6, "Table 6 (0.50 MobileNet-224)")
+mobilenet_v1_025 = _v1(0.25, "mobilenet_v1_025", 0.5e6, 41e6, "Table 6 (0.25 MobileNet-224)")
+mobilenet_v2 = register_model(
+    MobileNetV2, name="mobilenet_v2",
+    published=Published(params=3_504_872, macs=300e6,
+                        source="torchvision mobilenet_v2 (params); Sandler et al. 2018, Table 4 "
+                               "(300M multiply-adds; the paper rounds the params to 3.4M)"))
+# Table 4 also lists 6.9M parameters for width 1.4, but Table 2 at width 1.4 (as built here and by
+# the reference code) has 6.1M while matching the 585M multiply-adds; the 6.9M is left out as
+# unreliable.
+mobilenet_v2_140 = register_model(
+    functools.partial(MobileNetV2, width=1.4), name="mobilenet_v2_140",
+    published=Published(macs=585e6, source="Sandler et al. 2018, Table 4 (MobileNetV2 (1.4))"))

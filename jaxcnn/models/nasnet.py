@@ -17,52 +17,34 @@ Recognition" (arXiv 2017), Figure 4, Table 2, Appendix A.
 from __future__ import annotations
 
 import functools
-from typing import Any
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxcnn.models._common import register_model
-from jaxcnn.nn import activations, initializers
-from jaxcnn.nn.layers import ModuleDef, normalize
+from jaxcnn.models._common import Published, check_nhwc, pooled_head, register_model
+from jaxcnn.nn.layers import OpsModule
 
-# "params": the "params" collection (weights, norm scales and offsets; no running statistics)
-# for 1000 classes; "macs": multiply-adds per 224x224 image.
-PUBLISHED = {
-    "nasnet_a_mobile": {
-        "params": 5_289_978, "paper_params": 5.3e6, "macs": 564e6,
-        "source": "Keras applications NASNetMobile (5,289,978 trainable of 5,326,716 with the "
-                  "BatchNorm statistics); Zoph et al. 2018, Table 2 (NASNet-A (4 @ 1056): 5.3M "
-                  "parameters, 564M multiply-adds)"},
-}
-
-
-class SeparableConv(nn.Module):
+class SeparableConv(OpsModule):
   """act, separable kxk (stride s), norm, act, separable kxk, norm: the NASNet "sep kxk"."""
 
   features: int
   kernel_size: int
   strides: int = 1
-  act: Any = "relu"
-  norm: Any = "batch"
-  conv: ModuleDef = nn.Conv
-  kernel_init: Any = "kaiming_normal"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    conv = functools.partial(self.conv, use_bias=False, padding="SAME",
-                             kernel_init=initializers.get(self.kernel_init))
+    ops = self.get_ops()
+    conv = functools.partial(ops.conv, use_bias=False, padding="SAME")
     k = (self.kernel_size, self.kernel_size)
     for strides in (self.strides, 1):
-      x = activations.Activation(self.act)(x)
+      x = ops.activate(x)
       x = conv(x.shape[-1], k, strides=(strides, strides), feature_group_count=x.shape[-1])(x)
       x = conv(self.features, (1, 1))(x)
-      x = normalize(self.norm, x, train=train)
+      x = ops.normalize(x, train=train)
     return x
 
 
-class Adjust(nn.Module):
+class Adjust(OpsModule):
   """Brings the previous-previous cell output ``p`` to ``filters`` channels at ``h``'s size.
 
   Same size and channels: unchanged. Twice ``h``'s size: factorized reduction (act, then two
@@ -71,33 +53,28 @@ class Adjust(nn.Module):
   """
 
   filters: int
-  act: Any = "relu"
-  norm: Any = "batch"
-  conv: ModuleDef = nn.Conv
-  kernel_init: Any = "kaiming_normal"
 
   @nn.compact
   def __call__(self, p: jax.Array, h_shape: tuple[int, ...], *, train: bool) -> jax.Array:
-    conv = functools.partial(self.conv, use_bias=False,
-                             kernel_init=initializers.get(self.kernel_init))
+    ops = self.get_ops()
+    conv = functools.partial(ops.conv, use_bias=False)
     if p.shape[1] != h_shape[1]:
       if (p.shape[1] + 1) // 2 != h_shape[1]:
         raise ValueError(f"NASNet cell inputs must have equal or halved sizes, got {p.shape} and "
                          f"{h_shape}.")
-      p = activations.Activation(self.act)(p)
+      p = ops.activate(p)
       even = p[:, ::2, ::2]
       odd = jnp.pad(p[:, 1:, 1:], ((0, 0), (0, 1), (0, 1), (0, 0)))[:, ::2, ::2]
       p = jnp.concatenate([conv(self.filters // 2, (1, 1))(even),
                            conv(self.filters - self.filters // 2, (1, 1))(odd)], axis=-1)
-      return normalize(self.norm, p, train=train)
+      return ops.normalize(p, train=train)
     if p.shape[-1] != self.filters:
-      p = activations.Activation(self.act)(p)
-      p = conv(self.filters, (1, 1))(p)
-      return normalize(self.norm, p, train=train)
+      p = conv(self.filters, (1, 1))(ops.activate(p))
+      return ops.normalize(p, train=train)
     return p
 
 
-class Cell(nn.Module):
+class Cell(OpsModule):
   """A NASNet-A normal cell (6 x filters channels out) or reduction cell (4 x filters, stride 2).
 
   ``__call__(h, p)``: ``h`` is the previous cell's output, ``p`` the one before (``None`` for the
@@ -106,23 +83,17 @@ class Cell(nn.Module):
 
   filters: int
   reduction: bool = False
-  act: Any = "relu"
-  norm: Any = "batch"
-  conv: ModuleDef = nn.Conv
-  kernel_init: Any = "kaiming_normal"
 
   @nn.compact
   def __call__(self, h: jax.Array, p: jax.Array | None, *, train: bool) -> jax.Array:
-    common = dict(act=self.act, norm=self.norm, conv=self.conv, kernel_init=self.kernel_init)
-    p = h if p is None else Adjust(self.filters, name="adjust", **common)(p, h.shape, train=train)
-    h = activations.Activation(self.act)(h)
-    h = self.conv(self.filters, (1, 1), use_bias=False,
-                  kernel_init=initializers.get(self.kernel_init))(h)
-    h = normalize(self.norm, h, train=train)
+    ops = self.get_ops()
+    p = h if p is None else Adjust(self.filters, name="adjust", ops=ops)(p, h.shape, train=train)
+    h = ops.conv(self.filters, (1, 1), use_bias=False)(ops.activate(h))
+    h = ops.normalize(h, train=train)
     s = 2 if self.reduction else 1
 
     def sep(x, k, strides=s):
-      return SeparableConv(self.filters, k, strides, **common)(x, train=train)
+      return SeparableConv(self.filters, k, strides, ops=ops)(x, train=train)
 
     def avg(x, strides=s):
       return nn.avg_pool(x, (3, 3), (strides, strides), "SAME", count_include_pad=False)
@@ -147,7 +118,7 @@ class Cell(nn.Module):
     return jnp.concatenate(outputs, axis=-1)
 
 
-class NASNetA(nn.Module):
+class NASNetA(OpsModule):
   """NASNet-A ``num_cells @ penultimate_filters`` for ImageNet-sized inputs.
 
   Attributes:
@@ -163,25 +134,19 @@ class NASNetA(nn.Module):
   filter_multiplier: int = 2
   dropout_rate: float = 0.5
   num_classes: int = 1000
-  act: Any = "relu"
-  norm: Any = "batch"
-  conv: ModuleDef = nn.Conv
-  kernel_init: Any = "kaiming_normal"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    if x.ndim != 4:
-      raise ValueError(f"NASNetA expects NHWC images, got shape {x.shape}.")
+    check_nhwc(x, "NASNetA")
     filters, m = self.penultimate_filters // 24, self.filter_multiplier
     if self.penultimate_filters % 24 or filters // m**2 < 2:
       raise ValueError(f"penultimate_filters must be a multiple of 24 with at least 2 filters in "
                        f"the first stem cell (penultimate_filters // 24 // filter_multiplier**2), "
                        f"got {self.penultimate_filters}.")
-    common = dict(act=self.act, norm=self.norm, conv=self.conv, kernel_init=self.kernel_init)
-    kernel_init = initializers.get(self.kernel_init)
-    x = self.conv(self.stem_features, (3, 3), strides=(2, 2), padding="VALID", use_bias=False,
-                  kernel_init=kernel_init, name="stem")(x)
-    x = normalize(self.norm, x, train=train)
+    ops = self.get_ops()
+    x = ops.conv(self.stem_features, (3, 3), strides=(2, 2), padding="VALID", use_bias=False,
+                 name="stem")(x)
+    x = ops.normalize(x, train=train)
 
     # Each cell takes the last two outputs (h, p); the first stem cell has no p. After a
     # reduction cell, p is the reduction cell's input (the reference's skip_reduction=False).
@@ -193,13 +158,18 @@ class NASNetA(nn.Module):
       cells += [(filters * m**stage, False, f"cell{stage * self.num_cells + i}")
                 for i in range(self.num_cells)]
     for cell_filters, reduction, name in cells:
-      h, p = Cell(cell_filters, reduction, name=name, **common)(h, p, train=train), h
-    x = activations.Activation(self.act)(h)
-    x = x.mean(axis=(1, 2))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(self.num_classes, kernel_init=kernel_init, name="head")(x)
+      h, p = Cell(cell_filters, reduction, name=name, ops=ops)(h, p, train=train), h
+    return pooled_head(ops.activate(h), ops, self.num_classes, dropout_rate=self.dropout_rate,
+                       train=train)
 
 
+# Published: the "params" collection (weights, norm scales and offsets; no running statistics)
+# for 1000 classes; "macs": multiply-adds per 224x224 image.
 nasnet_a_mobile = register_model(
     functools.partial(NASNetA, num_cells=4, penultimate_filters=1056, stem_features=32),
-    name="nasnet_a_mobile")
+    name="nasnet_a_mobile",
+    published=Published(
+        params=5_289_978, paper_params=5.3e6, macs=564e6,
+        source="Keras applications NASNetMobile (5,289,978 trainable of 5,326,716 with the "
+               "BatchNorm statistics); Zoph et al. 2018, Table 2 (NASNet-A (4 @ 1056): 5.3M "
+               "parameters, 564M multiply-adds)"))

@@ -17,9 +17,9 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 
-from jaxcnn.models._common import register_model
+from jaxcnn.models._common import Published, check_nhwc, register_model
 from jaxcnn.models.alexnet import adaptive_avg_pool, classifier
-from jaxcnn.nn.layers import ConvBNAct, ModuleDef
+from jaxcnn.nn.layers import ConvBNAct, OpsModule, choice
 
 # Filters per stage; each stage ends with a 2x2 max-pool (Simonyan & Zisserman 2015, Table 1).
 CONFIGS = {
@@ -29,20 +29,16 @@ CONFIGS = {
     19: ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4),
 }
 
-_TV = "torchvision vgg{} (macs: torchvision's GFLOPS column)"
-PUBLISHED = {
-    "vgg11": {"params": 132_863_336, "macs": 7.61e9, "source": _TV.format("11")},
-    "vgg13": {"params": 133_047_848, "macs": 11.31e9, "source": _TV.format("13")},
-    "vgg16": {"params": 138_357_544, "macs": 15.47e9, "source": _TV.format("16")},
-    "vgg19": {"params": 143_667_240, "macs": 19.63e9, "source": _TV.format("19")},
-    "vgg11_bn": {"params": 132_868_840, "macs": 7.61e9, "source": _TV.format("11_bn")},
-    "vgg13_bn": {"params": 133_053_736, "macs": 11.31e9, "source": _TV.format("13_bn")},
-    "vgg16_bn": {"params": 138_365_992, "macs": 15.47e9, "source": _TV.format("16_bn")},
-    "vgg19_bn": {"params": 143_678_248, "macs": 19.63e9, "source": _TV.format("19_bn")},
+# torchvision's (params, GMACs) of vgg{depth} and vgg{depth}_bn.
+_TORCHVISION = {
+    11: ((132_863_336, 7.61e9), (132_868_840, 7.61e9)),
+    13: ((133_047_848, 11.31e9), (133_053_736, 11.31e9)),
+    16: ((138_357_544, 15.47e9), (138_365_992, 15.47e9)),
+    19: ((143_667_240, 19.63e9), (143_678_248, 19.63e9)),
 }
 
 
-class VGG(nn.Module):
+class VGG(OpsModule):
   """VGG: stages of 3x3 convolutions and 2x2 max-pools, then a 4096-4096 classifier with dropout.
 
   ``stages`` lists the filters of each stage; ``hidden_features`` the width of the classifier's
@@ -53,32 +49,35 @@ class VGG(nn.Module):
 
   stages: Sequence[Sequence[int]] = CONFIGS[16]
   num_classes: int = 1000
-  act: Any = "relu"
-  kernel_init: Any = "kaiming_normal"
-  norm: Any = "none"
-  conv: ModuleDef = nn.Conv
   dropout_rate: float = 0.5
   hidden_features: int = 4096
+  norm: Any = choice("none")
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    if x.ndim != 4:
-      raise ValueError(f"VGG expects NHWC input, got shape {x.shape}.")
+    check_nhwc(x, "VGG")
+    ops = self.get_ops()
     min_size = 2 ** len(self.stages)
     if min(x.shape[1:3]) < min_size:
       raise ValueError(f"VGG needs images of at least {min_size}x{min_size}, got {x.shape[1:3]}.")
     for s, stage in enumerate(self.stages):
       for i, features in enumerate(stage):
-        x = ConvBNAct(features, (3, 3), padding=((1, 1), (1, 1)), use_bias=True, act=self.act,
-                      norm=self.norm, conv=self.conv, kernel_init=self.kernel_init,
+        x = ConvBNAct(features, (3, 3), padding=((1, 1), (1, 1)), use_bias=True, ops=ops,
                       name=f"conv{s + 1}_{i + 1}")(x, train=train)
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = adaptive_avg_pool(x, (7, 7))
-    return classifier(x, hidden=self.hidden_features, num_classes=self.num_classes,
-                      dropout_rate=self.dropout_rate, act=self.act,
-                      kernel_init=self.kernel_init, train=train)
+    return classifier(x, ops, hidden=self.hidden_features, num_classes=self.num_classes,
+                      dropout_rate=self.dropout_rate, train=train)
+
+
+def _tv(name: str, figures: tuple[int, float]) -> Published:
+  return Published(params=figures[0], macs=figures[1],
+                   source=f"torchvision {name} (macs: torchvision's GFLOPS column)")
 
 
 for _depth, _stages in CONFIGS.items():
-  register_model(functools.partial(VGG, stages=_stages), name=f"vgg{_depth}")
-  register_model(functools.partial(VGG, stages=_stages, norm="batch"), name=f"vgg{_depth}_bn")
+  _plain, _bn = _TORCHVISION[_depth]
+  register_model(functools.partial(VGG, stages=_stages), name=f"vgg{_depth}",
+                 published=_tv(f"vgg{_depth}", _plain))
+  register_model(functools.partial(VGG, stages=_stages, norm="batch"), name=f"vgg{_depth}_bn",
+                 published=_tv(f"vgg{_depth}_bn", _bn))

@@ -1,7 +1,8 @@
 """Building blocks shared by the model zoo.
 
-Every block takes ``act``, ``norm``, ``conv`` and ``kernel_init`` as fields (names or callables) so
-a study can swap them everywhere at once.
+The swappable choices (``act``, ``norm``, ``conv``, ``kernel_init``, ``dtype``) are declared once,
+on :class:`OpsModule`, and resolved once into :class:`Ops`, which a model hands to all its blocks;
+so a study swaps them everywhere at once, and a new choice is one field and one line.
 
 Normalization specs: ``"batch"`` (flax BatchNorm, momentum 0.9, epsilon 1e-5), ``"group"``
 (32 groups), ``"layer"``, ``"none"``, a name with arguments (``"batch(momentum=0.99)"``) or a
@@ -11,6 +12,7 @@ callable returning a flax Module. :func:`normalize` applies one, passing
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Callable, Sequence
 
@@ -22,6 +24,7 @@ from jaxcnn.nn import activations, initializers
 from jaxcnn.registry import Registry
 
 ModuleDef = Any
+
 
 class Identity(nn.Module):
   """The "no normalization" choice: returns its input."""
@@ -50,10 +53,9 @@ def _has_field(module_def: Callable[..., nn.Module], field: str) -> bool:
   return field in getattr(cls, "__dataclass_fields__", {})
 
 
-def normalize(norm: Any, x: jax.Array, *, train: bool, name: str | None = None,
-              **kwargs: Any) -> jax.Array:
-  """Applies normalization spec ``norm`` to ``x`` inside a compact method."""
-  norm = get_norm(norm)
+def _apply_norm(norm: Callable[..., nn.Module], x: jax.Array, *, train: bool,
+                name: str | None = None, **kwargs: Any) -> jax.Array:
+  """Applies a resolved normalization ModuleDef (see :func:`normalize`)."""
   if norm is Identity:
     return x
   if _has_field(norm, "use_running_average"):
@@ -66,10 +68,108 @@ def normalize(norm: Any, x: jax.Array, *, train: bool, name: str | None = None,
   return norm(name=name, **kwargs)(x)
 
 
-class ConvBNAct(nn.Module):
+def normalize(norm: Any, x: jax.Array, *, train: bool, name: str | None = None,
+              **kwargs: Any) -> jax.Array:
+  """Applies normalization spec ``norm`` to ``x`` inside a compact method."""
+  return _apply_norm(get_norm(norm), x, train=train, name=name, **kwargs)
+
+
+def _bind(module_def: ModuleDef, **fields: Any) -> ModuleDef:
+  """``partial(module_def, **fields)``, leaving out the fields that are None."""
+  fields = {k: v for k, v in fields.items() if v is not None}
+  return functools.partial(module_def, **fields) if fields else module_def
+
+
+@dataclasses.dataclass(frozen=True)
+class Ops:
+  """The swappable operations of a network, resolved once and handed to every block.
+
+  A top-level model builds one from its fields (``self.get_ops()``, see :class:`OpsModule`) and
+  passes it down as the ``ops`` field of its blocks, which then call ``ops.conv(...)``,
+  ``ops.dense(...)``, ``ops.normalize(x, train=train)`` and ``ops.activate(x)`` instead of
+  resolving spec strings at every layer (the Flax ImageNet example's
+  ``conv = partial(self.conv, use_bias=False, dtype=self.dtype)``). Adding a swappable choice is
+  a field of :class:`OpsModule` and a line of :meth:`create`.
+
+  Attributes:
+    act: the activation, a function or a learnable flax Module class (``activations.get``).
+    norm: the normalization ModuleDef (``get_norm``; :class:`Identity` for none).
+    conv: the convolution ModuleDef with ``kernel_init`` (and ``dtype``) bound.
+    dense: ``nn.Dense`` with ``kernel_init`` (and ``dtype``) bound.
+    kernel_init: the resolved kernel initializer, for layers that scale or replace it.
+    dtype: computation dtype of every conv, dense and norm layer (None: flax's default).
+  """
+
+  act: Callable[..., Any]
+  norm: ModuleDef
+  conv: ModuleDef
+  dense: ModuleDef
+  kernel_init: Callable[..., Any]
+  dtype: Any = None
+
+  @classmethod
+  def create(cls, act: Any = "relu", norm: Any = "batch", conv: ModuleDef = nn.Conv,
+             kernel_init: Any = "kaiming_normal", dtype: Any = None) -> "Ops":
+    """Resolves the specs (names, ``"name(args)"`` or callables) into ready operations."""
+    init = initializers.get(kernel_init)
+    act = activations.get("identity" if act is None else act)
+    norm = get_norm(norm)
+    if norm is not Identity and _has_field(norm, "dtype"):
+      norm = _bind(norm, dtype=dtype)
+    return cls(act=act, norm=norm,
+               conv=_bind(conv, kernel_init=init, dtype=dtype),
+               dense=_bind(nn.Dense, kernel_init=init, dtype=dtype), kernel_init=init,
+               dtype=dtype)
+
+  def replace(self, **changes: Any) -> "Ops":
+    """A copy with some operations replaced (``ops.replace(norm=Identity)``)."""
+    return dataclasses.replace(self, **changes)
+
+  def normalize(self, x: jax.Array, *, train: bool, name: str | None = None,
+                **kwargs: Any) -> jax.Array:
+    """Applies ``norm`` (inside a compact method); the identity for no normalization."""
+    return _apply_norm(self.norm, x, train=train, name=name, **kwargs)
+
+  def activate(self, x: jax.Array, name: str | None = None) -> jax.Array:
+    """Applies ``act`` through an :class:`~jaxcnn.nn.activations.Activation` module."""
+    return activations.Activation(self.act, name=name)(x)
+
+
+def choice(default: Any) -> Any:
+  """A keyword-only field for a swappable choice; redeclare one to change its default:
+  ``act: Any = choice("relu6")``."""
+  return dataclasses.field(default=default, kw_only=True)
+
+
+class OpsModule(nn.Module):
+  """Base of the zoo's modules: the swappable choices, declared once as keyword-only fields.
+
+  ``act``, ``norm``, ``kernel_init`` take names, names with arguments or callables; ``conv`` is a
+  ModuleDef; ``dtype`` the computation dtype. A model resolves them once with :meth:`get_ops`
+  and hands the result to its blocks as ``ops=``; a block given ``ops`` ignores its own choice
+  fields, so it still works standalone (``ConvBNAct(16, act="elu")``).
+  """
+
+  act: Any = choice("relu")
+  norm: Any = choice("batch")
+  conv: ModuleDef = choice(nn.Conv)
+  kernel_init: Any = choice("kaiming_normal")
+  dtype: Any = choice(None)
+  ops: Ops | None = choice(None)
+
+  def get_ops(self) -> Ops:
+    """``ops`` if given, else the operations resolved from this module's choice fields."""
+    if self.ops is not None:
+      return self.ops
+    return Ops.create(act=self.act, norm=self.norm, conv=self.conv,
+                      kernel_init=self.kernel_init, dtype=self.dtype)
+
+
+class ConvBNAct(OpsModule):
   """Convolution, normalization, activation: the unit most CNNs are made of.
 
-  ``act=None`` or ``"identity"`` leaves the output linear (before a residual addition, say).
+  ``activation=False`` (or ``act=None`` without ``ops``) leaves the output linear (before a
+  residual addition, say).
   """
 
   features: int
@@ -78,30 +178,22 @@ class ConvBNAct(nn.Module):
   groups: int = 1
   padding: Any = "SAME"
   use_bias: bool = False
-  act: Any = "relu"
-  norm: Any = "batch"
-  conv: ModuleDef = nn.Conv
-  kernel_init: Any = "kaiming_normal"
+  activation: bool = True
   norm_scale_init: Callable[..., Any] = nn.initializers.ones
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    x = self.conv(
-        self.features,
-        tuple(self.kernel_size),
-        strides=tuple(self.strides),
-        padding=self.padding,
-        feature_group_count=self.groups,
-        use_bias=self.use_bias,
-        kernel_init=initializers.get(self.kernel_init),
-    )(x)
-    x = normalize(self.norm, x, train=train, scale_init=self.norm_scale_init)
-    if self.act is not None:
-      x = activations.Activation(self.act)(x)
+    ops = self.get_ops()
+    x = ops.conv(self.features, tuple(self.kernel_size), strides=tuple(self.strides),
+                 padding=self.padding, feature_group_count=self.groups,
+                 use_bias=self.use_bias)(x)
+    x = ops.normalize(x, train=train, scale_init=self.norm_scale_init)
+    if self.activation and self.act is not None:
+      x = ops.activate(x)
     return x
 
 
-class SqueezeExcite(nn.Module):
+class SqueezeExcite(OpsModule):
   """Channel attention: global pool, bottleneck MLP, sigmoid gate.
 
   ``reduced_features`` defaults to ``in_channels // reduction``. References: Hu et al. 2017,
@@ -110,18 +202,16 @@ class SqueezeExcite(nn.Module):
 
   reduction: int = 16
   reduced_features: int | None = None
-  act: Any = "relu"
   gate: Any = "sigmoid"
-  kernel_init: Any = "kaiming_normal"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
+    ops = self.get_ops()
     channels = x.shape[-1]
     hidden = self.reduced_features or max(1, channels // self.reduction)
     s = x.mean(axis=(1, 2), keepdims=True)
-    s = nn.Conv(hidden, (1, 1), kernel_init=initializers.get(self.kernel_init))(s)
-    s = activations.Activation(self.act)(s)
-    s = nn.Conv(channels, (1, 1), kernel_init=initializers.get(self.kernel_init))(s)
+    s = ops.activate(ops.conv(hidden, (1, 1))(s))
+    s = ops.conv(channels, (1, 1))(s)
     return x * activations.get(self.gate)(s)
 
 
@@ -144,7 +234,7 @@ class DropPath(nn.Module):
     return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
 
 
-class DepthwiseSeparable(nn.Module):
+class DepthwiseSeparable(OpsModule):
   """Depthwise ``k x k`` convolution then pointwise 1x1, each followed by norm and activation.
 
   The MobileNet v1 block: ``k*k*C_in + C_in*C_out`` weights instead of ``k*k*C_in*C_out``.
@@ -155,21 +245,16 @@ class DepthwiseSeparable(nn.Module):
   features: int
   strides: int = 1
   kernel_size: int = 3
-  act: Any = "relu"
-  norm: Any = "batch"
-  conv: ModuleDef = nn.Conv
-  kernel_init: Any = "kaiming_normal"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    block = functools.partial(ConvBNAct, act=self.act, norm=self.norm, conv=self.conv,
-                              kernel_init=self.kernel_init)
+    block = functools.partial(ConvBNAct, ops=self.get_ops())
     k, s = self.kernel_size, self.strides
     x = block(x.shape[-1], (k, k), (s, s), groups=x.shape[-1], name="depthwise")(x, train=train)
     return block(self.features, (1, 1), name="pointwise")(x, train=train)
 
 
-class InvertedResidual(nn.Module):
+class InvertedResidual(OpsModule):
   """Expand 1x1, depthwise ``k x k``, optional squeeze-excite, linear project 1x1, residual.
 
   The MobileNet v2 block, and with ``se_ratio > 0`` and stochastic depth the EfficientNet MBConv.
@@ -188,17 +273,13 @@ class InvertedResidual(nn.Module):
   kernel_size: int = 3
   se_ratio: float = 0.0
   drop_path_rate: float = 0.0
-  act: Any = "relu"
-  norm: Any = "batch"
-  conv: ModuleDef = nn.Conv
-  kernel_init: Any = "kaiming_normal"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     if self.strides not in (1, 2):
       raise ValueError(f"InvertedResidual strides must be 1 or 2, got {self.strides}.")
-    block = functools.partial(ConvBNAct, act=self.act, norm=self.norm, conv=self.conv,
-                              kernel_init=self.kernel_init)
+    ops = self.get_ops()
+    block = functools.partial(ConvBNAct, ops=ops)
     in_features = x.shape[-1]
     hidden = int(round(in_features * self.expand_ratio))
     k, s = self.kernel_size, self.strides
@@ -207,9 +288,18 @@ class InvertedResidual(nn.Module):
       y = block(hidden, (1, 1), name="expand")(y, train=train)
     y = block(hidden, (k, k), (s, s), groups=hidden, name="depthwise")(y, train=train)
     if self.se_ratio > 0:
-      y = SqueezeExcite(reduced_features=max(1, int(in_features * self.se_ratio)), act=self.act,
-                        kernel_init=self.kernel_init, name="se")(y)
-    y = block(self.features, (1, 1), act=None, name="project")(y, train=train)
+      y = SqueezeExcite(reduced_features=max(1, int(in_features * self.se_ratio)), ops=ops,
+                        name="se")(y)
+    y = block(self.features, (1, 1), activation=False, name="project")(y, train=train)
     if s == 1 and in_features == self.features:
       y = DropPath(self.drop_path_rate, name="drop_path")(y, train=train) + x
     return y
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+  """Rounds ``value`` to the nearest multiple of ``divisor``, never going below 90% of it.
+
+  The channel rounding of the MobileNet v2 and EfficientNet reference implementations.
+  """
+  rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+  return int(rounded + divisor if rounded < 0.9 * value else rounded)

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import zoo_checks as zc
-from jaxcnn.models import count_params, create_model, flops, list_models
-from jaxcnn.models.efficientnet import (B0_STAGES, PUBLISHED, VARIANTS, EfficientNet,
+from jaxcnn.models import count_params, create_model, flops, list_models, model_info
+from jaxcnn.models.efficientnet import (B0_STAGES, VARIANTS, EfficientNet,
                                         compound_scale, round_filters, round_repeats)
 from jaxcnn.nn.layers import InvertedResidual
 
@@ -36,9 +36,10 @@ def test_registered_names_and_resolutions():
 def test_param_count_and_output_shape(name):
   model = create_model(name)
   count = count_params(model)
-  assert abs(count / PUBLISHED[name]["params"] - 1) < 0.01, count
+  published = model_info(name).published
+  assert abs(count / published.params - 1) < 0.01, count
   # The paper's rounded figures: within 2% (B2's 9.2M is 1% above the reference's 9.11M).
-  assert abs(count / PUBLISHED[name]["paper_params"] - 1) < 0.02, count
+  assert abs(count / published.paper_params - 1) < 0.02, count
   out, _ = zc.abstract_init(model.clone(num_classes=10), (2, 64, 64, 3))
   assert out.shape == (2, 10)
 
@@ -50,7 +51,8 @@ def test_multiply_adds_match_paper(name):
   model = create_model(name, norm="none", act="identity")
   r = model.default_resolution
   macs = flops(model, (1, r, r, 3))
-  assert abs(macs / PUBLISHED[name]["macs"] - 1) < 0.05, macs
+  assert abs(macs / model_info(name).published.macs - 1) < 0.05, macs
+  assert model_info(name).input_size == (r, r, 3)
 
 
 @pytest.mark.parametrize("name", [n if n not in SLOW_FORWARD else
@@ -143,8 +145,8 @@ def test_vmap_over_two_initializations(two_inits):
 
 def test_swapping_act_reaches_blocks_and_squeeze_excite():
   n = len(zc.called(TINY))
-  assert zc.called(TINY) == ["swish"] * n
-  assert zc.called(TINY.clone(act="gelu")) == ["gelu"] * n
+  assert zc.called(TINY) == [zc.act("swish")] * n
+  assert zc.called(TINY.clone(act="gelu")) == [zc.act("gelu")] * n
   # stem + per block (expand?) + depthwise + SE + head: 3 blocks at depth 0.5 -> 1+2+3+3+1.
   assert n == 1 + (1 + 1) + (2 + 1) + (2 + 1) + 1
   shapes = lambda m: jax.tree.map(jnp.shape, zc.abstract_init(m, (1, 32, 32, 3))[1])

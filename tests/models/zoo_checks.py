@@ -17,8 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcnn.models import count_params, create_model, flops
+from jaxcnn.models import count_params, create_model, flops, model_info
 from jaxcnn.nn import activations
+
+act = activations.get  # the resolved activation an Activation module holds: act("elu")
 
 
 def key(seed: int) -> jax.Array:
@@ -27,20 +29,25 @@ def key(seed: int) -> jax.Array:
   return jax.random.key(seed, impl="rbg")
 
 
-def published_tolerance(entry: dict) -> float:
+def published_tolerance(published) -> float:
   """1% of the figure, or half a unit of its last published digit if it was rounded coarser."""
-  return max(0.01 * entry["params"], entry.get("rounded_to", 0) / 2)
+  return max(0.01 * published.params, published.params_tol)
 
 
-def check_published(name: str, entry: dict) -> None:
-  """Parameters within tolerance of the published figure, MACs (if published) within 5%."""
-  model = create_model(name, **entry.get("overrides", {}))
-  size = entry.get("input_size", 224)
-  n = count_params(model, (1, size, size, 3))
-  assert abs(n - entry["params"]) <= published_tolerance(entry), (name, n, entry["params"])
-  if "macs" in entry:
-    macs = flops(model, (1, size, size, 3))
-    assert abs(macs / entry["macs"] - 1) <= 0.05, (name, macs, entry["macs"])
+def check_published(name: str) -> None:
+  """At the model's default input size (registry metadata): parameters within tolerance of the
+  published figure (if any), MACs (if published) within 5%."""
+  info = model_info(name)
+  published = info.published
+  assert published is not None and (published.params or published.macs), name
+  model = create_model(name, **published.overrides)
+  shape = (1, *info.input_size)
+  if published.params is not None:
+    n = count_params(model, shape)
+    assert abs(n - published.params) <= published_tolerance(published), (name, n, published)
+  if published.macs is not None:
+    macs = flops(model, shape)
+    assert abs(macs / published.macs - 1) <= 0.05, (name, macs, published.macs)
 
 
 def abstract_init(model: nn.Module, x_shape) -> tuple[jax.ShapeDtypeStruct, dict]:
@@ -164,7 +171,7 @@ def module_calls(model: nn.Module, x_shape) -> list[nn.Module]:
 def called(model: nn.Module, x_shape=(1, 32, 32, 3), kind: type = activations.Activation,
            attribute: str = "fn") -> list:
   """``attribute`` of every ``kind`` module called in the eval forward pass, in call order
-  (by default: the activation spec of every Activation)."""
+  (by default: the resolved activation of every Activation, compare with ``act("relu")``)."""
   return [getattr(m, attribute) for m in module_calls(model, x_shape) if isinstance(m, kind)]
 
 
@@ -197,8 +204,8 @@ def check_act_swap(name: str, x_shape, **fields) -> None:
   acts = [m.fn for m in swapped if isinstance(m, activations.Activation)]
   base_acts = [m.fn for m in base if isinstance(m, activations.Activation)]
   assert acts and len(acts) == len(base_acts)
-  assert all(a == "elu" for a in acts), set(map(str, acts))
-  assert all(a != "elu" for a in base_acts)
+  assert all(a is act("elu") for a in acts), set(map(str, acts))
+  assert all(a is not act("elu") for a in base_acts)
   assert _shapes(vs) == _shapes(vb)
 
 
