@@ -56,3 +56,54 @@ def test_names_pattern_and_duplicates():
   assert "vgg11" in reg and len(reg) == 3
   with pytest.raises(ValueError, match="already registered"):
     reg.register(lambda: None, name="vgg11")
+
+
+def test_metadata_is_kept_per_entry_and_copied():
+  reg = Registry("model", factory=True)
+  reg.register(lambda: 1, name="a", metadata={"input_size": (32, 32, 3)})
+  reg.register(lambda: 2, name="b")
+  assert reg.metadata("a") == {"input_size": (32, 32, 3)}
+  assert reg.metadata("b") == {}
+  reg.metadata("a")["input_size"] = None  # a copy: the registry keeps its own
+  assert reg.metadata("a") == {"input_size": (32, 32, 3)}
+  with pytest.raises(ValueError, match=r"Unknown model 'c'.*a, b"):
+    reg.metadata("c")
+
+
+def test_model_metadata_of_the_zoo():
+  from jaxcnn.models import Published, list_models, model_info
+
+  r20 = model_info("resnet20")
+  assert (r20.family, r20.input_size, r20.num_classes) == ("resnet", (32, 32, 3), 10)
+  assert r20.published.params == 0.27e6 and r20.published.params_tol == 5_000  # "0.27M"
+  r50 = model_info("resnet50")
+  assert (r50.input_size, r50.num_classes) == ((224, 224, 3), 1000)
+  assert r50.published.params == 25_557_032 and r50.published.params_tol == 0.5  # exact
+  assert model_info("resnet20(num_classes=100)").num_classes == 100
+  assert model_info("efficientnet_b7").input_size == (600, 600, 3)
+  assert model_info("simple_cnn").input_size == (8, 8, 1) and model_info("simple_cnn").published is None
+  assert model_info("googlenet").published.overrides == {"branch5x5_kernel": 3}
+  assert model_info("wrn16_8").family == "resnet" and model_info("vgg16_bn").family == "vgg"
+  for name in list_models():  # every variant carries metadata
+    info = model_info(name)
+    assert info.family and len(info.input_size) == 3
+    assert info.published is None or isinstance(info.published, Published)
+  with pytest.raises(ValueError, match=r"Unknown model 'resnet21'.*Known models: .*resnet20"):
+    model_info("resnet21")
+
+
+def test_register_model_metadata_defaults():
+  from jaxcnn.models import MODELS, model_info, register_model
+  from jaxcnn.models.simple import SimpleCNN
+
+  fn = functools.partial(SimpleCNN, num_classes=3)
+  register_model(fn, name="_test_registry_tiny", input_size=(5, 6, 2))
+  try:
+    info = model_info("_test_registry_tiny")
+    assert info.family == "simple"  # the module that defines SimpleCNN
+    assert info.input_size == (5, 6, 2) and info.num_classes == 3 and info.published is None
+    with pytest.raises(ValueError, match="input_size"):
+      register_model(fn, name="_test_registry_bad", input_size=(5, 6))
+  finally:
+    MODELS._entries.pop("_test_registry_tiny")  # pylint: disable=protected-access
+    MODELS._metadata.pop("_test_registry_tiny")  # pylint: disable=protected-access

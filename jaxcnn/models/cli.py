@@ -22,21 +22,30 @@ def list_main(argv: list[str]) -> int:
 
 
 def summary_main(argv: list[str]) -> int:
-  """Prints a model's per-layer table with its parameters and multiply-accumulates per image."""
+  """Prints a model's per-layer table with its parameters and multiply-accumulates per image.
+
+  The input defaults to the model's registered input size (``model_info(name).input_size``).
+  """
   parser = argparse.ArgumentParser(prog="jaxcnn summary",
                                    description="Per-layer table of a registered model.")
   parser.add_argument("name", help="registered model name, e.g. resnet50")
-  parser.add_argument("--input-size", type=int, default=224, help="image height and width")
-  parser.add_argument("--channels", type=int, default=3, help="input channels")
+  parser.add_argument("--input-size", type=int, default=None,
+                      help="image height and width (default: the model's registered size)")
+  parser.add_argument("--channels", type=int, default=None,
+                      help="input channels (default: the model's registered channels)")
   parser.add_argument("--num-classes", type=int, default=None, help="override the model's classes")
   parser.add_argument("--depth", type=int, default=1, help="module nesting depth of the rows")
   args = parser.parse_args(argv)
-  from jaxcnn.models import create_model, summary
+  from jaxcnn.models import create_model, model_info, summary
 
   overrides = {} if args.num_classes is None else {"num_classes": args.num_classes}
   try:
+    height, width, channels = model_info(args.name).input_size
+    if args.input_size is not None:
+      height = width = args.input_size
+    channels = channels if args.channels is None else args.channels
     model = create_model(args.name, **overrides)
-    print(summary(model, (1, args.input_size, args.input_size, args.channels), depth=args.depth))
+    print(summary(model, (1, height, width, channels), depth=args.depth))
   except ValueError as e:
     print(f"jaxcnn summary: {e}", file=sys.stderr)
     return 2

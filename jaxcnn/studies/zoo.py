@@ -1,8 +1,9 @@
 """The model zoo in one table: parameters and multiply-adds of every model beside the published ones.
 
-Each registered model is built at its native input resolution (224 for the ImageNet networks, the
-variant's own for EfficientNet B0..B7, 32 for the CIFAR networks) with the configuration its
-family's ``PUBLISHED`` entry describes (``num_classes``, ``overrides``), and its trainable
+Each registered model is built at its default input size from the registry metadata
+(:func:`jaxcnn.models.model_info`: 224 for the ImageNet networks, the variant's own for
+EfficientNet B0..B7, 32 for the CIFAR networks, 8x8x1 for the digits networks) with the
+configuration its published figures describe (``Published.overrides``), and its trainable
 parameters (:func:`jaxcnn.models.count_params`) and multiply-accumulates per image
 (:func:`jaxcnn.models.flops`, the papers' convention) are set beside the published figures with
 the relative difference. Nothing is compiled for those two columns: both come from
@@ -19,7 +20,6 @@ Practical Applications"; the papers of each family (see ``jaxcnn.models``).
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import math
 import os
@@ -32,9 +32,6 @@ import numpy as np
 
 from jaxcnn.studies import common
 
-CIFAR_SIZE = 32
-IMAGENET_SIZE = 224
-
 
 @dataclasses.dataclass(frozen=True)
 class ZooRow:
@@ -43,7 +40,7 @@ class ZooRow:
   Attributes:
     name: registered model name.
     family: the module of ``jaxcnn.models`` that defines it (alexnet, vgg, resnet, ...).
-    input_size: the square input resolution the counts are for.
+    input_size: the input height (and width) the counts are for.
     params: our trainable parameters (the ``"params"`` collection).
     published_params: the published figure, or None.
     params_diff_pct: ``100 (ours - published) / published``, or None.
@@ -72,6 +69,7 @@ class ZooRow:
   batch_size: int | None = None
   source: str = ""
   notes: str = ""
+  channels: int = 3
 
 
 HEADERS = ("model", "family", "input", "params (ours)", "params (published)", "diff %",
@@ -85,80 +83,47 @@ def percent_diff(ours: float | None, published: float | None) -> float | None:
   return 100.0 * (ours - published) / published
 
 
-def published_precision(entry: dict[str, Any]) -> float:
-  """Half a unit of the last digit of a published parameter count.
+def _info(name: str):
+  from jaxcnn.models import model_info  # pylint: disable=g-import-not-at-top
 
-  ``params_tol`` or half of ``rounded_to`` where the family module gives one; 0.5 (an exact
-  count) otherwise.
-  """
-  if "params_tol" in entry:
-    return float(entry["params_tol"])
-  if "rounded_to" in entry:
-    return float(entry["rounded_to"]) / 2
-  return 0.5
-
-
-def _family_module(name: str):
-  from jaxcnn.models import MODELS  # pylint: disable=g-import-not-at-top
-
-  entry = MODELS.lookup(name)  # ValueError listing the known models if unknown
-  fn = entry
-  while hasattr(fn, "func"):  # functools.partial, possibly nested
-    fn = fn.func
-  return importlib.import_module(fn.__module__)
+  return model_info(name)  # ValueError listing the known models if unknown
 
 
 def family(name: str) -> str:
-  """The family of a registered model: the name of the ``jaxcnn.models`` module defining it."""
-  return _family_module(name).__name__.rsplit(".", 1)[-1]
-
-
-def published(name: str) -> dict[str, Any]:
-  """The model's entry in its family's ``PUBLISHED`` dict (``{}`` if none)."""
-  return dict(getattr(_family_module(name), "PUBLISHED", {}).get(name, {}))
+  """The family of a registered model (registry metadata, e.g. ``"resnet"``)."""
+  return _info(name).family
 
 
 def build(name: str):
-  """The model as its published figures describe it: ``num_classes`` and ``overrides`` applied."""
+  """The model as its published figures describe it (``Published.overrides`` applied)."""
   from jaxcnn.models import create_model  # pylint: disable=g-import-not-at-top
 
-  entry = published(name)
-  kwargs = dict(entry.get("overrides", {}))
-  if "num_classes" in entry:
-    kwargs["num_classes"] = entry["num_classes"]
-  return create_model(name, **kwargs)
+  published = _info(name).published
+  return create_model(name, **(dict(published.overrides) if published else {}))
 
 
-def native_input_size(name: str, model=None) -> int:
-  """The resolution a model was designed for.
-
-  The ``input_size`` of its published entry if given; else the model's ``default_resolution``
-  field (EfficientNet B0..B7); else 32 for networks registered with 10 classes (the CIFAR
-  networks, and the small ``simple_cnn``); else 224 (ImageNet).
-  """
-  entry = published(name)
-  if "input_size" in entry:
-    return int(entry["input_size"])
-  model = build(name) if model is None else model
-  if getattr(model, "default_resolution", None):
-    return int(model.default_resolution)
-  if getattr(model, "num_classes", None) == 10:
-    return CIFAR_SIZE
-  return IMAGENET_SIZE
+def native_input_shape(name: str) -> tuple[int, int, int]:
+  """The ``(height, width, channels)`` a model was designed for (registry metadata)."""
+  return _info(name).input_size
 
 
-def _notes(name: str, entry: dict[str, Any], model) -> str:
-  notes = [f"{k}={v!r}" for k, v in entry.get("overrides", {}).items()]
+def native_input_size(name: str) -> int:
+  """The input height a model was designed for (registry metadata; the zoo's are square)."""
+  return native_input_shape(name)[0]
+
+
+def _notes(published, model) -> str:
+  notes = [f"{k}={v!r}" for k, v in (published.overrides if published else {}).items()]
   notes.append(f"{getattr(model, 'num_classes', '?')} classes")
   return ", ".join(notes)
 
 
 def train_throughput(model, input_size: int, *, batch_size: int = 8, num_classes: int | None = None,
-                     min_steps: int = 3, max_seconds: float = 5.0, seed: int = 0
-                     ) -> dict[str, float]:
+                     min_steps: int = 3, max_seconds: float = 5.0, seed: int = 0,
+                     channels: int = 3) -> dict[str, float]:
   """Images per second of the engine's jitted train step (SGD with momentum) on this device.
 
-  Random images and labels at ``(batch_size, input_size, input_size, 3)``. The step is compiled
+  Random images and labels at ``(batch_size, input_size, input_size, channels)``. The step is compiled
   and run once (not timed), then run at least ``min_steps`` times and until ``max_seconds`` have
   passed; the time includes waiting for the result (``block_until_ready``).
 
@@ -174,11 +139,11 @@ def train_throughput(model, input_size: int, *, batch_size: int = 8, num_classes
     raise ValueError(f"batch_size and min_steps must be >= 1, got {batch_size}, {min_steps}.")
   num_classes = num_classes or getattr(model, "num_classes", 10)
   rng = np.random.default_rng(seed)
-  batch = {"image": jnp.asarray(rng.integers(0, 256, (batch_size, input_size, input_size, 3),
-                                             dtype=np.uint8)),
+  shape = (batch_size, input_size, input_size, channels)
+  batch = {"image": jnp.asarray(rng.integers(0, 256, shape, dtype=np.uint8)),
            "label": jnp.asarray(rng.integers(0, num_classes, batch_size, dtype=np.int32))}
   tx = optax.sgd(0.01, momentum=0.9)
-  state = create_train_state(model, tx, jax.random.PRNGKey(seed), (input_size, input_size, 3))
+  state = create_train_state(model, tx, jax.random.PRNGKey(seed), shape[1:])
   step = make_train_step(model, tx, preprocess=lambda x: x / 255.0)
   t0 = time.perf_counter()
   state, metrics = step(state, batch)
@@ -202,8 +167,8 @@ def zoo_table(names: Sequence[str] | None = None, *, input_size: int | None = No
 
   Args:
     names: registered model names (default: every registered model).
-    input_size: one resolution for every model (None: each model's native one,
-      :func:`native_input_size`). Published multiply-adds are compared only at the resolution
+    input_size: one resolution for every model (None: each model's default input size from
+      the registry, :func:`native_input_shape`; the channels are always the model's). Published multiply-adds are compared only at the resolution
       they were published for.
     throughput: also measure the train-step images/s on ``jax.devices()[0]``
       (:func:`train_throughput`).
@@ -222,29 +187,31 @@ def zoo_table(names: Sequence[str] | None = None, *, input_size: int | None = No
   rows = []
   for name in names:
     t0 = time.perf_counter()
-    entry = published(name)
+    info = _info(name)
+    pub = info.published
     model = build(name)
-    native = native_input_size(name, model)
-    size = native if input_size is None else int(input_size)
-    shape = (1, size, size, 3)
-    params = count_params(model, shape)
-    macs = flops(model, shape)
-    pub_params = entry.get("params")
-    pub_macs = entry.get("macs") if size == native else None
+    height, width, channels = info.input_size
+    if input_size is not None:
+      height = width = int(input_size)
+    native = (height, width) == info.input_size[:2]
+    params = count_params(model, (1, height, width, channels))
+    macs = flops(model, (1, height, width, channels))
+    pub_params = pub.params if pub else None
+    pub_macs = pub.macs if pub and native else None
     rate = None
     if throughput and (throughput_max_macs is None or macs <= throughput_max_macs):
-      rate = train_throughput(model, size, batch_size=batch_size,
+      rate = train_throughput(model, height, batch_size=batch_size, channels=channels,
                               max_seconds=throughput_seconds)["images_per_s"]
     rows.append(ZooRow(
-        name=name, family=family(name), input_size=size, params=params,
+        name=name, family=info.family, input_size=height, channels=channels, params=params,
         published_params=pub_params, params_diff_pct=percent_diff(params, pub_params),
         params_match=(None if pub_params is None
-                      else abs(params - pub_params) <= published_precision(entry)),
+                      else abs(params - pub_params) <= pub.params_tol),
         macs=macs, published_macs=pub_macs, macs_diff_pct=percent_diff(macs, pub_macs),
         images_per_s=rate, batch_size=batch_size if rate is not None else None,
-        source=entry.get("source", ""), notes=_notes(name, entry, model)))
+        source=pub.source if pub else "", notes=_notes(pub, model)))
     if verbose:
-      print(f"{name}: {params:,} params, {macs / 1e6:,.1f} M MACs at {size}x{size}"
+      print(f"{name}: {params:,} params, {macs / 1e6:,.1f} M MACs at {height}x{width}"
             + (f", {rate:,.1f} images/s" if rate is not None else "")
             + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
   return rows
@@ -271,7 +238,8 @@ def table_rows(rows: Sequence[ZooRow]) -> list[tuple[str, ...]]:
     match = "" if r.params_match is None else ("yes" if r.params_match else "no")
     source = r.source + (f" [{r.notes}]" if r.notes else "")
     rate = "" if r.images_per_s is None else f"{r.images_per_s:,.1f}"
-    out.append((r.name, r.family, f"{r.input_size}", f"{r.params:,}",
+    size = f"{r.input_size}" if r.channels == 3 else f"{r.input_size}x{r.input_size}x{r.channels}"
+    out.append((r.name, r.family, size, f"{r.params:,}",
                 "" if r.published_params is None else f"{r.published_params:,.0f}",
                 _pct(r.params_diff_pct), match, _giga(r.macs), _giga(r.published_macs),
                 _pct(r.macs_diff_pct), rate, source))
@@ -378,7 +346,7 @@ def run(config, workdir: str) -> dict[str, Any]:
                      verbose=True)
   if timed and config.throughput:  # time only the few named models
     rows = [dataclasses.replace(r, batch_size=int(config.batch_size), images_per_s=train_throughput(
-        build(r.name), r.input_size, batch_size=int(config.batch_size),
+        build(r.name), r.input_size, batch_size=int(config.batch_size), channels=r.channels,
         max_seconds=float(config.throughput_seconds))["images_per_s"])
             if r.name in timed else r for r in rows]
   device = jax.devices()[0].device_kind

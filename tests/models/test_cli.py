@@ -32,3 +32,22 @@ def test_summary_num_classes(capsys):
 def test_summary_unknown_model(capsys):
   assert cli.main(["summary", "resnet21"]) == 2
   assert "Unknown model 'resnet21'" in capsys.readouterr().err
+
+
+def test_summary_defaults_to_registered_input_size(capsys):
+  # resnet20 is registered at 32x32x3 (CIFAR): the default run is the 32x32 one, not 224x224.
+  assert cli.main(["summary", "resnet20"]) == 0
+  out = capsys.readouterr().out
+  assert "input (1, 32, 32, 3)" in out and "(1, 8, 8, 64)" in out
+  # 40.6M MACs at 32x32 (docs/models.md); at 224x224 it would be 49x that.
+  assert "Multiply-accumulates per image:  40,551,040 (0.041 G)" in out
+  assert cli.main(["summary", "simple_cnn_small"]) == 0
+  assert "input (1, 8, 8, 1)" in capsys.readouterr().out  # the digits
+  assert cli.main(["summary", "simple_cnn_small", "--input-size", "16", "--channels", "3"]) == 0
+  assert "input (1, 16, 16, 3)" in capsys.readouterr().out
+
+
+def test_summary_unknown_model_lists_known(capsys):
+  assert cli.main(["summary", "resnet21"]) == 2
+  err = capsys.readouterr().err
+  assert "Known models:" in err and "resnet20" in err

@@ -1,6 +1,7 @@
 """The zoo table: diff % bookkeeping, counts against independent computations, the plot."""
 
 import math
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -25,18 +26,16 @@ def test_percent_diff_and_precision():
   assert zoo.percent_diff(269_722, 270_000) == pytest.approx(-0.102963, abs=1e-6)
   assert zoo.percent_diff(5, None) is None and zoo.percent_diff(None, 5) is None
   assert zoo.percent_diff(5, 0) is None
-  assert zoo.published_precision({"params": 4.2e6, "params_tol": 0.05e6}) == 0.05e6
-  assert zoo.published_precision({"params": 0.27e6, "rounded_to": 0.01e6}) == 0.005e6
-  assert zoo.published_precision({"params": 61_100_840}) == 0.5  # exact counts must match exactly
 
 
 def test_family_and_native_resolution():
   assert zoo.family("resnet20") == "resnet" and zoo.family("wrn16_8") == "resnet"
   assert zoo.family("alexnet") == "alexnet" and zoo.family("efficientnet_b3") == "efficientnet"
   assert zoo.native_input_size("resnet50") == 224
-  assert zoo.native_input_size("resnet20") == 32  # published entry's input_size
-  assert zoo.native_input_size("densenet_bc_100_12") == 32  # registered with 10 classes
+  assert zoo.native_input_size("resnet20") == 32  # registry metadata: CIFAR
+  assert zoo.native_input_size("densenet_bc_100_12") == 32
   assert zoo.native_input_size("efficientnet_b3") == 300  # Tan & Le 2019: B3 at 300x300
+  assert zoo.native_input_shape("simple_cnn") == (8, 8, 1)  # the digits, not a 10-class guess
   with pytest.raises(ValueError, match="Known models"):
     zoo.family("no_such_model")
 
@@ -46,12 +45,13 @@ def test_table_against_independent_counts():
   by_name = {r.name: r for r in rows}
   assert [r.name for r in rows] == ["simple_cnn_small", "resnet20", "mobilenet_v1_025"]
 
-  # simple_cnn_small at 32x32x3, by hand: 3x3x3x16 kernel (no bias) + BatchNorm scale and bias
-  # (2 x 16) + dense 16x10 + 10; MACs: 432 per position at 32x32 + 160 for the dense layer.
+  # simple_cnn_small at its default 8x8x1 (the digits), by hand: 3x3x1x16 kernel (no bias) +
+  # BatchNorm scale and bias (2 x 16) + dense 16x10 + 10; MACs: 144 per position at 8x8 + 160
+  # for the dense layer.
   small = by_name["simple_cnn_small"]
-  assert small.input_size == 32
-  assert small.params == 3 * 3 * 3 * 16 + 2 * 16 + 16 * 10 + 10
-  assert small.macs == 32 * 32 * 3 * 3 * 3 * 16 + 16 * 10
+  assert small.input_size == 8 and small.channels == 1
+  assert small.params == 3 * 3 * 1 * 16 + 2 * 16 + 16 * 10 + 10
+  assert small.macs == 8 * 8 * 3 * 3 * 1 * 16 + 16 * 10
   assert small.published_params is None and small.params_diff_pct is None
   assert small.params_match is None
 
@@ -76,6 +76,7 @@ def test_table_against_independent_counts():
   assert lines[0].startswith("| model | family | input | params (ours)")
   assert len(lines) == 2 + len(rows)
   assert "| resnet20 | resnet | 32 | " + f"{r20.params:,}" in text
+  assert "| simple_cnn_small | simple | 8x8x1 | 346 |" in text
 
 
 def test_other_resolution_drops_published_macs():
@@ -118,3 +119,21 @@ def test_plot_and_run_write_files(tmp_path):
   assert (tmp_path / "run" / "zoo_table.json").stat().st_size > 0
   assert out["max_abs_params_diff_pct"] == pytest.approx(abs(rows[1].params_diff_pct))
   assert math.isnan(out["max_abs_macs_diff_pct"])  # neither has published MACs at 32x32
+
+
+def _docs_row(name):
+  path = pathlib.Path(__file__).resolve().parents[2] / "docs" / "models.md"
+  for line in path.read_text().splitlines():
+    if line.startswith(f"| {name} |"):
+      return [c.strip() for c in line.strip().strip("|").split("|")]
+  raise AssertionError(f"{name} has no row in docs/models.md")
+
+
+@pytest.mark.parametrize("name", ["resnet20", "alexnet", "mobilenet_v1_025", "densenet_bc_100_12"])
+def test_rows_match_docs_table(name):
+  """The rows built from the registry metadata equal the published docs/models.md table (but for
+  the measured images/s column)."""
+  (row,) = zoo.table_rows(zoo.zoo_table([name]))
+  rate = zoo.HEADERS.index("train images/s")
+  expected = _docs_row(name)
+  assert list(row[:rate]) + list(row[rate + 1:]) == expected[:rate] + expected[rate + 1:]
