@@ -135,3 +135,78 @@ def test_blocks_use_conv_field():
   jax.eval_shape(lambda k: InvertedResidual(8, conv=CountingConv).init(k, x, train=False),
                  jax.random.key(0))
   assert len(calls) == 3  # expand, depthwise, project
+
+
+# --- Ops: the swappable choices resolved once -----------------------------------------------
+
+import zoo_checks as zc  # noqa: E402
+from jaxcnn import registry  # noqa: E402
+from jaxcnn.models import create_model  # noqa: E402
+from jaxcnn.nn import activations  # noqa: E402
+from jaxcnn.nn.layers import ConvBNAct, Ops, SqueezeExcite  # noqa: E402
+
+SMALL_MODELS = {  # one per family code path, cheap to trace
+    "resnet20": dict(stage_sizes=(1, 1, 1)),
+    "preact_resnet18": dict(stage_sizes=(1, 1)),
+    "seresnet50": dict(stage_sizes=(1, 1)),
+    "efficientnet_b0": dict(stages=((1, 3, 1, 16, 1), (6, 5, 2, 24, 1))),
+    "densenet_bc_100_12": dict(block_sizes=(2, 2)),
+    "googlenet": {},
+    "alexnet": dict(hidden_features=16),
+    "simple_cnn": {},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_MODELS))
+def test_dtype_reaches_every_layer_and_keeps_the_parameter_tree(name):
+  """``dtype`` is one field of OpsModule and one line of Ops.create, yet it reaches every
+  convolution, dense and normalization layer of every model (parameters stay float32)."""
+  shape = (1, 64, 64, 3)
+  fields = SMALL_MODELS[name]
+  base, _ = zc.trace(create_model(name, **fields), shape)
+  variables, calls = zc.trace(create_model(name, dtype=jnp.bfloat16, **fields), shape)
+  layers = [m for m in calls if isinstance(m, (nn.Conv, nn.Dense, nn.BatchNorm))]
+  assert len([m for m in layers if isinstance(m, nn.Conv)]) >= 3
+  assert all(m.dtype == jnp.bfloat16 for m in layers), sorted(
+      {type(m).__name__ for m in layers if m.dtype != jnp.bfloat16})
+  assert jax.tree.map(lambda a: (a.shape, a.dtype), variables) == jax.tree.map(
+      lambda a: (a.shape, a.dtype), base)
+  out = zc.output_shape(create_model(name, dtype=jnp.bfloat16, **fields), shape)
+  assert out.dtype == jnp.bfloat16
+
+
+def test_specs_are_parsed_once_per_model_not_per_layer(monkeypatch):
+  """Spec strings are resolved by the top module, once: a 56-layer ResNet parses no more specs
+  than an 8-layer one (one each for act, norm, kernel_init)."""
+  parsed = []
+  real = registry.parse_spec
+  monkeypatch.setattr(registry, "parse_spec", lambda s: parsed.append(s) or real(s))
+  x = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
+  counts = {}
+  for depth in (8, 56):
+    n = (depth - 2) // 6
+    model = create_model("resnet20", stage_sizes=(n, n, n), act="elu(alpha=0.5)",
+                         kernel_init="xavier_normal", norm="batch(momentum=0.99)")
+    parsed.clear()
+    jax.eval_shape(lambda k, x: model.init(k, x, train=False), jax.random.key(0), x)
+    counts[depth] = sorted(parsed)
+  assert counts[8] == counts[56] == sorted(
+      ["elu(alpha=0.5)", "xavier_normal", "batch(momentum=0.99)"])
+
+
+def test_ops_create_resolves_specs_and_blocks_take_ops():
+  ops = Ops.create(act="leaky_relu(negative_slope=0.2)", norm="none",
+                   kernel_init=nn.initializers.constant(0.5))
+  assert ops.act(jnp.asarray(-1.0)) == pytest.approx(-0.2)
+  x = jnp.ones((1, 4, 4, 2))
+  # A block given ops ignores its own choice fields; standalone it resolves them itself.
+  with_ops = ConvBNAct(3, (1, 1), ops=ops, act="relu", norm="batch")
+  variables = with_ops.init(jax.random.key(0), x, train=False)
+  assert "batch_stats" not in variables
+  np.testing.assert_allclose(variables["params"]["Conv_0"]["kernel"], 0.5)
+  np.testing.assert_allclose(with_ops.apply(variables, -x, train=False), -0.2 * 0.5 * 2)
+  standalone = ConvBNAct(3, (1, 1), act="elu")
+  assert "batch_stats" in standalone.init(jax.random.key(0), x, train=False)
+  se = SqueezeExcite(reduced_features=1, ops=ops)
+  assert se.init(jax.random.key(0), x)["params"]["Conv_0"]["kernel"].shape == (1, 1, 2, 1)
+  assert activations.get("identity") is Ops.create(act=None).act  # act=None: linear
