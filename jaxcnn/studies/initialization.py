@@ -391,7 +391,7 @@ def run(config, workdir: str) -> Results:
         deep[arch][init] = {"init": s0, "trained": after, "history": {**h, "seconds": seconds}}
         print(f"initialization: {arch:8s} {init_label(init):18s} act std {s0['act_std'][0]:.3g}"
               f" -> {s0['act_std'][-1]:.3g}, test acc {h['test_accuracy'][-1]:.3f} "
-              f"({len(names)} trained together in {seconds:.0f} s)", flush=True)
+              f"(population of {len(names)}: {seconds:.0f} s)", flush=True)
     deep[arch] = {init: deep[arch][init] for init in inits if init in deep[arch]}
   for when, png in (("init", "deep_at_init.png"), ("trained", "deep_after_training.png")):
     plots.plot_layer_stats(deep, when, os.path.join(workdir, png), dpi=dpi)
