@@ -1,6 +1,6 @@
 """Shared plumbing for the runnable studies: configs, run folders, markdown tables.
 
-Every study is a library function ``run(config, workdir) -> dict``, a config file
+Every study is a library function ``run(config, workdir) -> Results`` (a frozen dataclass), a config file
 ``experiments/configs/NAME.py`` whose ``get_config(arg=None)`` holds its quick setting (parsed with
 :func:`jaxcnn.train.config.config_args`) and a thin script ``experiments/NAME.py`` that calls
 ``study_main``. Scripts load their config through ml_collections' ``config_flags``, as
@@ -16,11 +16,21 @@ A notebook loads the same file by path and sets fields directly::
   results = study.run(config, common.new_workdir("NAME", quick=config.quick))
 
 ``JAXCNN_RUNS`` is the root folder of ``new_workdir`` (default ``runs``).
+
+A study writes its report with :class:`Report` and its numbers with :func:`save_results`::
+
+  report = common.Report("Architectures under one budget")
+  report.text("Data: ...").table(rows, headers, title="Results").figure("accuracy_vs_cost.png")
+  report.write(os.path.join(workdir, "architectures.md"))
+  common.save_results(results, workdir)            # results.json
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
+import math
 import os
 import pathlib
 import re
@@ -29,6 +39,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from absl import flags
 import ml_collections
+import numpy as np
 from ml_collections import config_flags
 
 from jaxcnn.train import cli as train_cli
@@ -111,6 +122,134 @@ def write_table(path: str, rows: Iterable[Sequence[Any]], headers: Sequence[str]
   return text
 
 
+class Report:
+  """A markdown report built piece by piece: ``# title``, then text, tables and figures in order.
+
+  Every method but :meth:`markdown` and :meth:`write` returns the report, so calls chain::
+
+    report = Report("Activation functions")
+    report.figure("activation_functions.png")
+    report.section("Training the same CNN with each activation").text(caption)
+    report.table(rows, headers).text("**Measured.** ...")
+    report.write(os.path.join(workdir, "activations.md"))
+
+  Tables are :func:`markdown_table` (``|`` escaped in cells, None as an empty cell, floats with
+  ``floatfmt``). Figures are linked by the path given, made relative to the report's folder
+  when it is absolute, so a report and its PNGs in one run folder read without Python.
+
+  Args:
+    title: the ``# title`` line.
+    floatfmt: the default float format of the tables.
+  """
+
+  def __init__(self, title: str, *, floatfmt: str = ".4g"):
+    self.title = str(title)
+    self.floatfmt = floatfmt
+    self._blocks: list[tuple[str, Any]] = []
+    self.figures: list[str] = []  # the figures' paths, as given, in order
+
+  def section(self, title: str, *, level: int = 2) -> "Report":
+    """A heading (``## title`` by default)."""
+    if not 2 <= int(level) <= 6:
+      raise ValueError(f"A section's level must be 2..6 (1 is the title), got {level}.")
+    self._blocks.append(("md", f"{'#' * int(level)} {title}"))
+    return self
+
+  def text(self, *paragraphs: str) -> "Report":
+    """One markdown paragraph per argument (empty ones are skipped)."""
+    self._blocks += [("md", str(p).strip("\n")) for p in paragraphs if str(p).strip()]
+    return self
+
+  def table(self, rows: Iterable[Sequence[Any]], headers: Sequence[str], *,
+            title: str | None = None, caption: str | None = None,
+            floatfmt: str | None = None) -> "Report":
+    """A :func:`markdown_table`, under an optional ``## title`` and caption paragraph."""
+    if title:
+      self.section(title)
+    if caption:
+      self.text(caption)
+    self._blocks.append(("md", markdown_table(rows, headers, floatfmt=floatfmt or self.floatfmt)))
+    return self
+
+  def code(self, text: str, language: str = "") -> "Report":
+    """A fenced code block."""
+    self._blocks.append(("md", f"```{language}\n{str(text).rstrip()}\n```"))
+    return self
+
+  def figure(self, path: str | os.PathLike[str], caption: str | None = None, *,
+             alt: str | None = None) -> "Report":
+    """An image link ``![alt](path)`` (alt: the file's stem), with ``caption`` as a paragraph
+    under it."""
+    path = os.fspath(path)
+    self.figures.append(path)
+    self._blocks.append(("figure", (path, alt or pathlib.Path(path).stem)))
+    if caption:
+      self.text(caption)
+    return self
+
+  def markdown(self, folder: str | os.PathLike[str] | None = None) -> str:
+    """The report's text; absolute figure paths are made relative to ``folder`` if given."""
+    out = [f"# {self.title}"]
+    for kind, value in self._blocks:
+      if kind == "figure":
+        path, alt = value
+        if folder is not None and os.path.isabs(path):
+          path = os.path.relpath(path, os.fspath(folder))
+        value = f"![{alt}]({pathlib.PurePath(path).as_posix()})"
+      out.append(value)
+    return "\n\n".join(out) + "\n"
+
+  def write(self, path: str | os.PathLike[str]) -> str:
+    """Writes the report to ``path`` (its folder created if needed); returns the path."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+      f.write(self.markdown(os.path.dirname(os.path.abspath(path))))
+    return path
+
+  def __str__(self) -> str:
+    return self.markdown()
+
+
+def jsonable(value: Any) -> Any:
+  """``value`` as JSON-able data: dataclasses as dicts, arrays (NumPy, JAX) and tuples as lists,
+  NumPy scalars as Python numbers, non-finite floats as None, paths as strings, dict keys as
+  strings."""
+  if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+  if isinstance(value, dict):
+    return {str(k): jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple, set, frozenset)):
+    return [jsonable(v) for v in value]
+  if isinstance(value, (bool, np.bool_)):
+    return bool(value)
+  if isinstance(value, (int, np.integer)):
+    return int(value)
+  if isinstance(value, (float, np.floating)):
+    return float(value) if math.isfinite(value) else None
+  if isinstance(value, os.PathLike):
+    return os.fspath(value)
+  if hasattr(value, "__array__") and hasattr(value, "shape"):  # NumPy and JAX arrays
+    array = np.asarray(value)
+    return jsonable(array.item() if array.ndim == 0 else array.tolist())
+  return value
+
+
+def save_results(results: Any, workdir: str | os.PathLike[str], name: str = "results.json") -> str:
+  """Writes ``results`` (a study's Results dataclass) as JSON into ``workdir``; returns the path.
+
+  A ``to_dict()`` method, if the results have one, says what goes in (e.g. leaving out trained
+  parameters); otherwise every field does, through :func:`jsonable`.
+  """
+  data = results.to_dict() if hasattr(results, "to_dict") else results
+  path = os.path.join(os.fspath(workdir), name)
+  os.makedirs(os.fspath(workdir), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(jsonable(data), f, indent=1, allow_nan=False)
+    f.write("\n")
+  return path
+
+
 _CONFIG_FLAG = re.compile(r"^--?config(=|$)")
 
 
@@ -132,7 +271,7 @@ def _config_argv(argv: list[str], default: str, quick: bool) -> list[str]:
   return argv
 
 
-def study_main(run_fn: Callable[[ml_collections.ConfigDict, str], dict],
+def study_main(run_fn: Callable[[ml_collections.ConfigDict, str], Any],
                default_config_path: str | os.PathLike[str],
                argv: Sequence[str] | None = None) -> int:
   """Command-line entry point of a study script; returns the exit code.
