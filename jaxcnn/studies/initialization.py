@@ -29,8 +29,9 @@ depth of ``stage_sizes``), initialized by
 For each (architecture, init) we record per layer the std of every activation and the norm of the
 loss gradient with respect to every weight kernel (:func:`jaxcnn.diagnostics.network_stats`), at
 initialization and after a short SGD run, and the test accuracy. The inits of one architecture
-train together as one :class:`jaxcnn.train.population.Population` whose initial variables are
-the init procedures' (Fixup, a different network, as its own).
+train through one :class:`jaxcnn.train.population.Population` (one compiled step) from the init
+procedures' variables (Fixup, a different network, has its own), one init at a time or all
+together as one vmapped population (``config.deep.together``).
 
 (c) Symmetry: with every weight equal (``constant(0.5)``) and zero biases, all units of a hidden
 layer compute the same value and receive the same gradient, so gradient descent keeps them equal
@@ -144,33 +145,41 @@ def init_network(arch: str, init: str, key: jax.Array, batch: jax.Array,
 
 def train_inits(model: nn.Module, variables: Sequence[Any], source: Any, *, preprocess: Any,
                 learning_rate: float, momentum: float, batch_size: int, num_epochs: int,
-                seed: int = 0, labels: Sequence[str] | None = None
-                ) -> tuple[list[Any], list[dict[str, Any]], float]:
-  """Trains ``model`` from each of ``variables`` (one per init) as one :class:`Population`.
+                seed: int = 0, together: bool = False, labels: Sequence[str] | None = None
+                ) -> tuple[list[Any], list[dict[str, Any]]]:
+  """Trains ``model`` from each of ``variables`` (one per init) with one :class:`Population`.
 
   SGD with momentum at a constant rate, no weight decay; every model sees the same batches (one
   seed); a loss that becomes NaN/inf is recorded, not raised. Evaluates the ``test`` split after
-  every epoch. The step loop is Python (:meth:`Population.steps`): on XLA:CPU a ``lax.scan``
-  over the same conv-net step ran 10x slower (measured).
+  every epoch. ``together``: all inits as one population of ``len(variables)`` models (one
+  vmapped step: for accelerators); otherwise one model at a time through the same population,
+  so the step still compiles once (on XLA:CPU six vmapped 20-layer conv nets ran 3.7x slower
+  than six runs of one; measured). The step loop is Python (:meth:`Population.steps`): on
+  XLA:CPU a ``lax.scan`` over the same conv-net step ran 10x slower (measured).
 
   Returns:
-    The trained variables and a history per init (``loss`` per step, ``test_accuracy`` per
-    epoch), and the population's wall time in seconds (compilation included).
+    The trained variables and a history per init: ``loss`` per step, ``test_accuracy`` per
+    epoch, ``seconds`` (its population's wall time, compilation included).
   """
   tx = optax.sgd(learning_rate, momentum=momentum or None)
-  pop = Population(model, tx, num_models=len(variables), preprocess=preprocess)
-  stacked = jax.tree.map(lambda *v: jnp.stack(v), *[{"params": v["params"]} for v in variables])
-  state, data_keys = pop.init([seed] * len(variables), source.input_shape, variables=stacked)
+  groups = [list(range(len(variables)))] if together else [[m] for m in range(len(variables))]
+  pop = Population(model, tx, num_models=len(groups[0]), preprocess=preprocess)
   steps_per_epoch = source.steps_per_epoch(batch_size)
-  state, hist = pop.train(state, data_keys, source, num_steps=num_epochs * steps_per_epoch,
-                          batch_size=batch_size, eval_every=steps_per_epoch,
-                          eval_splits=("test",), labels=labels, stop_on_nonfinite=False)
-  params = jax.device_get(state.params)
-  trained = [{**v, "params": jax.tree.map(lambda a, m=m: a[m], params)}
-             for m, v in enumerate(variables)]
-  histories = [{"loss": hist["train_loss"][:, m], "test_accuracy": hist["test_accuracy"][:, m]}
-               for m in range(len(variables))]
-  return trained, histories, float(hist["seconds"])
+  trained, histories = [None] * len(variables), [None] * len(variables)
+  for group in groups:
+    stacked = jax.tree.map(lambda *v: jnp.stack(v), *[{"params": variables[m]["params"]}
+                                                       for m in group])
+    state, data_keys = pop.init([seed] * len(group), source.input_shape, variables=stacked)
+    state, hist = pop.train(state, data_keys, source, num_steps=num_epochs * steps_per_epoch,
+                            batch_size=batch_size, eval_every=steps_per_epoch,
+                            eval_splits=("test",), stop_on_nonfinite=False,
+                            labels=None if labels is None else [labels[m] for m in group])
+    params = jax.device_get(state.params)
+    for i, m in enumerate(group):
+      trained[m] = {**variables[m], "params": jax.tree.map(lambda a, i=i: a[i], params)}
+      histories[m] = {"loss": hist["train_loss"][:, i], "test_accuracy": hist["test_accuracy"][:, i],
+                      "seconds": float(hist["seconds"])}
+  return trained, histories
 
 
 # ----------------------------------------------------------------------------------------------
@@ -382,16 +391,16 @@ def run(config, workdir: str) -> Results:
         _, v = init_network(arch, init, key, probe_x, **arch_kwargs)
         variables.append(v)
         at_init.append(network_stats(canonical, v, probe_x, probe_y))
-      trained, histories, seconds = train_inits(
+      trained, histories = train_inits(
           canonical, variables, source, preprocess=pre, learning_rate=d.learning_rate,
           momentum=d.momentum, batch_size=d.batch_size, num_epochs=num_epochs, seed=config.seed,
-          labels=[init_label(i) for i in names])
+          together=d.together, labels=[init_label(i) for i in names])
       for init, s0, v, h in zip(names, at_init, trained, histories):
         after = network_stats(canonical, v, probe_x, probe_y)
-        deep[arch][init] = {"init": s0, "trained": after, "history": {**h, "seconds": seconds}}
+        deep[arch][init] = {"init": s0, "trained": after, "history": h}
         print(f"initialization: {arch:8s} {init_label(init):18s} act std {s0['act_std'][0]:.3g}"
               f" -> {s0['act_std'][-1]:.3g}, test acc {h['test_accuracy'][-1]:.3f} "
-              f"(population of {len(names)}: {seconds:.0f} s)", flush=True)
+              f"({h['seconds']:.0f} s)", flush=True)
     deep[arch] = {init: deep[arch][init] for init in inits if init in deep[arch]}
   for when, png in (("init", "deep_at_init.png"), ("trained", "deep_after_training.png")):
     plots.plot_layer_stats(deep, when, os.path.join(workdir, png), dpi=dpi)
@@ -434,8 +443,9 @@ def run(config, workdir: str) -> Results:
       f"no BatchNorm (Fixup: its Fixup version). Statistics on {config.stats_batch} training "
       f"images; grad norm is ||dL/dW||, the L2 norm of the loss gradient w.r.t. a layer's kernel. Training: "
       f"SGD, momentum {d.momentum}, constant learning rate {d.learning_rate}, batch "
-      f"{d.batch_size}, {num_epochs} epoch(s), the same batches for every init (the inits of "
-      "one network trained together as one population, jaxcnn.train.population). 'loss' is the "
+      f"{d.batch_size}, {num_epochs} epoch(s), the same batches for every init (one "
+      "jaxcnn.train.population.Population per network"
+      + (", its inits trained together" if d.together else "") + "). 'loss' is the "
       "mean training loss over the last 10% of steps.\n",
       common.markdown_table(
           [_deep_row(a, i, r) for a, v in deep.items() for i, r in v.items()],

@@ -159,16 +159,18 @@ def test_an_init_trained_in_the_population_equals_its_one_model_run():
   variables = [initialization.init_network("plain", init, KEY, x, **kw)[1]
                for init in ("normal(stddev=0.01)", "lsuv")]
   train = dict(preprocess=pre, learning_rate=0.02, momentum=0.9, batch_size=32, num_epochs=2)
-  both, hist, _ = initialization.train_inits(model, variables, source, **train)
-  one, one_hist, _ = initialization.train_inits(model, variables[1:], source, **train)
+  both, hist = initialization.train_inits(model, variables, source, together=True, **train)
+  one, one_hist = initialization.train_inits(model, variables, source, together=False, **train)
   assert hist[1]["loss"].shape == (6,) and hist[1]["test_accuracy"].shape == (2,)
-  for a, b in zip(jax.tree.leaves(both[1]["params"]), jax.tree.leaves(one[0]["params"])):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
-  np.testing.assert_allclose(hist[1]["loss"], one_hist[0]["loss"], rtol=1e-5)
-  # Training moved the weights away from the init.
+  for m in range(2):  # model m of the population equals its own one-model run
+    for a, b in zip(jax.tree.leaves(both[m]["params"]), jax.tree.leaves(one[m]["params"])):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(hist[m]["loss"], one_hist[m]["loss"], rtol=1e-5)
+    np.testing.assert_allclose(hist[m]["test_accuracy"], one_hist[m]["test_accuracy"])
+  # Training moved the weights away from the init, and the two inits train differently.
   moved = [np.max(np.abs(np.asarray(a) - np.asarray(b))) for a, b in
-           zip(jax.tree.leaves(one[0]["params"]), jax.tree.leaves(variables[1]["params"]))]
-  assert max(moved) > 1e-4
+           zip(jax.tree.leaves(one[1]["params"]), jax.tree.leaves(variables[1]["params"]))]
+  assert max(moved) > 1e-4 and not np.allclose(one_hist[0]["loss"], one_hist[1]["loss"])
 
 
 # ----------------------------------------------------------------------------------------------
