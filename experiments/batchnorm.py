@@ -6,9 +6,9 @@
 --quick (or the config argument ``:quick``) is the CI-sized setting of the config file;
 --config.key=value overrides are applied after it.
 
-Writes batchnorm.md (constancy metrics at init, the training table), histograms.png,
-constancy.png, predictions.png, training_accuracy.png and training_loss.png to runs/batchnorm/
-(runs/batchnorm_quick/ with --quick).
+Writes batchnorm.md (constancy metrics at init, the training table), results.json,
+histograms.png, constancy.png, predictions.png, training_accuracy.png and training_loss.png to
+runs/batchnorm/ (runs/batchnorm_quick/ with --quick).
 """
 
 import os
