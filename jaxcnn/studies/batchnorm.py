@@ -279,7 +279,8 @@ def finite_by_epoch(step_losses: Any, eval_losses: Any, steps_per_epoch: int) ->
 
 
 def _concentration_fn(model: nn.Module, transform: Any):
-  """``fn(state, images) -> (M,)`` argmax concentration of each model's eval-mode predictions."""
+  """``fn(params, batch_stats, images) -> (M,)``: the argmax concentration of each stacked
+  model's eval-mode predictions on the preprocessed ``images`` (one compiled pass)."""
 
   @jax.jit
   def fn(params, batch_stats, images):
