@@ -7,6 +7,8 @@ copy, re-encoded as JPEG) for the same number of optimizer steps with the same r
 8x8 digits, two tiny networks, a few steps.
 """
 
+import os
+
 import ml_collections
 
 from jaxcnn.train.config import config_args
@@ -17,10 +19,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.quick = arg.quick  # records the setting (run folder NAME_quick); set it through arg
   config.dataset = "cifar10"
-  config.data_dir = "../shared/data/cifar10"  # relative paths are resolved against the repo root
+  # The shared-data copy next to the repository (../shared/data/cifar10), as an absolute path.
+  config.data_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                                 "shared", "data", "cifar10")
   config.num_train = 1_600  # random subsets (seed) of the train and test splits
   config.num_test = 1_000
-  config.seed = 0
+  config.seed = 0  # of the subsets and of the first model (model m of an architecture: seed + m)
+  config.num_seeds = 1  # models of each architecture trained at once (one population)
   # (label, jaxcnn.models spec), trained with num_classes from the data. AlexNet is left out: it
   # needs inputs of at least 63x63 (its 11x11/4 stem and three 3x3/2 pools).
   config.models = (
@@ -52,7 +57,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data_dir = ""
     config.num_train = 512
     config.num_test = 179  # the whole digits test split
-    # Two tiny networks: each fit() costs 5-15 s of CPU in initialization and compilation alone,
+    # Two tiny networks: each costs 5-15 s of CPU in initialization and compilation alone,
     # and the quick run must stay near 25 s of CPU. A third family that takes 8x8 inputs:
     # ("DenseNet-BC-10-12", "densenet_bc_100_12(block_sizes=(1, 1, 1))") (about +18 s).
     config.models = (

@@ -1,13 +1,21 @@
 """Architectures under one budget: accuracy against multiply-adds and parameters (CIFAR scale).
 
 One representative of each family of the zoo that accepts 32x32 images is trained on the same
-CIFAR-10 subset with the same recipe for the same number of optimizer steps, through the engine
-(:func:`jaxcnn.train.loop.fit` on in-memory data). Its test accuracy is then set against its
-multiply-adds per image and its parameters (:func:`jaxcnn.models.flops`,
+CIFAR-10 subset with the same recipe for the same number of optimizer steps: the data go to the
+device once (one :class:`jaxcnn.data.sources.InMemory` shared by every architecture) and each
+architecture is a population of ``config.num_seeds`` models
+(:class:`jaxcnn.train.population.Population`) trained with the optax chain and schedule that
+:func:`jaxcnn.train.loop.fit` builds from :func:`train_config`. Its test accuracy is then set
+against its multiply-adds per image and its parameters (:func:`jaxcnn.models.flops`,
 :func:`jaxcnn.models.count_params`), the chart of Canziani et al. 2017 (ImageNet top-1 against
 operations, bubble size = parameters), here at CIFAR scale and limited by the training budget,
 not by the architectures. The measured training throughput is set against the multiply-adds too:
 Canziani et al. found operations a good predictor of inference time on a GPU.
+
+:func:`run` composes :func:`load_data`, :func:`train_one` (one population per architecture) and
+:func:`log_correlation`; it returns a :class:`Results`, draws with
+:mod:`jaxcnn.studies.architectures_plots` and writes its report with
+:class:`jaxcnn.studies.common.Report`.
 
 References: Canziani, Paszke & Culurciello 2017, "An Analysis of Deep Neural Network Models for
 Practical Applications"; the papers of each family (see ``jaxcnn.models``).
@@ -16,31 +24,41 @@ Practical Applications"; the papers of each family (see ``jaxcnn.models``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
 from typing import Any, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn.studies import common, zoo
+from jaxcnn.data import preprocessing, sources
+from jaxcnn.models import count_params, create_model, flops, model_info
+from jaxcnn.studies import architectures_plots as plots
+from jaxcnn.studies import common
+from jaxcnn.train.optim import make_optimizer, make_schedule
+from jaxcnn.train.population import Population
 
 
 @dataclasses.dataclass(frozen=True)
 class ArchResult:
-  """One trained architecture.
+  """One trained architecture (``seeds`` models of it, trained at once).
 
   Attributes:
     label: the name shown in tables and plots.
     spec: the model spec given to ``jaxcnn.models.create_model``.
-    family: the ``jaxcnn.models`` module defining it.
+    family: its family (registry metadata, :func:`jaxcnn.models.model_info`).
     params: trainable parameters (``num_classes`` outputs).
     macs: multiply-accumulates per image at the training resolution.
-    test_accuracy, train_accuracy: after the last epoch (train: mean over the last epoch's steps).
+    test_accuracy: on the test subset after the last step (mean over seeds).
+    train_accuracy: mean minibatch accuracy over the last epoch's steps (mean over seeds).
     steps: optimizer steps taken.
-    images_per_s: the engine's training throughput (median over epochs, compile excluded).
-    compile_s, wall_s: compile time of the train step and the whole fit.
+    images_per_s: training throughput (images of all seeds per second, compilation excluded).
+    compile_s: compile time of the train step.
+    wall_s: the whole architecture: initialization, compilation, training and the test.
+    seeds: models trained at once (seeds ``config.seed ..``).
+    test_accuracy_std: the spread over seeds (0 for one seed).
   """
 
   label: str
@@ -54,54 +72,47 @@ class ArchResult:
   images_per_s: float
   compile_s: float
   wall_s: float
+  seeds: int = 1
+  test_accuracy_std: float = 0.0
 
 
 HEADERS = ("model", "spec", "family", "params", "MACs / image", "test acc", "train acc",
-           "steps", "train images/s", "compile s", "fit s")
+           "steps", "train images/s", "compile s", "wall s")
 
 
 def load_data(config) -> dict[str, dict[str, np.ndarray]]:
-  """Random train and test subsets: ``{"train": {"image", "label"}, "test": ...}`` (uint8, int32).
+  """Random train and test subsets (:func:`jaxcnn.data.sources.subsets`, seed ``config.seed``):
+  ``{"train": {"image", "label"}, "test": ...}`` (uint8, int32).
 
-  ``config.dataset`` from ``config.data_dir`` (relative paths resolved against the repository
-  root); the quick setting uses the offline digits (8x8x1).
+  ``config.dataset`` from ``config.data_dir`` (an absolute path in the config file; "" for the
+  offline digits of the quick setting).
   """
-  from jaxcnn.data import datasets  # pylint: disable=g-import-not-at-top
-
-  name, data_dir, sizes = config.dataset, config.data_dir, (config.num_train, config.num_test)
-  if name == "digits":
-    data_dir = None
-  elif data_dir and not os.path.isabs(data_dir):
-    data_dir = str(common.REPO_ROOT / data_dir)
-  out = {}
-  for split, size in zip(("train", "test"), sizes):
-    d = datasets.load(name, split, data_dir=data_dir or None)
-    order = np.random.default_rng(config.seed).permutation(len(d["label"]))[:size]
-    out[split] = {"image": np.asarray(d["image"])[order], "label": np.asarray(d["label"])[order].astype(np.int32)}
-  return out
+  return sources.subsets(config.dataset, {"train": config.num_train, "test": config.num_test},
+                         seed=config.seed, data_dir=config.data_dir or None)
 
 
-def model_costs(spec: str, input_shape: Sequence[int], num_classes: int) -> tuple[int, float]:
+def model_costs(spec: str, input_shape: Sequence[int] | None = None,
+                num_classes: int = 10) -> tuple[int, float]:
   """(trainable parameters, multiply-adds per image) of ``create_model(spec, num_classes=...)``
-  on NHWC ``input_shape`` images (batch dimension included); nothing is compiled."""
-  from jaxcnn.models import count_params, create_model, flops  # pylint: disable=g-import-not-at-top
-
+  on NHWC ``input_shape`` images (batch dimension included; default: one image of the
+  registry's ``input_size``); nothing is compiled."""
+  if input_shape is None:
+    input_shape = (1, *model_info(spec).input_size)
   model = create_model(spec, num_classes=num_classes)
-  return count_params(model, input_shape), flops(model, input_shape)
+  return count_params(model, tuple(input_shape)), flops(model, tuple(input_shape))
 
 
 def family(spec: str) -> str:
-  """The ``jaxcnn.models`` module that defines the model of ``spec``."""
-  from jaxcnn.registry import parse_spec  # pylint: disable=g-import-not-at-top
-
-  return zoo.family(parse_spec(spec)[0])
+  """The family of the model of ``spec`` (registry metadata, e.g. ``"resnet"``)."""
+  return model_info(spec).family
 
 
 def train_config(config, spec: str):
   """The engine config (``jaxcnn.train.config``) for one model: the study's shared recipe.
 
   ``config.model`` holds only the name, so every model keeps its own activation, normalization
-  and initialization.
+  and initialization. :func:`make_population` builds what :func:`jaxcnn.train.loop.fit` would
+  build from it.
   """
   import ml_collections  # pylint: disable=g-import-not-at-top
 
@@ -123,108 +134,74 @@ def train_config(config, spec: str):
   t.schedule.name = "cosine"
   t.schedule.warmup_epochs = float(config.warmup_epochs)
   t.seed = int(config.seed)
+  t.num_models = int(config.get("num_seeds", 1))
   t.log_every_steps = 10_000  # only at epoch ends: no extra host syncs
   t.progress_bar = False
   return t
 
 
-def train_one(config, label: str, spec: str, data: dict[str, dict[str, np.ndarray]],
-              workdir: str) -> ArchResult:
-  """Trains one model with :func:`train_config` on ``data``; its run folder is ``workdir``."""
-  from jaxcnn.train.loop import fit  # pylint: disable=g-import-not-at-top
+def budget_steps(config, num_train: int) -> tuple[int, int]:
+  """``(steps_per_epoch, total steps)`` of the budget: ``config.steps_per_epoch`` (0: one pass
+  over ``num_train`` images at ``config.batch_size``) times ``config.num_epochs``."""
+  full = int(num_train) // int(config.batch_size)
+  if full < 1:
+    raise ValueError(f"batch_size={config.batch_size} exceeds the {num_train} training images.")
+  per_epoch = int(config.steps_per_epoch) or full
+  if per_epoch > full:
+    raise ValueError(f"steps_per_epoch={per_epoch} exceeds one pass over the {num_train} "
+                     f"training images ({full} steps).")
+  return per_epoch, per_epoch * int(config.num_epochs)
 
-  num_classes = int(max(s["label"].max() for s in data.values()) + 1)
-  params, macs = model_costs(spec, (1, *data["train"]["image"].shape[1:]), num_classes)
-  res = fit(train_config(config, spec), workdir, data=data)
+
+def make_population(config, spec: str, *, num_classes: int, transform: Any,
+                    num_train: int) -> Population:
+  """The population of one architecture: ``config.num_seeds`` models of ``spec`` with the optax
+  chain, schedule, augmentation and dtype that ``fit(train_config(config, spec))`` uses."""
+  t = train_config(config, spec)
+  steps_per_epoch, _ = budget_steps(config, num_train)
+  schedule = make_schedule(t.schedule, learning_rate=1.0, steps_per_epoch=steps_per_epoch,
+                           num_epochs=int(t.num_epochs))
+  tx = make_optimizer(t.optimizer, t.optimizer.learning_rate, schedule=schedule)
+  augment = None
+  if t.augment:
+    from jaxcnn.data.augment import make_augment  # pylint: disable=g-import-not-at-top
+    augment = make_augment(tuple(t.augment))
+  model = create_model(spec, num_classes=num_classes)
+  return Population(model, tx, num_models=int(t.num_models), label_smoothing=t.label_smoothing,
+                    augment=augment, preprocess=transform, compute_dtype=jnp.dtype(t.dtype),
+                    ema_decay=t.ema_decay)
+
+
+def train_one(config, label: str, spec: str, source: sources.InMemory,
+              transform: Any) -> ArchResult:
+  """Trains ``config.num_seeds`` models of ``spec`` (:func:`make_population`) on ``source``
+  for the budget (:func:`budget_steps`) and tests them on its ``test`` split.
+
+  The step budget runs through :meth:`Population.train`, whose epochs are full passes over the
+  training split: with ``num_epochs == 1`` or ``steps_per_epoch == 0`` (both settings of the
+  config file) every model sees the batches that ``fit`` would show it.
+  """
+  t0 = time.perf_counter()
+  num_classes = source.max_label + 1
+  params, macs = model_costs(spec, (1, *source.input_shape), num_classes)
+  steps_per_epoch, num_steps = budget_steps(config, source.num_train)
+  pop = make_population(config, spec, num_classes=num_classes, transform=transform,
+                        num_train=source.num_train)
+  seeds = [int(config.seed) + m for m in range(pop.num_models)]
+  state, data_keys = pop.init(seeds, source.input_shape)
+  state, history = pop.train(state, data_keys, source, num_steps=num_steps,
+                             batch_size=int(config.batch_size), eval_splits=(),
+                             labels=[f"{label}, seed {s}" for s in seeds])
+  train_s = float(history["seconds"]) - float(history["compile_time_s"])
+  test = pop.evaluate(state, source, "test")["accuracy"]
+  train_acc = history["train_accuracy"][-steps_per_epoch:].mean(axis=0)
   return ArchResult(label=label, spec=spec, family=family(spec), params=params, macs=macs,
-                    test_accuracy=float(res["test_accuracy"]),
-                    train_accuracy=float(res["train_accuracy"]), steps=int(res["steps"]),
-                    images_per_s=float(res["images_per_s"]), compile_s=float(res["compile_time_s"]),
-                    wall_s=float(res["wall_time_s"]))
-
-
-def _family_colors(results: Sequence[ArchResult]) -> dict[str, str]:
-  return {f: f"C{i % 10}" for i, f in enumerate(sorted({r.family for r in results}))}
-
-
-def bubble_sizes(params: Sequence[float], *, smallest: float = 30.0,
-                 largest: float = 900.0) -> np.ndarray:
-  """Marker areas (points^2) proportional to ``params``, clipped to ``[smallest, largest]``; the
-  largest model gets ``largest``."""
-  params = np.asarray(params, np.float64)
-  if params.size == 0 or np.any(params <= 0):
-    raise ValueError(f"bubble_sizes needs positive parameter counts, got {params.tolist()}.")
-  return np.clip(largest * params / params.max(), smallest, largest)
-
-
-def plot_accuracy_vs_cost(results: Sequence[ArchResult], path: str | None = None, *,
-                          title: str | None = None, chance: float | None = None):
-  """Two panels: test accuracy against multiply-adds (bubble area = parameters) and against
-  parameters, log x axes, one colour per family. Returns the Figure; saves a PNG to ``path``."""
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-
-  if not results:
-    raise ValueError("plot_accuracy_vs_cost needs at least one result.")
-  colors = _family_colors(results)
-  sizes = bubble_sizes([r.params for r in results])
-  fig = Figure(figsize=(11, 4.6), layout="constrained")
-  axes = fig.subplots(1, 2)
-  for ax, key, xlabel in ((axes[0], "macs", "multiply-adds per image"),
-                          (axes[1], "params", "trainable parameters")):
-    for r, s in zip(results, sizes):
-      ax.scatter([getattr(r, key)], [100 * r.test_accuracy], s=s if key == "macs" else 40,
-                 color=colors[r.family], alpha=0.55 if key == "macs" else 0.9,
-                 edgecolors="0.2", lw=0.6, zorder=3)
-    ax.set_xscale("log")
-    zoo.place_labels(ax, [(r.label, getattr(r, key), 100 * r.test_accuracy, "0.1")
-                          for r in results], fontsize=7)
-    if chance is not None:
-      ax.axhline(100 * chance, color="0.6", ls=":", lw=1, label="chance")
-      ax.legend(fontsize="x-small", loc="lower right")
-    ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("test accuracy (%)")
-    ax.grid(True, ls=":", lw=0.6)
-    lo, hi = ax.get_xlim()
-    ax.set_xlim(lo / 1.5, hi * 2.5)  # room for the labels
-  axes[0].set_title("accuracy vs operations (bubble area ~ parameters)", fontsize="medium")
-  axes[1].set_title("accuracy vs parameters", fontsize="medium")
-  if title:
-    fig.suptitle(title, fontsize="medium")
-  if path:
-    fig.savefig(path, format="png", dpi=100)
-  return fig
-
-
-def plot_time_vs_macs(results: Sequence[ArchResult], path: str | None = None, *,
-                      title: str | None = None):
-  """Training time per image (1 / images/s) against multiply-adds per image, log-log, with the
-  least-squares line of slope 1 (time proportional to operations). Returns the Figure."""
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-
-  if not results:
-    raise ValueError("plot_time_vs_macs needs at least one result.")
-  colors = _family_colors(results)
-  fig = Figure(figsize=(6.2, 4.6), layout="constrained")
-  ax = fig.add_subplot()
-  macs = np.array([r.macs for r in results])
-  ms = np.array([1e3 / r.images_per_s for r in results])
-  for r, x, y in zip(results, macs, ms):
-    ax.scatter([x], [y], s=40, color=colors[r.family], edgecolors="0.2", lw=0.6, zorder=3)
-  offset = float(np.mean(np.log(ms) - np.log(macs)))  # log t = log MACs + c
-  grid = np.geomspace(macs.min() / 1.5, macs.max() * 1.5, 20)
-  ax.plot(grid, np.exp(offset) * grid, "k--", lw=1, label="time proportional to MACs (fit)")
-  ax.set_xscale("log")
-  ax.set_yscale("log")
-  zoo.place_labels(ax, [(r.label, x, y, "0.1") for r, x, y in zip(results, macs, ms)], fontsize=7)
-  ax.set_xlabel("multiply-adds per image")
-  ax.set_ylabel("training time per image (ms)")
-  ax.grid(True, which="major", ls=":", lw=0.6)
-  ax.legend(fontsize="x-small")
-  ax.set_title(title or "Do operations predict time?", fontsize="medium")
-  if path:
-    fig.savefig(path, format="png", dpi=100)
-  return fig
+                    test_accuracy=float(test.mean()), train_accuracy=float(train_acc.mean()),
+                    steps=num_steps,
+                    images_per_s=num_steps * int(config.batch_size) * pop.num_models / train_s,
+                    compile_s=float(history["compile_time_s"]),
+                    wall_s=time.perf_counter() - t0, seeds=pop.num_models,
+                    test_accuracy_std=float(test.std()))
 
 
 def log_correlation(x: Sequence[float], y: Sequence[float]) -> float:
@@ -239,22 +216,53 @@ def _millions(value: float) -> str:
   return f"{value / 1e6:.3g}M"
 
 
+def _accuracy(mean: float, std: float, seeds: int) -> str:
+  return f"{100 * mean:.1f}%" + (f" ± {100 * std:.1f}" if seeds > 1 else "")
+
+
 def table_rows(results: Sequence[ArchResult]) -> list[tuple[Any, ...]]:
   """The cells of :data:`HEADERS` for each result."""
   return [(r.label, f"`{r.spec}`", r.family, f"{r.params:,}", _millions(r.macs),
-           f"{100 * r.test_accuracy:.1f}%", f"{100 * r.train_accuracy:.1f}%", r.steps,
-           f"{r.images_per_s:,.0f}", f"{r.compile_s:.1f}", f"{r.wall_s:.0f}") for r in results]
+           _accuracy(r.test_accuracy, r.test_accuracy_std, r.seeds),
+           f"{100 * r.train_accuracy:.1f}%", r.steps, f"{r.images_per_s:,.0f}",
+           f"{r.compile_s:.1f}", f"{r.wall_s:.0f}") for r in results]
 
 
-def run(config, workdir: str) -> dict[str, Any]:
-  """Trains every model of ``config.models`` under the
-  same budget; writes ``architectures.md`` (table), ``accuracy_vs_cost.png`` and
-  ``time_vs_macs.png`` (and ``architectures.json``) to ``workdir`` and one engine run folder per model under
-  ``workdir/runs/``.
+@dataclasses.dataclass(frozen=True)
+class Results:
+  """What the report shows.
 
-  Returns ``{"results": [ArchResult], "data": {...}, "corr_time_macs": float, "table": path,
-  "figures": [...]}``.
+  Attributes:
+    models: one :class:`ArchResult` per entry of ``config.models``, in order.
+    num_train, num_test, image_shape: the data (``image_shape`` is ``(H, W, C)``).
+    budget: the budget in words; device: ``jax.devices()[0].device_kind``.
+    corr_time_macs, corr_accuracy_macs: :func:`log_correlation` of the time per image and of
+      the test accuracy with the multiply-adds (NaN for fewer than 3 models).
+    table: the report's path; figures: the figures' file names (in the run folder).
+    seconds: the study's wall time.
   """
+
+  models: tuple[ArchResult, ...]
+  num_train: int
+  num_test: int
+  image_shape: tuple[int, int, int]
+  budget: str
+  device: str
+  corr_time_macs: float
+  corr_accuracy_macs: float
+  table: str
+  figures: tuple[str, ...]
+  seconds: float
+
+  def to_dict(self) -> dict[str, Any]:
+    """JSON-able (:func:`jaxcnn.studies.common.jsonable`)."""
+    return common.jsonable(self)
+
+
+def run(config, workdir: str) -> Results:
+  """Trains every model of ``config.models`` under the same budget, on one device-resident
+  source; writes ``architectures.md`` (the report), ``results.json``, ``accuracy_vs_cost.png``
+  and ``time_vs_macs.png`` to ``workdir``."""
   t0 = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
   models = [tuple(m) for m in config.models]
@@ -263,59 +271,64 @@ def run(config, workdir: str) -> dict[str, Any]:
       raise ValueError(f"Each entry of config.models must be (label, spec), got {m!r}.")
   data = load_data(config)
   shape = data["train"]["image"].shape
-  source = ("digits (8x8, offline)" if config.dataset == "digits" else
-            f"{config.dataset} ({config.data_dir})")
+  num_test = len(data["test"]["label"])
+  transform = preprocessing.fit(config.preprocessing, data["train"]["image"])
+  source = sources.InMemory(data, eval_batch_size=int(config.eval_batch_size))
+  where = ("digits (8x8, offline)" if config.dataset == "digits" else
+           f"{config.dataset} ({config.data_dir})")
   print(f"architectures: {len(models)} models on {shape[0]} training images {shape[1:]} of "
-        f"{source}", flush=True)
+        f"{where}", flush=True)
   results = []
   for label, spec in models:
-    r = train_one(config, label, spec, data, os.path.join(workdir, "runs", label))
+    r = train_one(config, label, spec, source, transform)
     print(f"  {label}: test accuracy {r.test_accuracy:.3f}, {r.params:,} params, "
-          f"{_millions(r.macs)} MACs, {r.images_per_s:.0f} images/s, fit {r.wall_s:.0f} s",
+          f"{_millions(r.macs)} MACs, {r.images_per_s:.0f} images/s, {r.wall_s:.0f} s",
           flush=True)
     results.append(r)
-  num_classes = int(data["train"]["label"].max() + 1)
+  num_classes = source.max_label + 1
   steps = results[0].steps if results else 0
+  seen = steps * int(config.batch_size)
   budget = (f"{steps} optimizer steps of batch {config.batch_size} "
-            f"({steps * int(config.batch_size):,} images seen, "
-            f"{steps * int(config.batch_size) / shape[0]:.1f} epochs of {shape[0]:,} images)")
+            f"({seen:,} images seen, {seen / shape[0]:.1f} epochs of {shape[0]:,} images)")
   title = (f"{'digits (quick)' if config.dataset == 'digits' else 'CIFAR-10 subset'}, "
-           f"{shape[1]}x{shape[2]}, "
-           f"same budget: {steps} steps of batch {config.batch_size}")
-  figures = ["accuracy_vs_cost.png", "time_vs_macs.png"]
-  plot_accuracy_vs_cost(results, os.path.join(workdir, figures[0]), title=title,
-                        chance=1.0 / num_classes)
-  plot_time_vs_macs(results, os.path.join(workdir, figures[1]),
-                    title=f"Training time vs operations ({device_kind()})")
+           f"{shape[1]}x{shape[2]}, same budget: {steps} steps of batch {config.batch_size}")
+  device = device_kind()
+  figures = ("accuracy_vs_cost.png", "time_vs_macs.png")
+  plots.plot_accuracy_vs_cost(results, os.path.join(workdir, figures[0]), title=title,
+                              chance=1.0 / num_classes)
+  plots.plot_time_vs_macs(results, os.path.join(workdir, figures[1]),
+                          title=f"Training time vs operations ({device})")
   corr = log_correlation([r.macs for r in results], [1.0 / r.images_per_s for r in results])
   corr_acc = log_correlation([r.macs for r in results], [r.test_accuracy for r in results])
-  with open(os.path.join(workdir, "architectures.json"), "w") as f:
-    json.dump({"device": device_kind(), "budget": budget,
-               "results": [dataclasses.asdict(r) for r in results]}, f, indent=1)
-  table = os.path.join(workdir, "architectures.md")
-  with open(table, "w") as f:
-    f.write("# Architectures under one budget\n\n"
-            f"Data: {source}, {shape[0]:,} training and {len(data['test']['label']):,} test "
-            f"images of {shape[1]}x{shape[2]}x{shape[3]}. Budget: {budget}, the same for every "
-            f"model. Recipe: {config.optimizer} (lr {config.learning_rate}, cosine, "
-            f"{config.warmup_epochs} warm-up epochs, weight decay {config.weight_decay}), "
-            f"preprocessing `{config.preprocessing}`, augmentation "
-            f"{tuple(config.augment)}. "
-            f"MACs: multiply-adds per {shape[1]}x{shape[2]} image. Device: {device_kind()}.\n\n")
-    f.write(common.markdown_table(table_rows(results), HEADERS) + "\n\n")
-    fmt = lambda c: "n/a (fewer than 3 models)" if math.isnan(c) else f"{c:.2f}"  # noqa: E731
-    f.write(f"Correlation of log(time per image) with log(MACs): {fmt(corr)}; of log(test "
-            f"accuracy) with log(MACs): {fmt(corr_acc)}.\n\n")
-    f.write("".join(f"![{p[:-4]}]({p})\n\n" for p in figures))
-  print(f"architectures: done in {time.perf_counter() - t0:.0f} s; corr(log time, log MACs) = "
-        f"{corr:.2f}", flush=True)
-  return dict(results=results, num_train=shape[0], num_test=len(data["test"]["label"]),
-              image_shape=shape[1:], budget=budget, corr_time_macs=corr,
-              corr_accuracy_macs=corr_acc, table=table, figures=figures)
+  seeds = int(config.get("num_seeds", 1))
+  fmt = lambda c: "n/a (fewer than 3 models)" if math.isnan(c) else f"{c:.2f}"  # noqa: E731
+  report = common.Report("Architectures under one budget")
+  report.text(
+      f"Data: {where}, {shape[0]:,} training and {num_test:,} test images of "
+      f"{shape[1]}x{shape[2]}x{shape[3]}, on the device once for every model. Budget: {budget}, "
+      f"the same for every model"
+      + (f"; {seeds} seeds per model trained at once (± is their std)" if seeds > 1 else "")
+      + f". Recipe: {config.optimizer} (lr {config.learning_rate}, cosine, "
+      f"{config.warmup_epochs} warm-up epochs, weight decay {config.weight_decay}), "
+      f"preprocessing `{config.preprocessing}`, augmentation {tuple(config.augment)}. "
+      f"MACs: multiply-adds per {shape[1]}x{shape[2]} image. Train images/s: compilation "
+      f"excluded; wall s: initialization, compilation, training and test. Device: {device}.")
+  report.table(table_rows(results), HEADERS)
+  report.text(f"Correlation of log(time per image) with log(MACs): {fmt(corr)}; of log(test "
+              f"accuracy) with log(MACs): {fmt(corr_acc)}.")
+  for f in figures:
+    report.figure(f)
+  table = report.write(os.path.join(workdir, "architectures.md"))
+  out = Results(models=tuple(results), num_train=int(shape[0]), num_test=int(num_test),
+                image_shape=tuple(int(d) for d in shape[1:]), budget=budget, device=device,
+                corr_time_macs=corr, corr_accuracy_macs=corr_acc, table=table, figures=figures,
+                seconds=time.perf_counter() - t0)
+  common.save_results(out, workdir)
+  print(f"architectures: done in {out.seconds:.0f} s; corr(log time, log MACs) = {corr:.2f}",
+        flush=True)
+  return out
 
 
 def device_kind() -> str:
   """The kind of ``jax.devices()[0]`` (e.g. ``cpu``, ``NVIDIA H100 80GB HBM3``)."""
-  import jax  # pylint: disable=g-import-not-at-top
-
   return jax.devices()[0].device_kind

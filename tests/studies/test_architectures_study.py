@@ -1,4 +1,5 @@
-"""Architectures study: costs against hand counts, the budget bookkeeping, the plots' geometry."""
+"""Architectures study: costs against hand counts, the budget bookkeeping, the plots' geometry,
+and what it trains against an independent fit() of the same recipe."""
 
 import json
 import math
@@ -7,7 +8,9 @@ import pathlib
 import numpy as np
 import pytest
 
-from jaxcnn.studies import architectures, common
+from jaxcnn.data import preprocessing, sources
+
+from jaxcnn.studies import architectures, architectures_plots, common
 
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "configs"
@@ -31,6 +34,8 @@ def test_model_costs_match_hand_count():
   assert 0 < p8 < p20
   assert architectures.family("resnet20(stage_sizes=(1, 1, 1))") == "resnet"
   assert architectures.family("mobilenet_v2(width=0.5)") == "mobilenet"
+  # Without a shape, the registry's input size: simple_cnn_small at the digits' 8x8x1.
+  assert architectures.model_costs("simple_cnn_small", num_classes=10) == (params, macs)
 
 
 def test_train_config_is_the_same_recipe_for_every_model():
@@ -60,11 +65,11 @@ def test_quick_data_are_digits_subsets():
 
 
 def test_bubble_sizes_are_proportional_to_params():
-  sizes = architectures.bubble_sizes([1e6, 2e6, 4e6])
+  sizes = architectures_plots.bubble_sizes([1e6, 2e6, 4e6])
   np.testing.assert_allclose(sizes, [225.0, 450.0, 900.0])
-  assert architectures.bubble_sizes([1.0, 1e6])[0] == 30.0  # clipped so tiny nets stay visible
+  assert architectures_plots.bubble_sizes([1.0, 1e6])[0] == 30.0  # clipped so tiny nets stay visible
   with pytest.raises(ValueError, match="positive"):
-    architectures.bubble_sizes([0.0, 1.0])
+    architectures_plots.bubble_sizes([0.0, 1.0])
 
 
 def test_log_correlation_against_pearson_by_hand():
@@ -83,32 +88,73 @@ def test_plots(tmp_path):
   results = [_result("a", "resnet", 3e5, 4e7, 0.40, 400.0),
              _result("b", "vgg", 2e7, 1.6e8, 0.35, 100.0),
              _result("c", "mobilenet", 7e5, 2e6, 0.30, 10_000.0)]
-  fig = architectures.plot_accuracy_vs_cost(results, str(tmp_path / "acc.png"), chance=0.1)
+  fig = architectures_plots.plot_accuracy_vs_cost(results, str(tmp_path / "acc.png"), chance=0.1)
   assert (tmp_path / "acc.png").read_bytes()[:4] == b"\x89PNG"
   assert [ax.get_xscale() for ax in fig.axes[:2]] == ["log", "log"]
   # The bubbles sit at (MACs, accuracy in %), in the order given.
   offsets = fig.axes[0].collections[1].get_offsets()
   np.testing.assert_allclose(np.asarray(offsets)[0], [1.6e8, 35.0])
 
-  fig = architectures.plot_time_vs_macs(results, str(tmp_path / "time.png"))
+  fig = architectures_plots.plot_time_vs_macs(results, str(tmp_path / "time.png"))
   assert (tmp_path / "time.png").stat().st_size > 0
   # The dashed line is time = k * MACs with log k the mean of log(time / MACs).
   line = fig.axes[0].lines[0]
   k = np.exp(np.mean(np.log([1e3 / 400 / 4e7, 1e3 / 100 / 1.6e8, 1e3 / 1e4 / 2e6])))
   np.testing.assert_allclose(line.get_ydata() / line.get_xdata(), k, rtol=1e-9)
   with pytest.raises(ValueError, match="at least one"):
-    architectures.plot_accuracy_vs_cost([])
+    architectures_plots.plot_accuracy_vs_cost([])
 
 
-def test_train_one_through_the_engine(tmp_path):
+def _quick_source(steps=2, num_train=128):
   config = common.load_config(CONFIGS / "architectures.py", "quick")
-  config.steps_per_epoch = 2
-  config.num_train = 128
+  config.steps_per_epoch = steps
+  config.num_train = num_train
   data = architectures.load_data(config)
-  r = architectures.train_one(config, "tiny", "simple_cnn_small", data, str(tmp_path / "tiny"))
-  assert r.steps == 2 and r.family == "simple"
+  return config, data, sources.InMemory(data, eval_batch_size=config.eval_batch_size)
+
+
+def test_train_one_on_a_shared_source():
+  config, data, source = _quick_source()
+  transform = preprocessing.fit(config.preprocessing, data["train"]["image"])
+  r = architectures.train_one(config, "tiny", "simple_cnn_small", source, transform)
+  assert r.steps == 2 and r.family == "simple" and r.seeds == 1
   assert r.params == 3 * 3 * 1 * 16 + 2 * 16 + 16 * 10 + 10
   assert 0.0 <= r.test_accuracy <= 1.0 and r.images_per_s > 0
-  records = [json.loads(l) for l in (tmp_path / "tiny" / "metrics.jsonl").read_text().splitlines()]
-  assert records[-1]["step"] == 2
-  assert records[-1]["test_accuracy"] == pytest.approx(r.test_accuracy)
+  assert r.wall_s >= r.compile_s > 0
+
+
+def test_study_trains_what_fit_trains(tmp_path):
+  """The study's population equals fit() of the same engine config, run independently: same
+  data order, initial variables, optax chain and schedule, hence the same accuracies."""
+  from jaxcnn.train.loop import fit  # pylint: disable=g-import-not-at-top
+
+  config, data, source = _quick_source(steps=3)
+  transform = preprocessing.fit(config.preprocessing, data["train"]["image"])
+  spec = "simple_cnn_small"
+  r = architectures.train_one(config, "SimpleCNN-small", spec, source, transform)
+  ref = fit(architectures.train_config(config, spec), str(tmp_path / "fit"), data=data)
+  assert ref["steps"] == r.steps == 3
+  assert r.test_accuracy == pytest.approx(ref["test_accuracy"], abs=1e-6)
+  assert r.train_accuracy == pytest.approx(ref["train_accuracy"], abs=1e-6)
+  records = [json.loads(l) for l in (tmp_path / "fit" / "metrics.jsonl").read_text().splitlines()]
+  assert records[-1]["step"] == 3
+
+
+def test_run_quick_writes_report_results_and_figures(tmp_path):
+  config, _, _ = _quick_source(steps=2)
+  config.models = (("SimpleCNN-small", "simple_cnn_small"),)
+  config.num_seeds = 2  # one population of two models
+  out = architectures.run(config, str(tmp_path))
+  assert isinstance(out, architectures.Results) and len(out.models) == 1
+  assert out.models[0].seeds == 2 and out.models[0].test_accuracy_std >= 0.0
+  assert out.image_shape == (8, 8, 1) and out.num_train == 128 and out.num_test == 179
+  text = (tmp_path / "architectures.md").read_text()
+  assert text.startswith("# Architectures under one budget\n\nData: digits")
+  assert "| model | spec | family | params |" in text and "| SimpleCNN-small |" in text
+  assert "2 seeds per model" in text and " ± " in text
+  assert "![accuracy_vs_cost](accuracy_vs_cost.png)" in text
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert saved["models"][0]["test_accuracy"] == pytest.approx(out.models[0].test_accuracy)
+  assert saved["corr_time_macs"] is None  # NaN (one model) is null in strict JSON
+  for f in out.figures:
+    assert (tmp_path / f).read_bytes()[:4] == b"\x89PNG"
