@@ -177,7 +177,8 @@ def train_inits(model: nn.Module, variables: Sequence[Any], source: Any, *, prep
     params = jax.device_get(state.params)
     for i, m in enumerate(group):
       trained[m] = {**variables[m], "params": jax.tree.map(lambda a, i=i: a[i], params)}
-      histories[m] = {"loss": hist["train_loss"][:, i], "test_accuracy": hist["test_accuracy"][:, i],
+      histories[m] = {"loss": hist["train_loss"][:, i],
+                      "test_accuracy": hist["test_accuracy"][:, i],
                       "seconds": float(hist["seconds"])}
   return trained, histories
 

@@ -223,9 +223,10 @@ def lr_sweep(model: nn.Module, transform: preprocessing.Transform, source: sourc
   state, data_keys = pop.init([seed] * len(lrs), transform.output_shape,
                               hyperparams={"learning_rate": list(lrs)})
   init_params = jax.device_get(jax.tree.map(lambda a: a[0], state.params))  # before donation
-  state, history = pop.train(state, data_keys, source, num_steps=num_steps, batch_size=batch_size,
-                   eval_every=eval_every, eval_splits=eval_splits, eval_at_start=True,
-                   labels=[f"lr {lr:g}" for lr in lrs], stop_on_nonfinite=False)
+  state, history = pop.train(state, data_keys, source, num_steps=num_steps,
+                             batch_size=batch_size, eval_every=eval_every,
+                             eval_splits=eval_splits, eval_at_start=True,
+                             labels=[f"lr {lr:g}" for lr in lrs], stop_on_nonfinite=False)
   return init_params, state, history
 
 
@@ -317,7 +318,7 @@ class Results:
   seconds: float
 
   def to_dict(self) -> dict[str, Any]:
-    """JSON-able: arrays as lists, non-finite floats as None (the inputs of the zig-zag left out)."""
+    """JSON-able: arrays as lists, non-finite floats as None (the zig-zag's inputs left out)."""
     d = dataclasses.asdict(self)
     for r in d["zigzag"].values():
       r.pop("x", None)
@@ -354,7 +355,8 @@ def _fmt(v):
 
 def load_splits(s: ml_collections.ConfigDict) -> dict[str, dict[str, np.ndarray]]:
   """The train and test subsets (:func:`jaxcnn.data.sources.subsets`), uint8 images, plus
-  ``train_eval``: the first ``eval_size`` training images, on which the training loss is measured."""
+  ``train_eval``: the first ``eval_size`` training images (the training loss is measured on
+  them)."""
   splits = sources.subsets(s.dataset, {"train": s.train_size, "test": s.test_size},
                            seed=s.data_seed, data_dir=s.data_dir or None)
   n_eval = min(s.eval_size, len(splits["train"]["label"]))
@@ -439,9 +441,9 @@ def run(config, workdir: str) -> Results:
     xh = _apply(pre, jnp.asarray(x_train[:n_hess]))
     per_model = {}
     for name, model in models.items():
-      init_params, state, hist = lr_sweep(model, on_pixels(pre), source, lrs[name], num_steps=s.num_steps,
-                             batch_size=s.batch_size, eval_every=s.eval_every,
-                             momentum=s.momentum, seed=s.seed)
+      init_params, state, hist = lr_sweep(
+          model, on_pixels(pre), source, lrs[name], num_steps=s.num_steps,
+          batch_size=s.batch_size, eval_every=s.eval_every, momentum=s.momentum, seed=s.seed)
       steps, train_loss = hist["eval_steps"], hist["train_eval_loss"].T  # (lrs, E)
       target = s.targets[name]
       best = best_run(steps, train_loss, target)

@@ -172,6 +172,7 @@ def test_quick_run_writes_table_and_figures(tmp_path, monkeypatch):
   # Centering removes the mean's large eigenvalue of E[x x^T].
   t = results.transforms
   assert t["mean_image"].eig_max < t["none"].eig_max
-  assert t["mean_image"].models["linear"].lambda_max_init < t["none"].models["linear"].lambda_max_init
+  linear = {spec: t[spec].models["linear"] for spec in t}
+  assert linear["mean_image"].lambda_max_init < linear["none"].lambda_max_init
   saved = json.loads((tmp_path / "results.json").read_text())
   assert saved["transforms"]["none"]["models"]["mlp"]["best_lr"] == t["none"].models["mlp"].best_lr
