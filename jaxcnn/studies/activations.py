@@ -33,8 +33,6 @@ Convolutional Neural Networks"; CS231n (Stanford), "Training Neural Networks I";
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 import time
 from typing import Any, Sequence
@@ -282,22 +280,9 @@ class Results:
   seconds: float
 
   def to_dict(self) -> dict[str, Any]:
-    """JSON-able: arrays as lists, non-finite floats as None."""
-    return _jsonable(dataclasses.asdict(self))
-
-
-def _jsonable(v: Any) -> Any:
-  if isinstance(v, dict):
-    return {str(k): _jsonable(x) for k, x in v.items()}
-  if isinstance(v, (list, tuple)):
-    return [_jsonable(x) for x in v]
-  if isinstance(v, (np.ndarray, jax.Array)):
-    return _jsonable(np.asarray(v).tolist())
-  if isinstance(v, (float, np.floating)):
-    return float(v) if math.isfinite(v) else None
-  if isinstance(v, np.integer):
-    return int(v)
-  return v
+    """JSON-able (:func:`jaxcnn.studies.common.jsonable`): arrays as lists, non-finite floats as
+    None."""
+    return common.jsonable(self)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -413,9 +398,8 @@ def run(config, workdir: str) -> Results:
       f"tanh/sigmoid outputs within 1% of a bound (mean over layers, at step 0 → at the end). "
       f"Speed is iterations to target relative to ReLU (> : a lower bound, some seeds never "
       f"reached the target).")
-  table = common.markdown_table(rows, (
-      "activation", "init", "lr", "params", f"iterations to {target:.0%} train error",
-      "x ReLU", "final train error", "final val error", "dead / saturated", "seconds"))
+  headers = ("activation", "init", "lr", "params", f"iterations to {target:.0%} train error",
+             "x ReLU", "final train error", "final val error", "dead / saturated", "seconds")
   claim = ("Krizhevsky et al. 2012 (Figure 1): with ReLUs a four-layer CNN reaches 25% training "
            "error on CIFAR-10 six times faster than with tanh.")
   measured = ("not measured: needs tanh and relu runs, with relu reaching the target with "
@@ -424,19 +408,17 @@ def run(config, workdir: str) -> Results:
               f"ReLU to reach {target:.0%} training error here (per seed: tanh "
               f"{iterations['tanh'].tolist()}, relu {iterations['relu'].tolist()}; -1 = not "
               f"reached in {num_steps}).")
-  text = (f"# Activation functions\n\n![activation functions]({figures[0]})\n\n"
-          f"## Training the same CNN with each activation\n\n{caption}\n\n{table}\n\n"
-          f"**Claim.** {claim}\n\n**Measured.** {measured}\n\n"
-          + "".join(f"![{f}]({f})\n\n" for f in figures[1:]))
-  path = os.path.join(workdir, "activations.md")
-  with open(path, "w") as f:
-    f.write(text)
+  report = common.Report("Activation functions").figure(figures[0], alt="activation functions")
+  report.section("Training the same CNN with each activation").table(rows, headers,
+                                                                      caption=caption)
+  report.text(f"**Claim.** {claim}", f"**Measured.** {measured}")
+  for f in figures[1:]:
+    report.figure(f, alt=f)
+  path = report.write(os.path.join(workdir, "activations.md"))
   print(f"activations: {measured}", flush=True)
   results = Results(runs=runs, iterations=iterations, target_error=float(target),
                     num_steps=int(num_steps), speedup_tanh_over_relu=float(ratio),
                     speedup_exact=bool(exact), measured=measured, table=path,
                     figures=tuple(figures), seconds=time.perf_counter() - t0)
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(results.to_dict(), f, indent=1)
-    f.write("\n")
+  common.save_results(results, workdir)
   return results

@@ -49,8 +49,6 @@ Propagation"; CS231n (Stanford), lecture "Training Neural Networks I" (batch nor
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 import time
 from typing import Any, Sequence
@@ -376,22 +374,9 @@ class Results:
   seconds_train: float
 
   def to_dict(self) -> dict[str, Any]:
-    """JSON-able: arrays as lists, non-finite floats as None."""
-    return _jsonable(dataclasses.asdict(self))
-
-
-def _jsonable(v: Any) -> Any:
-  if isinstance(v, dict):
-    return {str(k): _jsonable(x) for k, x in v.items()}
-  if isinstance(v, (list, tuple)):
-    return [_jsonable(x) for x in v]
-  if isinstance(v, (np.ndarray, jax.Array)):
-    return _jsonable(np.asarray(v).tolist())
-  if isinstance(v, (float, np.floating)):
-    return float(v) if math.isfinite(v) else None
-  if isinstance(v, (np.integer, np.bool_)):
-    return v.item()
-  return v
+    """JSON-able (:func:`jaxcnn.studies.common.jsonable`): arrays as lists, non-finite floats as
+    None."""
+    return common.jsonable(self)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -443,10 +428,13 @@ def run(config, workdir: str) -> Results:
 
   dataset = "digits (8x8, offline)" if config.dataset == "digits" else config.dataset
   first = next(iter(init_results.values()))
-  sections = [
-      "# Batch normalization\n",
-      f"## 1. A {depth}-layer ReLU MLP at initialization\n\n"
-      f"Width {cfg.width}, zero biases, {num_inputs} {dataset} test images, standardized "
+  report = common.Report("Batch normalization")
+  report.section(f"1. A {depth}-layer ReLU MLP at initialization").table(
+      [tuple(r.values()) for r in init_rows],
+      ("network", "init", "cosine (last layer)", "between-input share (raw)",
+       "between-input share (unit rows)", "activation std", "argmax concentration", "class",
+       "mean max prob"),
+      caption=f"Width {cfg.width}, zero biases, {num_inputs} {dataset} test images, standardized "
       "(one mean and std over all pixels of the training subset; mean cosine similarity "
       f"between the inputs themselves: {first['input_cosine']:.3f}). "
       "BN uses the batch's statistics (train mode). Last hidden layer: mean cosine similarity "
@@ -455,23 +443,19 @@ def run(config, workdir: str) -> Results:
       "to unit length (without biases the net is positively homogeneous, so an input's norm "
       "only scales its whole representation and cannot change the predicted class); the std of "
       "its activations; and the softmax: fraction of inputs given the most common class, which "
-      "class, mean max probability.\n\n"
-      + common.markdown_table([tuple(r.values()) for r in init_rows], (
-          "network", "init", "cosine (last layer)", "between-input share (raw)",
-          "between-input share (unit rows)", "activation std", "argmax concentration", "class",
-          "mean max prob")),
-      "Per layer (first init); the prediction is the infinite-width arc-cosine map of each "
-      "pair's input cosine, for the network without BN:\n\n" + common.markdown_table(
-          [(l, float(first["predicted_cosine"][l - 1]),
-            *(float(r[k][l - 1]) for r in init_results.values()
-              for k in ("cosine", "variance_fraction", "direction_variance_fraction")))
-           for l in shown],
-          ("layer", "predicted cosine",
-           *(f"{lab}: {m}" for lab in init_results
-             for m in ("cosine", "share (raw)", "share (unit rows)")))),
-      "![histograms](histograms.png)\n\n![constancy](constancy.png)\n\n"
-      "![predictions](predictions.png)\n",
-  ]
+      "class, mean max probability.")
+  report.table(
+      [(l, float(first["predicted_cosine"][l - 1]),
+        *(float(r[k][l - 1]) for r in init_results.values()
+          for k in ("cosine", "variance_fraction", "direction_variance_fraction")))
+       for l in shown],
+      ("layer", "predicted cosine",
+       *(f"{lab}: {m}" for lab in init_results
+         for m in ("cosine", "share (raw)", "share (unit rows)"))),
+      caption="Per layer (first init); the prediction is the infinite-width arc-cosine map of "
+      "each pair's input cosine, for the network without BN:")
+  for f in figures:
+    report.figure(f, alt=f.removesuffix(".png"))
 
   tr = config.train
   t1 = time.time()
@@ -499,21 +483,19 @@ def run(config, workdir: str) -> Results:
   headers = ("network", "batch size", "lr", "diverged", "train loss (last epoch)",
              "train acc. (train mode)", "test acc. (eval mode)", "best test acc.",
              "test argmax concentration")
-  sections.append(
-      f"## 2. Training with and without BN\n\n"
-      f"{tr.depth} hidden layers of width {tr.width} ({tr.kernel_init}), {dataset}: "
+  report.section("2. Training with and without BN").table(
+      [tuple(r.values()) for r in train_rows], headers,
+      caption=f"{tr.depth} hidden layers of width {tr.width} ({tr.kernel_init}), {dataset}: "
       f"{len(data['train']['label'])} training and {len(data['test']['label'])} test images, "
       f"{tr.num_epochs} epochs of SGD (momentum {tr.momentum}, constant rate, no weight decay); "
       "the learning rates of one batch size train as one population, from the same init on the "
       "same batches. Train loss/accuracy: mean over the last epoch's batches in train mode (BN "
       "with batch statistics); test: eval mode (BN with running averages). Diverged: a NaN/inf "
-      "loss.\n\n"
-      + common.markdown_table([tuple(r.values()) for r in train_rows], headers)
-      + "\n\n![test accuracy](training_accuracy.png)\n\n![train loss](training_loss.png)\n")
-  sections.append(f"Time on this machine: {t_init:.0f} s at init, {t_train:.0f} s training.\n")
-  table = os.path.join(workdir, "batchnorm.md")
-  with open(table, "w") as f:
-    f.write("\n\n".join(sections))
+      "loss.")
+  report.figure("training_accuracy.png", alt="test accuracy")
+  report.figure("training_loss.png", alt="train loss")
+  report.text(f"Time on this machine: {t_init:.0f} s at init, {t_train:.0f} s training.")
+  table = report.write(os.path.join(workdir, "batchnorm.md"))
   init_out = {lab: {k: v for k, v in res.items() if k not in ("hidden", "logits")}
               for lab, res in init_results.items()}
   for lab, res in init_results.items():
@@ -522,7 +504,5 @@ def run(config, workdir: str) -> Results:
   results = Results(init=init_out, init_rows=init_rows, training=train_rows, cells=tuple(cells),
                     table=table, figures=tuple(figures), seconds_init=t_init,
                     seconds_train=t_train)
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(results.to_dict(), f, indent=1)
-    f.write("\n")
+  common.save_results(results, workdir)
   return results
