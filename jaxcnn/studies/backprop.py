@@ -12,8 +12,10 @@ input ``local x upstream``, adding the contributions where a value branches. The
   to the larger input, mul switches the inputs (each gets the other's value times upstream);
 * branches: in ``x * x + x`` the three uses of x add up to 2x + 1.
 
-``jaxpr_graph`` turns ``jax.make_jaxpr`` of a function into nodes and edges and ``plot_graph``
-draws either kind of graph left to right with matplotlib.
+``jaxpr_graph`` turns ``jax.make_jaxpr`` of a function into nodes and edges;
+:func:`jaxcnn.studies.backprop_plots.plot_graph` draws either kind of graph left to right with
+matplotlib. :func:`run` returns a :class:`Results` and writes its report with
+:class:`jaxcnn.studies.common.Report`.
 
 References: CS231n (Stanford), lecture 4 "Backpropagation and Neural Networks" and the notes
 "Backpropagation, Intuitions"; Rumelhart, Hinton & Williams 1986, "Learning representations by
@@ -34,6 +36,7 @@ import jax.numpy as jnp
 from jax.extend import core as jax_core
 import numpy as np
 
+from jaxcnn.studies import backprop_plots as plots
 from jaxcnn.studies import common
 
 # ----------------------------------------------------------------------------------------------
@@ -189,7 +192,8 @@ class Graph:
     return {n.name: n.grad for n in self.nodes if n.op == "input"}
 
   def diagram(self) -> "Diagram":
-    """Nodes and edges for ``plot_graph``, with forward values and gradients attached."""
+    """Nodes and edges for ``backprop_plots.plot_graph``, with forward values and gradients
+    attached."""
     index = {id(n): i for i, n in enumerate(self.nodes)}
     consumed = {id(inp) for n in self.nodes for inp in n.inputs}
     nodes = tuple(
@@ -326,7 +330,7 @@ def _jitted_grad(name: str):
 
 
 # ----------------------------------------------------------------------------------------------
-# jaxprs as graphs, and drawing.
+# jaxprs as graphs.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -437,104 +441,6 @@ def jaxpr_graph(fn: Callable[..., Any], *args, inline: bool = True) -> Diagram:
   return Diagram(tuple(nodes), tuple(edges))
 
 
-def layout(diagram: Diagram) -> list[tuple[int, float]]:
-  """(layer, y) per node, for drawing left to right.
-
-  layer = longest path from a source (literals and constants sit just left of their first
-  consumer); within a layer nodes are centred around y = 0 and ordered by the mean y of their
-  neighbours (barycentre sweeps forward, backward, forward), which keeps crossings few.
-  """
-  preds, succs = collections.defaultdict(list), collections.defaultdict(list)
-  for src, dst in diagram.edges:
-    if src >= dst:
-      raise ValueError(f"Edge {src}->{dst} does not go forward; nodes must be in topological order.")
-    preds[dst].append(src)
-    succs[src].append(dst)
-  num = len(diagram.nodes)
-  layer = [0] * num
-  for i in range(num):
-    layer[i] = 1 + max((layer[p] for p in preds[i]), default=-1)
-  for i, node in enumerate(diagram.nodes):
-    if node.kind in ("literal", "const") and succs[i]:
-      layer[i] = max(0, min(layer[d] for d in succs[i]) - 1)
-  by_layer = collections.defaultdict(list)
-  for i in range(num):
-    by_layer[layer[i]].append(i)
-  y = [0.0] * num
-
-  def sweep(layers, neighbours):
-    for l in layers:
-      members = by_layer[l]
-      members.sort(key=lambda i: -sum(y[n] for n in neighbours[i]) / len(neighbours[i])
-                   if neighbours[i] else -y[i])
-      for r, i in enumerate(members):
-        y[i] = (len(members) - 1) / 2 - r
-
-  order = sorted(by_layer)
-  sweep(order, preds)  # forward, then backward (orders the sources), then forward again
-  sweep(order[::-1], succs)
-  sweep(order, preds)
-  return [(layer[i], y[i]) for i in range(num)]
-
-
-_COLORS = {"input": "#cfe2f3", "const": "#eeeeee", "literal": "#eeeeee", "op": "#fff2cc",
-           "output": "#d9ead3"}
-
-
-def plot_graph(graph: Diagram | Graph, path: str | None = None, *, title: str | None = None,
-               dpi: int = 100):
-  """Draws a Diagram (or an engine Graph) left to right; returns the matplotlib Figure.
-
-  Engine graphs carry the lecture's annotations on each node's outgoing wire: the forward value
-  in green above, the gradient in red below. Saves a PNG to ``path`` if given.
-  """
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-
-  diagram = graph.diagram() if isinstance(graph, Graph) else graph
-  if not diagram.nodes:
-    raise ValueError("Cannot draw an empty graph.")
-  pos = layout(diagram)
-  layers = 1 + max(l for l, _ in pos)
-  rows = max(collections.Counter(l for l, _ in pos).values())
-  dx, dy = 2.2, 1.0
-  fig = Figure(figsize=(max(4.0, 1.7 * layers), max(2.0, 0.85 * rows + 0.8)),
-               layout="constrained", dpi=dpi)
-  ax = fig.add_subplot()
-  ax.set_axis_off()
-  xy = [(l * dx, y * dy) for l, y in pos]
-  fontsize = 8 if len(diagram.nodes) < 25 else 6
-  artists = []
-  for node, (x, y) in zip(diagram.nodes, xy):
-    artists.append(ax.text(x, y, node.label, ha="center", va="center", fontsize=fontsize,
-                           family="monospace", zorder=3,
-                           bbox=dict(boxstyle="round,pad=0.3", fc=_COLORS.get(node.kind, "white"),
-                                     ec="0.4", lw=0.8)))
-  seen = collections.Counter()
-  for src, dst in diagram.edges:
-    seen[(src, dst)] += 1
-    rad = 0.35 * (seen[(src, dst)] - 1)  # parallel edges (x * x) bend apart
-    if not rad and pos[dst][0] - pos[src][0] > 1 and abs(pos[dst][1] - pos[src][1]) < 0.5:
-      rad = -0.25  # a long straight edge would run behind the nodes between its ends
-    ax.annotate("", xy=(0, 0.5), xycoords=artists[dst], xytext=(1, 0.5),
-                textcoords=artists[src],
-                arrowprops=dict(arrowstyle="-|>", color="0.35", lw=0.8, shrinkA=1, shrinkB=1,
-                                connectionstyle=f"arc3,rad={rad}"), zorder=1)
-  for node, artist in zip(diagram.nodes, artists):
-    if node.value is not None:
-      ax.annotate(f"{node.value:.2f}", xy=(1, 0.5), xycoords=artist, xytext=(4, 2),
-                  textcoords="offset points", color="green", fontsize=fontsize, va="bottom")
-    if node.grad is not None:
-      ax.annotate(f"{node.grad:.2f}", xy=(1, 0.5), xycoords=artist, xytext=(4, -2),
-                  textcoords="offset points", color="red", fontsize=fontsize, va="top")
-  ax.set_xlim(-0.8 * dx, (layers - 0.4) * dx)
-  ax.set_ylim(-(rows / 2 + 0.1) * dy, (rows / 2 + 0.1) * dy)
-  if title:
-    ax.set_title(title, fontsize=9)
-  if path:
-    fig.savefig(path, format="png", dpi=dpi)
-  return fig
-
-
 # ----------------------------------------------------------------------------------------------
 # The study.
 
@@ -564,115 +470,185 @@ def mlp(params: dict[str, jax.Array], x: jax.Array, act: str = "tanh") -> jax.Ar
   return x
 
 
-def forward_table(graph: Graph) -> str:
-  """Markdown: node, what it computes, forward value."""
-  return common.markdown_table([(n.name, n.expression, float(n.value)) for n in graph.nodes],
-                               ("node", "computes", "value"))
+FORWARD_HEADERS = ("node", "computes", "value")
+BACKWARD_HEADERS = ("node", "value", "into gate", "local grad", "upstream", "local x upstream",
+                    "grad (sum)")
+GRADIENT_HEADERS = ("input", "chain rule", "jax.grad", "CS231n")
+GATE_HEADERS = ("gate", "a", "b", "upstream", "d/da", "d/db", "pattern")
 
 
-def backward_table(steps: Sequence[BackwardStep]) -> str:
-  """Markdown: one row per chain-rule product, in backward order."""
-  return common.markdown_table(
-      [(s.node, s.value, s.gate, s.local_grad, s.upstream, s.contribution, s.grad) for s in steps],
-      ("node", "value", "into gate", "local grad", "upstream", "local x upstream", "grad (sum)"))
+def forward_rows(graph: Graph) -> list[tuple[Any, ...]]:
+  """The cells of :data:`FORWARD_HEADERS`: node, what it computes, forward value."""
+  return [(n.name, n.expression, float(n.value)) for n in graph.nodes]
 
 
-def gradient_table(name: str, graph: Graph) -> str:
-  """Markdown: each input's gradient by the chain rule (``graph``), by jax.grad and in CS231n."""
+def backward_rows(steps: Sequence[BackwardStep]) -> list[tuple[Any, ...]]:
+  """The cells of :data:`BACKWARD_HEADERS`: one row per chain-rule product, in backward order."""
+  return [(s.node, s.value, s.gate, s.local_grad, s.upstream, s.contribution, s.grad)
+          for s in steps]
+
+
+def gradient_rows(name: str, graph: Graph) -> list[tuple[Any, ...]]:
+  """The cells of :data:`GRADIENT_HEADERS`: each input's gradient by the chain rule
+  (``graph``), by jax.grad and in CS231n (None where the lecture gives none)."""
   example = get_example(name)
   chain = graph.gradients()
   by_jax = jax_gradients(name, {n.name: n.value for n in graph.nodes if n.op == "input"})
   lecture = example.lecture_grads or {}
-  return common.markdown_table(
-      [(k, float(chain[k]), float(by_jax[k]), lecture.get(k)) for k in example.inputs],
-      ("input", "chain rule", "jax.grad", "CS231n"))
+  return [(k, float(chain[k]), float(by_jax[k]), lecture.get(k)) for k in example.inputs]
 
 
-def _example_section(name: str, dpi: int, workdir: str) -> tuple[str, dict[str, Any]]:
+def forward_table(graph: Graph) -> str:
+  """Markdown: node, what it computes, forward value."""
+  return common.markdown_table(forward_rows(graph), FORWARD_HEADERS)
+
+
+def backward_table(steps: Sequence[BackwardStep]) -> str:
+  """Markdown: one row per chain-rule product, in backward order."""
+  return common.markdown_table(backward_rows(steps), BACKWARD_HEADERS)
+
+
+def gradient_table(name: str, graph: Graph) -> str:
+  """Markdown: each input's gradient by the chain rule (``graph``), by jax.grad and in CS231n."""
+  return common.markdown_table(gradient_rows(name, graph), GRADIENT_HEADERS)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleResult:
+  """One example at the lecture's inputs.
+
+  Attributes:
+    name, title: the example (:data:`EXAMPLES`).
+    output: the forward value f.
+    chain_rule, jax_grad, lecture: ``{input: df/dinput}`` by the engine, by ``jax.grad`` and as
+      published in CS231n (empty if the lecture gives none).
+    max_abs_diff_vs_jax, max_abs_diff_vs_lecture: the largest differences (the lecture's
+      output included).
+    figure: the drawing's file name.
+  """
+
+  name: str
+  title: str
+  output: float
+  chain_rule: dict[str, float]
+  jax_grad: dict[str, float]
+  lecture: dict[str, float]
+  max_abs_diff_vs_jax: float
+  max_abs_diff_vs_lecture: float
+  figure: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Results:
+  """What the report shows.
+
+  Attributes:
+    examples: ``{name: ExampleResult}`` in ``config.examples`` order.
+    gates: rows of :data:`GATE_HEADERS` (add, max, mul at ``config.gate_inputs``).
+    primitives: ``{"mlp": {primitive: count}, "mlp_grad": {...}}`` of the drawn jaxprs.
+    max_abs_diff_vs_jax, max_abs_diff_vs_lecture: over every example.
+    table: the report's path; figures: the figures' file names (in the run folder).
+  """
+
+  examples: dict[str, ExampleResult]
+  gates: tuple[tuple[Any, ...], ...]
+  primitives: dict[str, dict[str, int]]
+  max_abs_diff_vs_jax: float
+  max_abs_diff_vs_lecture: float
+  table: str
+  figures: tuple[str, ...]
+
+  def to_dict(self) -> dict[str, Any]:
+    """JSON-able (:func:`jaxcnn.studies.common.jsonable`)."""
+    return common.jsonable(self)
+
+
+def example_result(name: str, dpi: int, workdir: str, report: common.Report) -> ExampleResult:
+  """Evaluates example ``name``, draws its graph into ``workdir`` and adds its section (forward,
+  backward and gradient tables and the drawing) to ``report``."""
   example = get_example(name)
   graph, output, steps = evaluate(name)
   chain = {k: float(v) for k, v in graph.gradients().items()}
   by_jax = {k: float(v) for k, v in jax_gradients(name).items()}
   png = f"graph_{name}.png"
-  plot_graph(graph, os.path.join(workdir, png), dpi=dpi,
-             title=f"{example.title}  (green: value, red: gradient)")
+  plots.plot_graph(graph, os.path.join(workdir, png), dpi=dpi,
+                   title=f"{example.title}  (green: value, red: gradient)")
   inputs = ", ".join(f"{k}={v:g}" for k, v in example.inputs.items())
   lecture = example.lecture_grads or {}
-  text = (f"## {example.title}\n\nAt {inputs}: f = {float(output.value):.4g}"
-          + (f" (CS231n: {example.lecture_output:g})" if example.lecture_output is not None else "")
-          + f".\n\nForward pass:\n\n{forward_table(graph)}\n\nBackward pass, last node first "
-          f"(grad = sum of local x upstream over the gates a node feeds):\n\n"
-          f"{backward_table(steps)}\n\nGradients:\n\n{gradient_table(name, graph)}\n\n"
-          f"![{name}]({png})\n")
+  report.section(example.title).text(
+      f"At {inputs}: f = {float(output.value):.4g}"
+      + (f" (CS231n: {example.lecture_output:g})" if example.lecture_output is not None else "")
+      + ".")
+  report.table(forward_rows(graph), FORWARD_HEADERS, caption="Forward pass:")
+  report.table(backward_rows(steps), BACKWARD_HEADERS,
+               caption="Backward pass, last node first (grad = sum of local x upstream over the "
+                       "gates a node feeds):")
+  report.table(gradient_rows(name, graph), GRADIENT_HEADERS, caption="Gradients:")
+  report.figure(png, alt=name)
   diff_jax = max(abs(chain[k] - by_jax[k]) for k in chain)
   diff_lecture = max([abs(chain[k] - v) for k, v in lecture.items()]
                      + ([abs(float(output.value) - example.lecture_output)]
                         if example.lecture_output is not None else []), default=0.0)
-  return text, dict(output=float(output.value), chain_rule=chain, jax_grad=by_jax,
-                    lecture=dict(lecture), max_abs_diff_vs_jax=diff_jax,
-                    max_abs_diff_vs_lecture=diff_lecture, figure=png)
+  return ExampleResult(name=name, title=example.title, output=float(output.value),
+                       chain_rule=chain, jax_grad=by_jax, lecture=dict(lecture),
+                       max_abs_diff_vs_jax=diff_jax, max_abs_diff_vs_lecture=diff_lecture,
+                       figure=png)
 
 
-def run(config, workdir: str) -> dict[str, Any]:
-  """Writes ``backprop.md`` (per-example forward/backward tables beside jax.grad and CS231n)
-  and PNG drawings of each graph and of the jaxprs of a small MLP and of its loss gradient.
-
-  Returns {"examples": {name: {...}}, "gates": [...], "primitives": {...},
-  "max_abs_diff_vs_jax": float, "max_abs_diff_vs_lecture": float, "table": path, "figures": [...]}.
-  """
-  dpi = config.dpi
-  os.makedirs(workdir, exist_ok=True)
-  sections = ["# Backpropagation on computational graphs\n",
-              "Each gate computes its value and its local gradients in the forward pass; the "
-              "backward pass multiplies local gradient by upstream gradient (chain rule) node by "
-              "node. Numbers beside `jax.grad` of the same function and the values published in "
-              "CS231n (2 decimals).\n"]
-  results: dict[str, Any] = {"examples": {}}
-  for name in config.examples:
-    text, res = _example_section(name, dpi, workdir)
-    sections.append(text)
-    results["examples"][name] = res
-
-  gate_rows = []
-  a, b, up = config.gate_inputs
+def gate_rows(a: float, b: float, upstream: float) -> list[tuple[Any, ...]]:
+  """The cells of :data:`GATE_HEADERS` for the add, max and mul gates."""
+  rows = []
   for gate, pattern in (("add", "distributes: both get upstream"),
                         ("max", "routes: the larger input gets upstream, the other 0"),
                         ("mul", "switches: each gets the other's value x upstream")):
-    da, db = gate_gradients(gate, a, b, up)
-    gate_rows.append((gate, a, b, up, float(da), float(db), pattern))
-  sections.append("## Gate patterns\n\n" + common.markdown_table(
-      gate_rows, ("gate", "a", "b", "upstream", "d/da", "d/db", "pattern")) + "\n")
-  results["gates"] = gate_rows
+    da, db = gate_gradients(gate, a, b, upstream)
+    rows.append((gate, a, b, upstream, float(da), float(db), pattern))
+  return rows
+
+
+def run(config, workdir: str) -> Results:
+  """Writes ``backprop.md`` (per-example forward/backward tables beside jax.grad and CS231n),
+  ``results.json`` and PNG drawings of each graph and of the jaxprs of a small MLP and of its
+  loss gradient into ``workdir``."""
+  dpi = config.dpi
+  os.makedirs(workdir, exist_ok=True)
+  report = common.Report("Backpropagation on computational graphs")
+  report.text("Each gate computes its value and its local gradients in the forward pass; the "
+              "backward pass multiplies local gradient by upstream gradient (chain rule) node by "
+              "node. Numbers beside `jax.grad` of the same function and the values published in "
+              "CS231n (2 decimals).")
+  examples = {name: example_result(name, dpi, workdir, report) for name in config.examples}
+
+  gates = gate_rows(*config.gate_inputs)
+  report.table(gates, GATE_HEADERS, title="Gate patterns")
 
   sizes = tuple(config.mlp.sizes)  # a jaxpr depends on shapes only: trace without computing
   params = jax.eval_shape(functools.partial(init_mlp, sizes=sizes), jax.random.key(0))
   x = jax.ShapeDtypeStruct((config.mlp.batch, sizes[0]), jnp.float32)
   net = lambda params, x: mlp(params, x, config.mlp.act)
   loss = lambda params, x: jnp.mean(net(params, x) ** 2)
-  figures = [r["figure"] for r in results["examples"].values()]
+  figures = [r.figure for r in examples.values()]
   primitives = {}
   for label, fn in (("mlp", net), ("mlp_grad", jax.grad(loss))):
     diagram = jaxpr_graph(fn, params, x)
     png = f"{label}_jaxpr.png"
     what = "forward pass" if label == "mlp" else "gradient of the mean squared output"
-    plot_graph(diagram, os.path.join(workdir, png), dpi=dpi,
-               title=f"jaxpr of the {len(sizes) - 1}-layer MLP {sizes} ({config.mlp.act}), {what}")
+    plots.plot_graph(diagram, os.path.join(workdir, png), dpi=dpi,
+                     title=f"jaxpr of the {len(sizes) - 1}-layer MLP {sizes} ({config.mlp.act}), "
+                           f"{what}")
     primitives[label] = dict(diagram.primitives())
     figures.append(png)
-    sections.append(
-        f"## jaxpr of the MLP, {what}\n\n```\n{jax.make_jaxpr(fn)(params, x)}\n```\n\n"
-        + common.markdown_table(sorted(primitives[label].items()), ("primitive", "count"))
-        + f"\n\n![{label}]({png})\n")
-  results["primitives"] = primitives
+    report.section(f"jaxpr of the MLP, {what}").code(str(jax.make_jaxpr(fn)(params, x)))
+    report.table(sorted(primitives[label].items()), ("primitive", "count")).figure(png, alt=label)
 
-  results["max_abs_diff_vs_jax"] = max(
-      (r["max_abs_diff_vs_jax"] for r in results["examples"].values()), default=0.0)
-  results["max_abs_diff_vs_lecture"] = max(
-      (r["max_abs_diff_vs_lecture"] for r in results["examples"].values()), default=0.0)
-  table = os.path.join(workdir, "backprop.md")
-  with open(table, "w") as f:
-    f.write("\n".join(sections))
-  results["table"], results["figures"] = table, figures
-  print(f"backprop: max |chain rule - jax.grad| = {results['max_abs_diff_vs_jax']:.2e}, "
-        f"max |chain rule - CS231n| = {results['max_abs_diff_vs_lecture']:.3f}", flush=True)
+  table = report.write(os.path.join(workdir, "backprop.md"))
+  results = Results(
+      examples=examples, gates=tuple(gates), primitives=primitives,
+      max_abs_diff_vs_jax=max((r.max_abs_diff_vs_jax for r in examples.values()), default=0.0),
+      max_abs_diff_vs_lecture=max((r.max_abs_diff_vs_lecture for r in examples.values()),
+                                  default=0.0),
+      table=table, figures=tuple(figures))
+  common.save_results(results, workdir)
+  print(f"backprop: max |chain rule - jax.grad| = {results.max_abs_diff_vs_jax:.2e}, "
+        f"max |chain rule - CS231n| = {results.max_abs_diff_vs_lecture:.3f}", flush=True)
   return results

@@ -1,6 +1,7 @@
 """Backprop engine against jax.grad of independently written functions and CS231n's numbers."""
 
 import functools
+import json
 import math
 import pathlib
 
@@ -9,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcnn.studies import backprop, common
+from jaxcnn.studies import backprop, backprop_plots, common
 
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "configs"
@@ -192,30 +193,36 @@ def test_jaxpr_graph_inlines_relu_and_names_outputs():
 def test_layout_and_plot(tmp_path):
   graph, _, _ = backprop.evaluate("branch")
   diagram = graph.diagram()
-  pos = backprop.layout(diagram)
+  pos = backprop_plots.layout(diagram)
   assert all(pos[s][0] < pos[t][0] for s, t in diagram.edges)
   assert [n.kind for n in diagram.nodes] == ["input", "op", "output"]
   assert diagram.nodes[0].grad == 7.0 and diagram.nodes[0].value == 3.0
   path = tmp_path / "g.png"
-  fig = backprop.plot_graph(graph, str(path), title="t", dpi=40)
+  fig = backprop_plots.plot_graph(graph, str(path), title="t", dpi=40)
   assert fig.axes and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   with pytest.raises(ValueError, match="does not go forward"):
-    backprop.layout(backprop.Diagram(diagram.nodes, ((2, 1),)))
+    backprop_plots.layout(backprop.Diagram(diagram.nodes, ((2, 1),)))
 
 
 def test_run_quick_writes_table_and_figures(tmp_path):
   config = common.load_config(CONFIGS / "backprop.py", "quick")
   results = backprop.run(config, str(tmp_path))
-  table = pathlib.Path(results["table"]).read_text()
+  assert isinstance(results, backprop.Results)
+  table = pathlib.Path(results.table).read_text()
+  assert table.startswith("# Backpropagation on computational graphs\n\nEach gate")
   assert "| node | value | into gate | local grad | upstream | local x upstream | grad (sum) |" in table
   assert "| input | chain rule | jax.grad | CS231n |" in table
   assert "| x | -4 | -4 | -4 |" in table  # (x + y) z: chain rule, jax.grad, lecture
-  assert results["max_abs_diff_vs_jax"] < 1e-5
-  assert results["max_abs_diff_vs_lecture"] < 0.006
-  assert results["examples"]["sigmoid_circuit"]["chain_rule"]["x1"] == pytest.approx(-0.59, abs=5e-3)
-  assert results["primitives"]["mlp"]["tanh"] == 1
+  assert "![add_mul](graph_add_mul.png)" in table and "```\n{ lambda" in table
+  assert results.max_abs_diff_vs_jax < 1e-5
+  assert results.max_abs_diff_vs_lecture < 0.006
+  assert results.examples["sigmoid_circuit"].chain_rule["x1"] == pytest.approx(-0.59, abs=5e-3)
+  assert results.primitives["mlp"]["tanh"] == 1
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert saved["examples"]["add_mul"]["chain_rule"] == {"x": -4.0, "y": -4.0, "z": 3.0}
+  assert saved["examples"]["branch"]["lecture"] == {} and saved["gates"][0][0] == "add"
   pngs = sorted(p.name for p in tmp_path.glob("*.png"))
-  assert pngs == sorted(results["figures"])
+  assert pngs == sorted(results.figures)
   assert {"graph_add_mul.png", "graph_sigmoid_circuit.png", "mlp_jaxpr.png",
           "mlp_grad_jaxpr.png"} <= set(pngs)
   for name in pngs:
