@@ -199,6 +199,16 @@ def on_pixels(transform: preprocessing.Transform, scale: float = 1.0 / 255.0
   return transform.replace(state=state)
 
 
+@functools.lru_cache(maxsize=None)
+def initial_params(model: nn.Module, input_shape: tuple[int, ...], seed: int) -> Any:
+  """``model``'s initial parameters for inputs of ``input_shape`` (host arrays), drawn once per
+  (model, shape, seed): the transforms of one output size share them, and the initializer's
+  compilation (seconds on CPU for each new population) runs once."""
+  key = jax.random.split(jax.random.PRNGKey(seed))[0]
+  init = jax.jit(functools.partial(model.init, train=False))
+  return jax.device_get(init(key, jnp.zeros((1, *input_shape), jnp.float32))["params"])
+
+
 def lr_sweep(model: nn.Module, transform: preprocessing.Transform, source: sources.InMemory,
              lrs: Sequence[float], *, num_steps: int, batch_size: int, eval_every: int,
              momentum: float = 0.0, seed: int = 0,
@@ -207,22 +217,24 @@ def lr_sweep(model: nn.Module, transform: preprocessing.Transform, source: sourc
   """Trains ``model`` at every learning rate of ``lrs`` as one :class:`Population`.
 
   SGD (``optax.inject_hyperparams``: each model holds its own rate); every model starts from the
-  same initial weights (one seed) and, with a ``shared_order`` source, sees the same batches; the
+  same initial weights (:func:`initial_params` of ``seed``) and, with a ``shared_order`` source, sees the same batches; the
   transform is the population's ``preprocess`` (on uint8 pixels: :func:`on_pixels`). Diverged
   rates are recorded as NaN/inf, not raised. Evaluates ``eval_splits`` at step 0 and every
   ``eval_every`` steps.
 
   Returns:
-    The initial parameters (one model's: all start equal, as host arrays), the final stacked
+    The initial parameters (one model's: all start equal; host arrays), the final stacked
     state and the :meth:`Population.train` history (``eval_steps`` (E,),
     ``{split}_loss`` / ``{split}_accuracy`` (E, len(lrs)), ``train_loss`` (steps, len(lrs)), ...).
   """
   tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=momentum or None)
   pop = Population(model, tx, num_models=len(lrs), preprocess=transform,
                    shared_batch=source.shared_order)
-  state, data_keys = pop.init([seed] * len(lrs), transform.output_shape,
+  init_params = initial_params(model, tuple(transform.output_shape), seed)
+  stacked = jax.tree.map(lambda a: np.broadcast_to(a, (len(lrs), *a.shape)),
+                         {"params": init_params})
+  state, data_keys = pop.init([seed] * len(lrs), transform.output_shape, variables=stacked,
                               hyperparams={"learning_rate": list(lrs)})
-  init_params = jax.device_get(jax.tree.map(lambda a: a[0], state.params))  # before donation
   state, history = pop.train(state, data_keys, source, num_steps=num_steps,
                              batch_size=batch_size, eval_every=eval_every,
                              eval_splits=eval_splits, eval_at_start=True,
