@@ -7,8 +7,9 @@
 --config.key=value overrides are applied after it.
 
 Trains one representative per zoo family on a CIFAR-10 subset (digits with --quick) for the same
-number of steps; writes architectures.md (table), accuracy_vs_cost.png, time_vs_macs.png and one
-engine run folder per model under runs/ to runs/architectures/ (runs/architectures_quick/).
+number of steps, every model on one device-resident copy of the data; writes architectures.md
+(the report), results.json, accuracy_vs_cost.png and time_vs_macs.png to runs/architectures/
+(runs/architectures_quick/).
 """
 
 import os

@@ -6,8 +6,8 @@
 --quick (or the config argument ``:quick``) is the CI-sized setting of the config file;
 --config.key=value overrides are applied after it.
 
-Writes backprop.md (forward/backward tables per example), graph_*.png and the jaxpr drawings
-mlp_jaxpr.png / mlp_grad_jaxpr.png to runs/backprop/ (runs/backprop_quick/ with --quick).
+Writes backprop.md (forward/backward tables per example), results.json, graph_*.png and the jaxpr
+drawings mlp_jaxpr.png / mlp_grad_jaxpr.png to runs/backprop/ (runs/backprop_quick/ with --quick).
 """
 
 import os
