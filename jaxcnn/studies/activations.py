@@ -236,7 +236,7 @@ def train_activation(act: str, config, source: sources.InMemory, transform: Any,
   _, history = pop.train(state, data_keys, source, num_steps=config.num_steps,
                          batch_size=config.batch_size, eval_every=config.eval_every_steps,
                          eval_splits=("val",), eval_at_start=True, measure=measure,
-                         labels=[f"{act}, seed {s}" for s in seeds])
+                         labels=[f"{act}, seed {s}" for s in seeds], stop_on_nonfinite=False)
   step_errors = 1.0 - history["train_accuracy"]
   num_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state.params))
   return ActivationRun(
@@ -287,6 +287,12 @@ class Results:
 
 # ----------------------------------------------------------------------------------------------
 # The study.
+
+
+def _diverged_note(r: ActivationRun) -> str:
+  """`` (k/n seeds diverged)`` when some seeds' loss became NaN/inf (their errors are chance)."""
+  diverged = int((~np.isfinite(r.step_losses)).any(axis=0).sum())
+  return f" ({diverged}/{len(r.seeds)} seeds diverged: NaN loss)" if diverged else ""
 
 
 def _mean_std(values: np.ndarray) -> str:
@@ -341,7 +347,7 @@ def report_rows(runs: dict[str, ActivationRun], iterations: dict[str, np.ndarray
     ratio_cell = "" if not np.isfinite(ratio[0]) else f"{'' if ratio[1] else '> '}{ratio[0]:.2f}"
     rows.append((act, r.init, r.learning_rate, r.num_params,
                  _iterations_cell(iterations[act], num_steps), ratio_cell,
-                 _mean_std(r.train_error[-1]), _mean_std(r.val_error[-1]),
+                 _mean_std(r.train_error[-1]) + _diverged_note(r), _mean_std(r.val_error[-1]),
                  _unit_cell(r.dead) or _unit_cell(r.saturated), f"{r.seconds:.0f}"))
   return rows
 

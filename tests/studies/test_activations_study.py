@@ -181,3 +181,16 @@ def test_population_model_m_equals_a_single_model_run_with_seed_m():
   np.testing.assert_allclose(one.dead[:, 0], both.dead[:, 1], atol=1e-6)
   assert one.num_params == both.num_params
   assert not np.allclose(both.step_losses[:, 0], both.step_losses[:, 1])
+
+
+def test_a_diverging_activation_is_recorded_not_fatal():
+  """A learning rate that blows the loss up to NaN ends as a table row saying so (the full study's
+  maxout at the shared rate), not as an exception that loses the other activations."""
+  config = common.load_config(CONFIGS / "activations.py", "quick")
+  config.num_steps, config.eval_every_steps, config.num_seeds = 4, 2, 2
+  config.learning_rates["relu"] = 1e9
+  data = study.load_data(config)
+  transform = preprocessing.fit(config.preprocessing, data["train"]["image"])
+  run = study.train_activation("relu", config, sources.InMemory(data), transform)
+  assert not np.isfinite(run.step_losses).all()
+  assert "2/2 seeds diverged" in study._diverged_note(run)
