@@ -89,7 +89,8 @@ class Ops:
   ``ops.dense(...)``, ``ops.normalize(x, train=train)`` and ``ops.activate(x)`` instead of
   resolving spec strings at every layer (the Flax ImageNet example's
   ``conv = partial(self.conv, use_bias=False, dtype=self.dtype)``). Adding a swappable choice is
-  a field of :class:`OpsModule` and a line of :meth:`create`.
+  one field of :class:`OpsModule` (named in :data:`CHOICES`) and its resolution in
+  :meth:`create`; no model changes.
 
   Attributes:
     act: the activation, a function or a learnable flax Module class (``activations.get``).
@@ -135,6 +136,10 @@ class Ops:
     return activations.Activation(self.act, name=name)(x)
 
 
+# The choice fields of OpsModule, each an argument of Ops.create.
+CHOICES = ("act", "norm", "conv", "kernel_init", "dtype")
+
+
 def choice(default: Any) -> Any:
   """A keyword-only field for a swappable choice; redeclare one to change its default:
   ``act: Any = choice("relu6")``."""
@@ -161,15 +166,14 @@ class OpsModule(nn.Module):
     """``ops`` if given, else the operations resolved from this module's choice fields."""
     if self.ops is not None:
       return self.ops
-    return Ops.create(act=self.act, norm=self.norm, conv=self.conv,
-                      kernel_init=self.kernel_init, dtype=self.dtype)
+    return Ops.create(**{name: getattr(self, name) for name in CHOICES})
 
 
 class ConvBNAct(OpsModule):
   """Convolution, normalization, activation: the unit most CNNs are made of.
 
-  ``activation=False`` (or ``act=None`` without ``ops``) leaves the output linear (before a
-  residual addition, say).
+  ``activation=False`` (or ``act=None``) leaves the output linear (before a residual addition,
+  say).
   """
 
   features: int

@@ -6,8 +6,6 @@ B5..B7 compile slowly on CPU: their jitted forward pass is marked slow (their ou
 parameter count are still checked, with jax.eval_shape).
 """
 
-import math
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -59,11 +57,7 @@ def test_multiply_adds_match_paper(name):
                                   pytest.param(n, marks=pytest.mark.slow) for n in NAMES])
 def test_jit_forward_small_input(name):
   model = create_model(name, num_classes=7)
-  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  variables = zc.random_variables(model, x.shape)
-  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
-  assert logits.shape == (2, 7) and bool(jnp.isfinite(logits).all())
-  assert not np.allclose(logits[0], logits[1])
+  zc.check_small_forward(model)
 
 
 def test_compound_scale_formula():
@@ -122,25 +116,15 @@ def test_squeeze_excite_is_quarter_of_block_input():
 @pytest.fixture(scope="module")
 def two_inits():
   """Two initializations of TINY from one jitted, vmapped init (compiled once for the module)."""
-  x = jnp.zeros((2, 32, 32, 3))
-  return jax.jit(jax.vmap(lambda k: TINY.init(k, x, train=False)))(jax.random.split(zc.key(1), 2))
+  return zc.stacked_inits(TINY)
 
 
 def test_train_step_loss_decreases(two_inits):
-  losses = zc.train_losses(TINY, (8, 32, 32, 3), 3, steps=10, learning_rate=1e-2,
-                           variables=jax.tree.map(lambda a: a[0], two_inits))
-  assert np.isfinite(losses).all() and losses[-1] < 0.7 * losses[0], losses
+  zc.check_trains(TINY, two_inits, (8, 32, 32, 3), 3)
 
 
 def test_vmap_over_two_initializations(two_inits):
-  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  variables = two_inits
-  kernel = variables["params"]["stem"]["Conv_0"]["kernel"]
-  assert kernel.shape[0] == 2 and not np.allclose(kernel[0], kernel[1])
-  batched = jax.jit(jax.vmap(lambda v: TINY.apply(v, x, train=False)))(variables)
-  single = jax.jit(lambda v: TINY.apply(v, x, train=False))(jax.tree.map(lambda a: a[1], variables))
-  assert batched.shape == (2, 2, 3)
-  np.testing.assert_allclose(batched[1], single, rtol=1e-4, atol=1e-5)
+  zc.check_vmap_over_inits(TINY, two_inits)
 
 
 def test_swapping_act_reaches_blocks_and_squeeze_excite():
@@ -154,14 +138,4 @@ def test_swapping_act_reaches_blocks_and_squeeze_excite():
 
 
 def test_swapping_norm_and_kernel_init():
-  shape = (1, 32, 32, 3)
-  base = zc.abstract_init(TINY, shape)[1]
-  assert count_params(TINY.clone(norm="group")) == count_params(TINY)
-  assert "batch_stats" not in zc.abstract_init(TINY.clone(norm="group"), shape)[1]
-  n_bn = sum(math.prod(a.shape) for a in jax.tree.leaves(base["batch_stats"]))
-  assert count_params(TINY) - count_params(TINY.clone(norm="none")) == n_bn
-  const = TINY.clone(kernel_init=nn.initializers.constant(0.25))
-  variables = jax.jit(lambda k: const.init(k, jnp.ones(shape), train=False))(zc.key(0))
-  for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"]):
-    expected = {"kernel": 0.25, "scale": 1.0, "bias": 0.0}[path[-1].key]
-    np.testing.assert_array_equal(leaf, expected, err_msg=jax.tree_util.keystr(path))
+  zc.check_norm_and_kernel_init_counts(TINY)

@@ -1,8 +1,6 @@
 """MobileNet v1/v2: parameter counts and multiply-adds against the papers and torchvision,
 output shapes, jitted forward passes, a training step, vmap over initializations, and swaps."""
 
-import math
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -10,7 +8,7 @@ import numpy as np
 import pytest
 
 import zoo_checks as zc
-from jaxcnn.models import count_params, create_model, flops, list_models
+from jaxcnn.models import create_model, list_models
 from jaxcnn.models.mobilenet import MobileNetV1, MobileNetV2
 from jaxcnn.nn.layers import make_divisible
 
@@ -33,14 +31,7 @@ def test_params_and_macs_match_published(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_jit_forward_small_input(name):
-  model = create_model(name, num_classes=7)
-  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  out, _ = zc.abstract_init(model, x.shape)
-  assert out.shape == (2, 7)
-  variables = zc.random_variables(model, x.shape)
-  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
-  assert logits.shape == (2, 7) and bool(jnp.isfinite(logits).all())
-  assert not np.allclose(logits[0], logits[1])  # depends on the input
+  zc.check_small_forward(create_model(name, num_classes=7))
 
 
 def test_output_shape_any_input_size():
@@ -92,22 +83,7 @@ def test_swapping_act_changes_every_activation_and_nothing_else():
 
 
 def test_swapping_norm_and_kernel_init():
-  shape = (1, 32, 32, 3)
-  base = zc.abstract_init(TINY_V2, shape)[1]
-  group = zc.abstract_init(TINY_V2.clone(norm="group"), shape)[1]
-  none = zc.abstract_init(TINY_V2.clone(norm="none"), shape)[1]
-  # GroupNorm has the same per-channel scale and offset as BatchNorm but no running statistics.
-  assert count_params(TINY_V2.clone(norm="group")) == count_params(TINY_V2)
-  assert "batch_stats" in base and "batch_stats" not in group and "batch_stats" not in none
-  n_bn = sum(math.prod(a.shape) for a in jax.tree.leaves(base["batch_stats"]))  # mean+var = scale+bias
-  assert count_params(TINY_V2) - count_params(TINY_V2.clone(norm="none")) == n_bn
-  # kernel_init reaches every convolution and the classifier, and nothing else.
-  const = TINY_V2.clone(kernel_init=nn.initializers.constant(0.25))
-  variables = jax.jit(lambda k: const.init(k, jnp.ones(shape), train=False))(zc.key(0))
-  for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"]):
-    name = path[-1].key
-    expected = {"kernel": 0.25, "scale": 1.0, "bias": 0.0}[name]
-    np.testing.assert_array_equal(leaf, expected, err_msg=jax.tree_util.keystr(path))
+  zc.check_norm_and_kernel_init_counts(TINY_V2)
 
 
 def test_bad_input_raises():

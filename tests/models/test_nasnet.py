@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import zoo_checks as zc
-from jaxcnn.models import count_params, create_model, flops, list_models, model_info
+from jaxcnn.models import count_params, create_model, list_models, model_info
 from jaxcnn.models.nasnet import Adjust, Cell, NASNetA
 
 TINY = NASNetA(num_cells=1, penultimate_filters=192, stem_features=8, num_classes=3)
@@ -30,13 +30,7 @@ def test_params_and_macs_match_published():
 
 def test_jit_forward_small_input():
   model = create_model("nasnet_a_mobile", num_classes=7)
-  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  out, _ = zc.abstract_init(model, x.shape)
-  assert out.shape == (2, 7)
-  variables = zc.random_variables(model, x.shape)
-  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
-  assert logits.shape == (2, 7) and bool(jnp.isfinite(logits).all())
-  assert not np.allclose(logits[0], logits[1])
+  zc.check_small_forward(model)
 
 
 def test_cell_structure():
@@ -99,25 +93,15 @@ def test_bad_configuration_raises():
 @pytest.fixture(scope="module")
 def two_inits():
   """Two initializations of TINY from one jitted, vmapped init (compiled once for the module)."""
-  x = jnp.zeros((2, 32, 32, 3))
-  return jax.jit(jax.vmap(lambda k: TINY.init(k, x, train=False)))(jax.random.split(zc.key(1), 2))
+  return zc.stacked_inits(TINY)
 
 
 def test_train_step_loss_decreases(two_inits):
-  losses = zc.train_losses(TINY, (8, 32, 32, 3), 3, steps=10, learning_rate=1e-2,
-                           variables=jax.tree.map(lambda a: a[0], two_inits))
-  assert np.isfinite(losses).all() and losses[-1] < 0.7 * losses[0], losses
+  zc.check_trains(TINY, two_inits, (8, 32, 32, 3), 3)
 
 
 def test_vmap_over_two_initializations(two_inits):
-  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  variables = two_inits
-  kernel = variables["params"]["stem"]["kernel"]
-  assert kernel.shape[0] == 2 and not np.allclose(kernel[0], kernel[1])
-  batched = jax.jit(jax.vmap(lambda v: TINY.apply(v, x, train=False)))(variables)
-  single = jax.jit(lambda v: TINY.apply(v, x, train=False))(jax.tree.map(lambda a: a[1], variables))
-  assert batched.shape == (2, 2, 3)
-  np.testing.assert_allclose(batched[1], single, rtol=1e-4, atol=1e-5)
+  zc.check_vmap_over_inits(TINY, two_inits)
 
 
 def test_swapping_act_changes_every_activation_and_nothing_else():
@@ -129,14 +113,4 @@ def test_swapping_act_changes_every_activation_and_nothing_else():
 
 
 def test_swapping_norm_and_kernel_init():
-  shape = (1, 32, 32, 3)
-  base = zc.abstract_init(TINY, shape)[1]
-  assert count_params(TINY.clone(norm="group")) == count_params(TINY)
-  assert "batch_stats" not in zc.abstract_init(TINY.clone(norm="group"), shape)[1]
-  n_bn = sum(math.prod(a.shape) for a in jax.tree.leaves(base["batch_stats"]))
-  assert count_params(TINY) - count_params(TINY.clone(norm="none")) == n_bn
-  const = TINY.clone(kernel_init=nn.initializers.constant(0.25))
-  variables = jax.jit(lambda k: const.init(k, jnp.ones(shape), train=False))(zc.key(0))
-  for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"]):
-    expected = {"kernel": 0.25, "scale": 1.0, "bias": 0.0}[path[-1].key]
-    np.testing.assert_array_equal(leaf, expected, err_msg=jax.tree_util.keystr(path))
+  zc.check_norm_and_kernel_init_counts(TINY)

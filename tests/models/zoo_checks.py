@@ -239,3 +239,56 @@ def check_norm_swap(name: str, x_shape, **fields) -> None:
   assert _count(vg) == _count(vb)
   # Everything but the normalization layers keeps its shape.
   assert _shapes(_without_norm(vn["params"])) == _shapes(_without_norm(vb["params"]))
+
+
+def check_small_forward(model: nn.Module, x_shape=(2, 32, 32, 3), num_classes: int = 7) -> None:
+  """The jitted eval forward pass on random images: ``(batch, num_classes)``, finite, and
+  different for different images."""
+  x = jax.random.normal(jax.random.key(0), x_shape)
+  variables = random_variables(model, x_shape)
+  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+  assert logits.shape == (x_shape[0], num_classes) and bool(jnp.isfinite(logits).all())
+  assert not np.allclose(logits[0], logits[1])  # depends on the input
+
+
+def stacked_inits(model: nn.Module, x_shape=(2, 32, 32, 3), n: int = 2) -> dict:
+  """``n`` initializations from one jitted, vmapped init (leaves stacked on a leading axis)."""
+  x = jnp.zeros(x_shape)
+  return jax.jit(jax.vmap(lambda k: model.init(k, x, train=False)))(jax.random.split(key(1), n))
+
+
+def check_trains(model: nn.Module, stacked: dict, x_shape, num_classes: int, steps: int = 10,
+                 learning_rate: float = 1e-2, ratio: float = 0.7) -> None:
+  """From the first of ``stacked`` initializations, ``steps`` Adam steps on one batch lower the
+  loss below ``ratio`` of its start."""
+  losses = train_losses(model, x_shape, num_classes, steps=steps, learning_rate=learning_rate,
+                        variables=jax.tree.map(lambda a: a[0], stacked))
+  assert np.isfinite(losses).all() and losses[-1] < ratio * losses[0], losses
+
+
+def check_vmap_over_inits(model: nn.Module, stacked: dict, x_shape=(2, 32, 32, 3)) -> None:
+  """The stacked initializations differ, and the vmapped apply equals the single apply."""
+  x = jax.random.normal(jax.random.key(0), x_shape)
+  kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(stacked["params"])
+             if str(path[-1].key) == "kernel"]
+  assert kernels and kernels[0].shape[0] == 2 and not np.allclose(kernels[0][0], kernels[0][1])
+  batched = jax.jit(jax.vmap(lambda v: model.apply(v, x, train=False)))(stacked)
+  single = jax.jit(lambda v: model.apply(v, x, train=False))(jax.tree.map(lambda a: a[1], stacked))
+  assert batched.shape[:2] == (2, x_shape[0])
+  np.testing.assert_allclose(batched[1], single, rtol=1e-4, atol=1e-5)
+
+
+def check_norm_and_kernel_init_counts(model: nn.Module, shape=(1, 32, 32, 3)) -> None:
+  """``norm="group"`` keeps the parameter count and drops the running statistics; ``"none"``
+  removes exactly the BatchNorm scales and offsets; a constant ``kernel_init`` sets every kernel
+  (scales 1, biases 0)."""
+  base = abstract_init(model, shape)[1]
+  assert count_params(model.clone(norm="group")) == count_params(model)
+  assert "batch_stats" not in abstract_init(model.clone(norm="group"), shape)[1]
+  n_bn = sum(math.prod(a.shape) for a in jax.tree.leaves(base["batch_stats"]))
+  assert count_params(model) - count_params(model.clone(norm="none")) == n_bn
+  const = model.clone(kernel_init=nn.initializers.constant(0.25))
+  variables = jax.jit(lambda k: const.init(k, jnp.ones(shape), train=False))(key(0))
+  for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"]):
+    expected = {"kernel": 0.25, "scale": 1.0, "bias": 0.0}[path[-1].key]
+    np.testing.assert_array_equal(leaf, expected, err_msg=jax.tree_util.keystr(path))
