@@ -177,9 +177,8 @@ def train_one(config, label: str, spec: str, source: sources.InMemory,
   """Trains ``config.num_seeds`` models of ``spec`` (:func:`make_population`) on ``source``
   for the budget (:func:`budget_steps`) and tests them on its ``test`` split.
 
-  The step budget runs through :meth:`Population.train`, whose epochs are full passes over the
-  training split: with ``num_epochs == 1`` or ``steps_per_epoch == 0`` (both settings of the
-  config file) every model sees the batches that ``fit`` would show it.
+  The step budget runs through :meth:`Population.train` with ``fit``'s epoch length, so every
+  model sees the batches that ``fit`` would show it.
   """
   t0 = time.perf_counter()
   num_classes = source.max_label + 1
@@ -191,7 +190,8 @@ def train_one(config, label: str, spec: str, source: sources.InMemory,
   state, data_keys = pop.init(seeds, source.input_shape)
   state, history = pop.train(state, data_keys, source, num_steps=num_steps,
                              batch_size=int(config.batch_size), eval_splits=(),
-                             labels=[f"{label}, seed {s}" for s in seeds])
+                             labels=[f"{label}, seed {s}" for s in seeds],
+                             steps_per_epoch=steps_per_epoch)
   train_s = float(history["seconds"]) - float(history["compile_time_s"])
   test = pop.evaluate(state, source, "test")["accuracy"]
   train_acc = history["train_accuracy"][-steps_per_epoch:].mean(axis=0)

@@ -198,8 +198,8 @@ class Population:
   def train(self, state: TrainState, data_keys: jax.Array, source: Any, *, num_steps: int,
             batch_size: int, eval_every: int = 0, eval_splits: Sequence[str] | None = None,
             eval_at_start: bool = False, measure: Measure | None = None,
-            labels: Sequence[str] | None = None, stop_on_nonfinite: bool = True
-            ) -> tuple[TrainState, dict[str, np.ndarray]]:
+            labels: Sequence[str] | None = None, stop_on_nonfinite: bool = True,
+            steps_per_epoch: int | None = None) -> tuple[TrainState, dict[str, np.ndarray]]:
     """Trains for ``num_steps`` updates and evaluates every ``eval_every`` steps and at the end.
 
     Args:
@@ -213,6 +213,8 @@ class Population:
       measure: ``fn(state) -> {name: (M, ...) array}`` recorded at every evaluation (e.g.
         dead-unit fractions from :mod:`jaxcnn.diagnostics`).
       labels: model names for error messages.
+      steps_per_epoch: a shortened epoch (default: one pass over the training split), as
+        ``config.steps_per_epoch`` of :func:`jaxcnn.train.loop.fit`.
       stop_on_nonfinite: raise on a NaN/inf loss; False records it instead (a diverged model's
         losses and evaluations are then NaN/inf; the other models train on unaffected, e.g. the
         large learning rates of a sweep).
@@ -243,7 +245,7 @@ class Population:
       evaluate(0)
     pending, step = [], 0
     for state, metrics in self.steps(state, data_keys, source, batch_size=batch_size, start=0,
-                                     stop=num_steps):
+                                     stop=num_steps, steps_per_epoch=steps_per_epoch):
       pending.append(metrics)
       step += 1
       if step == num_steps or (eval_every and step % eval_every == 0):

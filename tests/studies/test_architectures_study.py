@@ -123,21 +123,23 @@ def test_train_one_on_a_shared_source():
   assert r.wall_s >= r.compile_s > 0
 
 
-def test_study_trains_what_fit_trains(tmp_path):
+@pytest.mark.parametrize("epochs", [1, 2])  # 2: shortened epochs (3 steps of a 16-step pass)
+def test_study_trains_what_fit_trains(tmp_path, epochs):
   """The study's population equals fit() of the same engine config, run independently: same
   data order, initial variables, optax chain and schedule, hence the same accuracies."""
   from jaxcnn.train.loop import fit  # pylint: disable=g-import-not-at-top
 
   config, data, source = _quick_source(steps=3)
+  config.num_epochs = epochs
   transform = preprocessing.fit(config.preprocessing, data["train"]["image"])
   spec = "simple_cnn_small"
   r = architectures.train_one(config, "SimpleCNN-small", spec, source, transform)
   ref = fit(architectures.train_config(config, spec), str(tmp_path / "fit"), data=data)
-  assert ref["steps"] == r.steps == 3
+  assert ref["steps"] == r.steps == 3 * epochs
   assert r.test_accuracy == pytest.approx(ref["test_accuracy"], abs=1e-6)
   assert r.train_accuracy == pytest.approx(ref["train_accuracy"], abs=1e-6)
   records = [json.loads(l) for l in (tmp_path / "fit" / "metrics.jsonl").read_text().splitlines()]
-  assert records[-1]["step"] == 3
+  assert records[-1]["step"] == 3 * epochs
 
 
 def test_run_quick_writes_report_results_and_figures(tmp_path):
