@@ -52,8 +52,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import math
 import os
 import time
 from typing import Any, Sequence
@@ -307,24 +305,9 @@ class Results:
   seconds: float
 
   def to_dict(self) -> dict[str, Any]:
-    """JSON-able (arrays as lists, non-finite floats as None; trained parameters left out)."""
-    d = dataclasses.asdict(dataclasses.replace(self, symmetry={
+    """JSON-able (:func:`jaxcnn.studies.common.jsonable`; trained parameters left out)."""
+    return common.jsonable(dataclasses.replace(self, symmetry={
         init: {k: v for k, v in r.items() if k != "params"} for init, r in self.symmetry.items()}))
-    return _jsonable(d)
-
-
-def _jsonable(v: Any) -> Any:
-  if isinstance(v, dict):
-    return {str(k): _jsonable(x) for k, x in v.items()}
-  if isinstance(v, (list, tuple)):
-    return [_jsonable(x) for x in v]
-  if isinstance(v, (np.ndarray, jax.Array)):
-    return _jsonable(np.asarray(v).tolist())
-  if isinstance(v, (float, np.floating)):
-    return float(v) if math.isfinite(v) else None
-  if isinstance(v, np.integer):
-    return int(v)
-  return v
 
 
 # ----------------------------------------------------------------------------------------------
@@ -426,43 +409,41 @@ def run(config, workdir: str) -> Results:
   depth = 2 * sum(arch_kwargs["stage_sizes"]) + 2
   filters = "/".join(str(arch_kwargs["num_filters"] * 2**i)
                      for i in range(len(arch_kwargs["stage_sizes"])))
-  sections = [
-      "# Weight initialization\n",
+  report = common.Report("Weight initialization")
+  report.text(
       f"Data: {where}, {n_train} train / {n_test} test images (random subsets, seed "
       f"{config.seed}), standardized. Run took {time.time() - start:.0f} s"
-      + (" (quick setting)." if q else "."),
-      "",
-      f"## (a) {m.num_layers}-layer MLP on unit-Gaussian inputs (CS231n)\n",
+      + (" (quick setting)." if q else "."))
+  report.section(f"(a) {m.num_layers}-layer MLP on unit-Gaussian inputs (CS231n)").text(
       f"Width {pick(m, 'width')}, no biases, {pick(m, 'num_samples')} samples "
       "(jaxcnn.studies.init_study). xavier_normal equals CS231n's randn / sqrt(fan_in) here "
-      "(square layers).\n",
-      init_study.summary_table(cases),
-      "\n![](mlp_std_by_layer.png)\n",
-      f"## (b) {depth}-layer plain and residual ReLU nets without normalization\n",
+      "(square layers).", init_study.summary_table(cases))
+  report.figure("mlp_std_by_layer.png")
+  report.section(f"(b) {depth}-layer plain and residual ReLU nets without normalization").text(
       f"{depth} weight layers (3x3 convolutions, {filters} filters, blocks per stage "
       f"{arch_kwargs['stage_sizes']}); residual = CIFAR ResNet with zero-padding shortcuts and "
       f"no BatchNorm (Fixup: its Fixup version). Statistics on {config.stats_batch} training "
-      f"images; grad norm is ||dL/dW||, the L2 norm of the loss gradient w.r.t. a layer's kernel. Training: "
-      f"SGD, momentum {d.momentum}, constant learning rate {d.learning_rate}, batch "
-      f"{d.batch_size}, {num_epochs} epoch(s), the same batches for every init (one "
+      "images; grad norm is ||dL/dW||, the L2 norm of the loss gradient w.r.t. a layer's "
+      f"kernel. Training: SGD, momentum {d.momentum}, constant learning rate {d.learning_rate}, "
+      f"batch {d.batch_size}, {num_epochs} epoch(s), the same batches for every init (one "
       "jaxcnn.train.population.Population per network"
       + (", its inits trained together" if d.together else "") + "). 'loss' is the "
-      "mean training loss over the last 10% of steps.\n",
-      common.markdown_table(
-          [_deep_row(a, i, r) for a, v in deep.items() for i, r in v.items()],
-          ("net", "init", "act std first", "act std last", "grad norm first", "grad norm last",
-           "trained: act std last", "trained: grad norm first", "loss", "test acc %")),
-      "\nAt initialization (Fixup: every gradient but the classifier's is exactly 0, so those "
-      "points are missing on the log axis):\n\n![](deep_at_init.png)\n",
-      "After training:\n\n![](deep_after_training.png)\n\n![](deep_training.png)\n",
-      "## (c) Constant initialization keeps the units of a layer identical\n",
+      "mean training loss over the last 10% of steps.")
+  report.table(
+      [_deep_row(a, i, r) for a, v in deep.items() for i, r in v.items()],
+      ("net", "init", "act std first", "act std last", "grad norm first", "grad norm last",
+       "trained: act std last", "trained: grad norm first", "loss", "test acc %"))
+  report.text("At initialization (Fixup: every gradient but the classifier's is exactly 0, so "
+              "those points are missing on the log axis):").figure("deep_at_init.png")
+  report.text("After training:").figure("deep_after_training.png").figure("deep_training.png")
+  report.section("(c) Constant initialization keeps the units of a layer identical").text(
       f"MLP {tuple(s.widths)} (ReLU, zero biases) trained by plain SGD for "
       f"{pick(s, 'num_steps')} steps (learning rate {s.learning_rate}, batch {s.batch_size}). "
       "Spread = max over examples (or input weights) of (max - min across the units of the "
       f"layer), measured after every step on the first {s.batch_size} training images (grad "
-      "spread: of the kernel's gradient on them); 0 means every unit of the layer is the same. Active fraction: share of positive "
-      "activations after training (the equal units are alive, not all zero).\n",
-  ]
+      "spread: of the kernel's gradient on them); 0 means every unit of the layer is the same. "
+      "Active fraction: share of positive activations after training (the equal units are "
+      "alive, not all zero).")
   rows = []
   for init, r in sym.items():
     for layer in range(r["act_spread"].shape[1]):
@@ -470,16 +451,13 @@ def run(config, workdir: str) -> Results:
                    _fmt(r["act_spread"][-1, layer]), _fmt(r["kernel_spread"][0, layer]),
                    _fmt(r["kernel_spread"][-1, layer]), _fmt(np.max(r["grad_spread"][:, layer])),
                    f"{r['active_fraction'][layer]:.2f}", f"{100 * r['test_accuracy']:.1f}"])
-  sections += [common.markdown_table(rows, (
+  report.table(rows, (
       "init", "hidden layer", "act spread, step 0", f"act spread, step {pick(s, 'num_steps')}",
       "kernel spread, step 0", f"kernel spread, step {pick(s, 'num_steps')}",
-      "max grad spread", "active fraction, end", "test acc %")), "\n![](symmetry.png)\n"]
-  table = os.path.join(workdir, "initialization.md")
-  with open(table, "w") as f:
-    f.write("\n".join(sections))
+      "max grad spread", "active fraction, end", "test acc %")).figure("symmetry.png")
+  table = report.write(os.path.join(workdir, "initialization.md"))
   out = Results(mlp=cases, deep=deep, symmetry=sym, table=table, figures=tuple(figures),
                 seconds=time.time() - start)
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(out.to_dict(), f, indent=1)
+  common.save_results(out, workdir)
   print(f"initialization: wrote {table} in {out.seconds:.0f} s", flush=True)
   return out

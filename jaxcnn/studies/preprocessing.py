@@ -39,10 +39,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import os
-import pathlib
 import time
 from typing import Any, Callable, Sequence
 
@@ -330,25 +328,11 @@ class Results:
   seconds: float
 
   def to_dict(self) -> dict[str, Any]:
-    """JSON-able: arrays as lists, non-finite floats as None (the zig-zag's inputs left out)."""
-    d = dataclasses.asdict(self)
+    """JSON-able (:func:`jaxcnn.studies.common.jsonable`; the zig-zag's inputs left out)."""
+    d = common.jsonable(self)
     for r in d["zigzag"].values():
       r.pop("x", None)
-    return _jsonable(d)
-
-
-def _jsonable(v: Any) -> Any:
-  if isinstance(v, dict):
-    return {str(k): _jsonable(x) for k, x in v.items()}
-  if isinstance(v, (list, tuple)):
-    return [_jsonable(x) for x in v]
-  if isinstance(v, (np.ndarray, jax.Array)):
-    return _jsonable(np.asarray(v).tolist())
-  if isinstance(v, (float, np.floating)):
-    return float(v) if math.isfinite(v) else None
-  if isinstance(v, np.integer):
-    return int(v)
-  return v
+    return d
 
 
 # ----------------------------------------------------------------------------------------------
@@ -385,7 +369,7 @@ def run(config, workdir: str) -> Results:
   os.makedirs(workdir, exist_ok=True)
   dpi = s.dpi
   figures = []
-  sections = ["# Data preprocessing: sensitivity of the loss and speed of training\n"]
+  report = common.Report("Data preprocessing: sensitivity of the loss and speed of training")
 
   # (b) zig-zag.
   zig = zigzag_study(s.zigzag)
@@ -396,17 +380,16 @@ def run(config, workdir: str) -> Results:
            r["sgd"]["best_lr"], _fmt(r["sgd"]["best_steps"]), r["gd"]["best_lr"],
            _fmt(r["gd"]["best_steps"])) for name, r in zig.items()]
   z = s.zigzag
-  sections.append(
-      "## (b) The zig-zag of all-positive inputs\n\n"
+  report.section("(b) The zig-zag of all-positive inputs").text(
       f"A linear neuron w . x with a 2-D weight, squared loss, targets y = x . w*, w* = "
       f"{tuple(z.w_star)}, start w0 = {tuple(z.w0)}; {z.num_examples} inputs drawn from "
       f"U({z.low}, {z.high})^2 and the same inputs centered (fit('mean_image')). The gradient of "
       "one example is dL/dw_i = upstream * x_i with one upstream for both i. Steps to "
       f"||w - w*|| <= {z.tol} ||w*|| at the best of {z.num_lrs} learning rates in "
-      f"[{z.lr_min:g}, {z.lr_max:g}] (SGD: median over {z.num_seeds} seeds; cap {z.num_steps}).\n\n"
-      + common.markdown_table(rows, (
-          "inputs", "per-example grads with one sign", "eig E[x x^T]", "condition number",
-          "SGD best lr", "SGD steps", "GD best lr", "GD steps")) + "\n\n![zigzag](zigzag.png)\n")
+      f"[{z.lr_min:g}, {z.lr_max:g}] (SGD: median over {z.num_seeds} seeds; cap {z.num_steps}).")
+  report.table(rows, ("inputs", "per-example grads with one sign", "eig E[x x^T]",
+                      "condition number", "SGD best lr", "SGD steps", "GD best lr", "GD steps"))
+  report.figure("zigzag.png")
 
   # The lecture's figure of data clouds, on a synthetic correlated 2-D Gaussian.
   rng = np.random.default_rng(s.seed)
@@ -505,8 +488,7 @@ def run(config, workdir: str) -> Results:
   for name in names:
     sens_headers += [f"{name}: λmax(H) init", f"{name}: ΔL/L init",
                      f"{name}: λmax(H) trained", f"{name}: ΔL/L trained"]
-  sections.append(
-      "## (a) Sensitivity of the loss to the weights\n\n"
+  report.section("(a) Sensitivity of the loss to the weights").text(
       f"{where}. λmax(H): largest Hessian eigenvalue of the mean cross-entropy on {n_hess} "
       f"training images, {s.power_iters} power iterations, at the initial weights and at the "
       f"weights of the best learning rate after training. ΔL/L: mean relative loss change over "
@@ -514,8 +496,8 @@ def run(config, workdir: str) -> Results:
       "E[xxᵀ] is the second moment of the flattened preprocessed input (with the bias's constant "
       "1 appended it is K times the linear classifier's Hessian at W = 0); λmax / mean λ is over "
       "its eigenvalues above 1e-8 λmax. Models: "
-      + ", ".join(f"{n} = hidden {tuple(s.models[n])}" for n in names) + ".\n\n"
-      + common.markdown_table(sens_rows, sens_headers) + "\n\n![spectra](spectra.png)\n")
+      + ", ".join(f"{n} = hidden {tuple(s.models[n])}" for n in names) + ".")
+  report.table(sens_rows, sens_headers).figure("spectra.png")
 
   speed_rows = []
   for spec, r in results.items():
@@ -523,8 +505,7 @@ def run(config, workdir: str) -> Results:
       m = r.models[name]
       speed_rows.append((spec, name, m.best_lr, 2.0 / m.lambda_max_init,
                          _fmt(m.steps_to_target), m.final_train_loss, m.final_test_accuracy))
-  sections.append(
-      "## (c) Training speed\n\n"
+  report.section("(c) Training speed").text(
       f"{where}. Plain SGD (momentum {s.momentum:g}), batch {s.batch_size}, {s.num_steps} steps, "
       f"the same initial weights and minibatches for every transform and learning rate (one "
       f"population per transform and model, jaxcnn.train.population); the best learning rate "
@@ -533,19 +514,17 @@ def run(config, workdir: str) -> Results:
       + f". Training loss on a fixed subset of {n_eval} training images every {s.eval_every} "
       f"steps; target loss " + ", ".join(f"{n} {s.targets[n]:g}" for n in names)
       + ". 2/λmax(H) at init is the step size above which gradient descent diverges along the "
-      "sharpest direction (LeCun et al. 1998).\n\n"
-      + common.markdown_table(speed_rows, ("transform", "model", "best lr", "2/λmax(H) init",
-                                           "steps to target", "final train loss",
-                                           "final test acc"))
-      + "\n\n![curves](curves.png)\n\n![lr sweep](lr_sweep.png)\n")
-  sections.append("## Transformed data\n\n![data clouds](data_clouds.png)\n\n"
-                  "![transformed images](transformed_images.png)\n\n"
-                  "![pca components](pca_components.png)\n")
+      "sharpest direction (LeCun et al. 1998).")
+  report.table(speed_rows, ("transform", "model", "best lr", "2/λmax(H) init", "steps to target",
+                            "final train loss", "final test acc"))
+  report.figure("curves.png").figure("lr_sweep.png", alt="lr sweep")
+  report.section("Transformed data").figure("data_clouds.png", alt="data clouds")
+  report.figure("transformed_images.png", alt="transformed images")
+  report.figure("pca_components.png", alt="pca components")
   seconds = time.perf_counter() - t0
-  sections.append(f"Wall time {seconds:.0f} s.\n")
-  table = os.path.join(workdir, "preprocessing.md")
-  pathlib.Path(table).write_text("\n".join(sections))
+  report.text(f"Wall time {seconds:.0f} s.")
+  table = report.write(os.path.join(workdir, "preprocessing.md"))
   out = Results(zigzag=zig, transforms=results, table=table, figures=tuple(figures),
                 seconds=seconds)
-  pathlib.Path(workdir, "results.json").write_text(json.dumps(out.to_dict(), indent=1) + "\n")
+  common.save_results(out, workdir)
   return out
