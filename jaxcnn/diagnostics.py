@@ -497,3 +497,43 @@ def plot_activation_stats(stats: Sequence[LayerStats], path: str | None = None, 
   if path is not None:
     fig.savefig(path, format="png", dpi=100)
   return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Training curves.
+
+
+def moving_average(values: Any, window: int) -> np.ndarray:
+  """Trailing mean over ``window`` rows along axis 0; row t averages rows t-window+1..t.
+
+  Only full windows are returned: ``len(values) - window + 1`` rows.
+  """
+  values = np.asarray(values, np.float64)
+  if window < 1 or window > len(values):
+    raise ValueError(f"window must lie in [1, {len(values)}] (the number of rows), got {window}.")
+  cumsum = np.concatenate([np.zeros((1, *values.shape[1:])), np.cumsum(values, axis=0)])
+  return (cumsum[window:] - cumsum[:-window]) / window
+
+
+def steps_to_target(values: Any, target: float, *, steps: Sequence[int] | None = None,
+                    window: int = 1) -> np.ndarray:
+  """When a training curve first reaches ``target``: the time-to-target of a run.
+
+  Args:
+    values: a curve of losses or error rates (lower is better), ``(T,)`` or ``(T, models...)``.
+    target: the value to reach (``<=``); NaN/inf never reach it.
+    steps: the step number of each row (default ``1 .. T``: row t is after t + 1 updates).
+    window: average the curve over this many trailing rows first (the running training error of
+      cuda-convnet, as in Krizhevsky et al. 2012, Figure 1); the step reported is the one at the
+      end of the first window whose mean reaches the target.
+
+  Returns:
+    int array of shape ``values.shape[1:]``: that step, or -1 where the target is never reached.
+  """
+  values = np.asarray(values, np.float64)
+  steps = np.arange(1, len(values) + 1) if steps is None else np.asarray(steps)
+  if len(steps) != len(values):
+    raise ValueError(f"steps and values differ in length: {len(steps)} vs {len(values)}.")
+  reached = np.nan_to_num(moving_average(values, window), nan=np.inf) <= target
+  first = np.argmax(reached, axis=0)
+  return np.where(reached.any(axis=0), steps[first + window - 1], -1)

@@ -401,3 +401,47 @@ def test_loss_sensitivity_bookkeeping():
   u /= np.linalg.norm(u, axis=1, keepdims=True)
   expected = eps * math.sqrt(17) * np.mean(np.abs(u @ np.arange(1.0, 18.0))) / c
   assert float(jnp.mean(rel)) == pytest.approx(expected, rel=0.05)
+
+
+def test_steps_to_target_by_hand():
+  steps = [10, 20, 30, 40]
+  assert int(diagnostics.steps_to_target([2.0, 1.0, 0.4, 0.3], 0.5, steps=steps)) == 30
+  assert int(diagnostics.steps_to_target([2.0, np.nan, np.inf, 0.6], 0.5, steps=steps)) == -1
+  # Two models; default steps 1..T; a window of 2: means (1.5, 0.7, 0.35) -> first <= 0.5 ends
+  # at step 4 for model 0; model 1 (0.2 everywhere) reaches it with the first full window.
+  curves = np.array([[2.0, 0.2], [1.0, 0.2], [0.4, 0.2], [0.3, 0.2]])
+  np.testing.assert_array_equal(diagnostics.steps_to_target(curves, 0.5, window=2), [4, 2])
+  with pytest.raises(ValueError, match="differ in length"):
+    diagnostics.steps_to_target([1.0], 0.5, steps=steps)
+
+
+def test_moving_average_matches_numpy_convolution():
+  x = np.random.default_rng(0).random(50)
+  np.testing.assert_allclose(diagnostics.moving_average(x, 7), np.convolve(x, np.ones(7) / 7, "valid"))
+  for bad in (0, 51):
+    with pytest.raises(ValueError, match="window"):
+      diagnostics.moving_average(x, bad)
+
+
+def test_steps_to_target_on_a_linear_curve():
+  # e_t = 1 - t / 1000 at step t = 1..1000; the mean of the last w steps ending at T is
+  # 1 - (T - (w - 1) / 2) / 1000, which first drops to <= 0.2505 at T = 749.5 + (w - 1) / 2.
+  t = np.arange(1, 1001)
+  errors = 1.0 - t / 1000.0
+  for w in (1, 11, 50):
+    expected = math.ceil(749.5 + (w - 1) / 2)
+    assert int(diagnostics.steps_to_target(errors, 0.2505, window=w)) == expected
+  # Two models: the second plateaus at 0.5 and never reaches the target.
+  both = np.stack([errors, np.maximum(errors, 0.5)], axis=1)
+  np.testing.assert_array_equal(diagnostics.steps_to_target(both, 0.2505, window=11), [755, -1])
+
+
+def test_steps_to_target_uses_the_running_mean_not_single_batches():
+  errors = np.full(100, 0.9)
+  errors[10] = 0.0  # one lucky batch
+  errors[60:] = 0.05
+  assert int(diagnostics.steps_to_target(errors, 0.1, window=1)) == 11
+  # Window 20: the first window with mean <= 0.1 holds one 0.9 (step 60) and nineteen 0.05
+  # (steps 61-79): (0.9 + 19 * 0.05) / 20 = 0.0925, so 79 iterations.
+  expected = next(k for k in range(20, 101) if errors[k - 20:k].mean() <= 0.1)
+  assert int(diagnostics.steps_to_target(errors, 0.1, window=20)) == expected == 79

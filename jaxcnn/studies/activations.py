@@ -17,7 +17,7 @@ The study (CS231n, lecture "Training Neural Networks I"):
   reach a target training error.
 
 :func:`run` composes :func:`load_data`, :func:`train_activation` (one population per activation)
-and pure functions over the histories (:func:`iterations_to_target`, :func:`speedup`); it
+and pure functions over the histories (:func:`jaxcnn.diagnostics.steps_to_target`, :func:`speedup`); it
 returns a :class:`Results` and draws with :mod:`jaxcnn.studies.activations_plots`.
 
 The claim checked: "a four-layer convolutional neural network with ReLUs reaches a 25% training
@@ -44,6 +44,7 @@ import numpy as np
 import optax
 
 from jaxcnn.data import preprocessing, sources
+from jaxcnn import diagnostics
 from jaxcnn.diagnostics import has_unit_stats, unit_stats
 from jaxcnn.models import create_model
 from jaxcnn.models.small_cnns import ActCNN  # noqa: F401  (the study's network, as before)
@@ -90,39 +91,6 @@ def activation_curve(name: str, x: Any) -> tuple[np.ndarray, np.ndarray]:
 
 # ----------------------------------------------------------------------------------------------
 # Bookkeeping: pure functions of the histories.
-
-
-def moving_average(errors: Any, window: int) -> np.ndarray:
-  """Trailing mean over ``window`` steps along axis 0; row t averages steps t-window+1..t.
-
-  Only full windows are returned: ``len(errors) - window + 1`` rows.
-  """
-  errors = np.asarray(errors, np.float64)
-  if window < 1 or window > len(errors):
-    raise ValueError(f"window must lie in [1, {len(errors)}] (the number of steps), got {window}.")
-  cumsum = np.concatenate([np.zeros((1, *errors.shape[1:])), np.cumsum(errors, axis=0)])
-  return (cumsum[window:] - cumsum[:-window]) / window
-
-
-def iterations_to_target(errors: Any, target: float, window: int) -> np.ndarray:
-  """Iterations until the training error, averaged over the last ``window`` steps, first is
-  ``<= target``.
-
-  Args:
-    errors: per-step training errors (fraction of the batch misclassified), shape ``(steps,)``
-      or ``(steps, num_models)``.
-    target: the error to reach, in [0, 1].
-    window: steps in the trailing average (the running training error of cuda-convnet).
-
-  Returns:
-    int array of shape ``errors.shape[1:]``: the number of iterations (1-based step count at the
-    end of the first window whose mean is ``<= target``), or -1 where never reached.
-  """
-  if not 0.0 <= target <= 1.0:
-    raise ValueError(f"target must be an error rate in [0, 1], got {target}.")
-  smooth = moving_average(errors, window) <= target
-  first = np.argmax(smooth, axis=0)
-  return np.where(smooth.any(axis=0), first + window, -1)
 
 
 def running_errors(step_errors: Any, eval_steps: Sequence[int]) -> np.ndarray:
@@ -379,7 +347,8 @@ def run(config, workdir: str) -> Results:
           f"val error {_mean_std(r.val_error[-1])} ({r.seconds:.0f}s)", flush=True)
 
   window, target, num_steps = config.smoothing_steps, config.target_error, config.num_steps
-  iterations = {a: iterations_to_target(r.step_errors, target, window) for a, r in runs.items()}
+  iterations = {a: diagnostics.steps_to_target(r.step_errors, target, window=window)
+                for a, r in runs.items()}
   plots.plot_curves(runs, os.path.join(workdir, "curves.png"), target=target, dpi=config.dpi)
   plots.plot_iterations(iterations, num_steps, target, os.path.join(workdir, "iterations.png"),
                         dpi=config.dpi)

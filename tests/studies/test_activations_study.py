@@ -60,40 +60,6 @@ def test_activation_curve_rejects_bad_input_and_plot_draws_every_panel():
   np.testing.assert_allclose(dy, 1 - np.tanh(x) ** 2, atol=1e-6)
 
 
-def test_iterations_to_target_on_a_linear_curve():
-  # e_t = 1 - t / 1000 at step t = 1..1000; the mean of the last w steps ending at T is
-  # 1 - (T - (w - 1) / 2) / 1000, which first drops to <= 0.2505 at T = 749.5 + (w - 1) / 2.
-  t = np.arange(1, 1001)
-  errors = 1.0 - t / 1000.0
-  for w in (1, 11, 50):
-    expected = math.ceil(749.5 + (w - 1) / 2)
-    assert int(study.iterations_to_target(errors, 0.2505, w)) == expected
-  # Two models: the second plateaus at 0.5 and never reaches the target.
-  both = np.stack([errors, np.maximum(errors, 0.5)], axis=1)
-  np.testing.assert_array_equal(study.iterations_to_target(both, 0.2505, 11), [755, -1])
-
-
-def test_iterations_to_target_uses_the_running_mean_not_single_batches():
-  errors = np.full(100, 0.9)
-  errors[10] = 0.0  # one lucky batch
-  errors[60:] = 0.05
-  assert int(study.iterations_to_target(errors, 0.1, 1)) == 11
-  # Window 20: the first window with mean <= 0.1 holds one 0.9 (step 60) and nineteen 0.05
-  # (steps 61-79): (0.9 + 19 * 0.05) / 20 = 0.0925, so 79 iterations.
-  expected = next(k for k in range(20, 101) if errors[k - 20:k].mean() <= 0.1)
-  assert int(study.iterations_to_target(errors, 0.1, 20)) == expected == 79
-
-
-def test_moving_average_matches_convolution_and_validates():
-  x = np.random.default_rng(0).random(30)
-  np.testing.assert_allclose(study.moving_average(x, 7), np.convolve(x, np.ones(7) / 7, "valid"))
-  for bad in (0, 31):
-    with pytest.raises(ValueError, match="window"):
-      study.moving_average(x, bad)
-  with pytest.raises(ValueError, match="target"):
-    study.iterations_to_target(x, 1.5, 3)
-
-
 def test_speedup_is_a_ratio_of_means_or_a_lower_bound():
   its = {"relu": np.array([100, 120]), "tanh": np.array([600, 720]),
          "sigmoid": np.array([900, -1]), "bad": np.array([-1, 50])}
