@@ -51,6 +51,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from jaxcnn import diagnostics
 from jaxcnn.data import preprocessing, sources
 from jaxcnn.diagnostics import hessian_top_eigenvalue, loss_sensitivity, second_moment_eigenvalues
 from jaxcnn.models import create_model
@@ -240,13 +241,11 @@ def lr_sweep(model: nn.Module, transform: preprocessing.Transform, source: sourc
   return init_params, state, history
 
 
-def steps_to_target(steps: Sequence[int], losses: Sequence[float], target: float) -> int | None:
-  """First recorded step whose loss is <= ``target``; None if none (NaN never counts)."""
-  losses = np.asarray(losses, np.float64)
-  if len(steps) != len(losses):
-    raise ValueError(f"steps and losses differ in length: {len(steps)} vs {len(losses)}.")
-  hits = np.flatnonzero(np.isfinite(losses) & (losses <= target))
-  return int(np.asarray(steps)[hits[0]]) if hits.size else None
+def _reached(steps: Sequence[int], losses: Any, target: float) -> int | None:
+  """The first recorded step whose loss is <= ``target`` (:func:`diagnostics.steps_to_target`);
+  None if none."""
+  step = int(diagnostics.steps_to_target(losses, target, steps=steps))
+  return step if step >= 0 else None
 
 
 def best_run(steps: Sequence[int], losses: Any, target: float) -> int:
@@ -254,7 +253,7 @@ def best_run(steps: Sequence[int], losses: Any, target: float) -> int:
   that never reach it are ordered by the final loss (NaN/inf last)."""
   losses = np.asarray(losses, np.float64)
   final = np.where(np.isfinite(losses[:, -1]), losses[:, -1], np.inf)
-  reach = [steps_to_target(steps, row, target) for row in losses]
+  reach = [_reached(steps, row, target) for row in losses]
   order = sorted(range(len(losses)), key=lambda r: (reach[r] is None, reach[r] or 0, final[r]))
   return order[0]
 
@@ -450,7 +449,7 @@ def run(config, workdir: str) -> Results:
       r = ModelResult(
           lambda_max_init=lam0, lambda_max_trained=lam1, sensitivity_init=sens0,
           sensitivity_trained=sens1, best_lr=lrs[name][best],
-          steps_to_target=steps_to_target(steps, train_loss[best], target),
+          steps_to_target=_reached(steps, train_loss[best], target),
           final_train_loss=float(train_loss[best, -1]),
           final_test_accuracy=float(hist["test_accuracy"][-1, best]),
           train_seconds=float(hist["seconds"]), lrs=lrs[name], eval_steps=np.asarray(steps),

@@ -84,18 +84,14 @@ def test_sgd_steps_stay_in_the_positive_or_negative_quadrant():
   assert len(steps) > 10 and np.all(np.sign(steps[:, 0]) == np.sign(steps[:, 1]))
 
 
-def test_steps_to_target_and_best_run():
+def test_best_run():
   steps = [0, 10, 20, 30]
-  assert study.steps_to_target(steps, [2.0, 1.0, 0.4, 0.3], 0.5) == 20
-  assert study.steps_to_target(steps, [2.0, np.nan, np.nan, np.nan], 0.5) is None
   losses = np.array([[2.0, 1.0, 0.8, 0.6],      # never reaches 0.5
                      [2.0, 0.4, 0.3, 0.2],      # reaches at 10
                      [2.0, 0.45, 0.1, 0.05],    # reaches at 10 too, lower final loss
                      [2.0, np.nan, np.nan, np.nan]])
   assert study.best_run(steps, losses, 0.5) == 2
   assert study.best_run(steps, losses[[0, 3]], 0.5) == 0  # none reach: lowest final, NaN last
-  with pytest.raises(ValueError, match="differ in length"):
-    study.steps_to_target(steps, [1.0], 0.5)
 
 
 @pytest.fixture(scope="module")
