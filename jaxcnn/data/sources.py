@@ -77,6 +77,16 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def steps_per_epoch(num_train: int, batch_size: int) -> int:
+  """Whole batches of ``batch_size`` in ``num_train`` examples; an error if there is none."""
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+  steps = num_train // batch_size
+  if steps == 0:
+    raise ValueError(f"batch_size={batch_size} exceeds the {num_train} training examples.")
+  return steps
+
+
 class InMemory:
   """Splits held on the devices as uint8; batches gathered on device by jitted functions.
 
@@ -154,12 +164,7 @@ class InMemory:
 
   def steps_per_epoch(self, batch_size: int) -> int:
     """Whole batches in one pass over the training split (the remainder is dropped)."""
-    if batch_size < 1:
-      raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    steps = self.num_train // batch_size
-    if steps == 0:
-      raise ValueError(f"batch_size={batch_size} exceeds the {self.num_train} training examples.")
-    return steps
+    return steps_per_epoch(self.num_train, batch_size)
 
   def train_batches(self, data_keys: jax.Array, epoch: int, start: int, stop: int,
                     batch_size: int) -> Iterator[dict[str, jax.Array]]:
@@ -230,12 +235,8 @@ class Streamed:
     return np.concatenate(images)
 
   def steps_per_epoch(self, batch_size: int) -> int:
-    if batch_size < 1:
-      raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    steps = self.num_train // batch_size
-    if steps == 0:
-      raise ValueError(f"batch_size={batch_size} exceeds the {self.num_train} training examples.")
-    return steps
+    """Whole batches in one pass over the training split (the remainder is dropped)."""
+    return steps_per_epoch(self.num_train, batch_size)
 
   def train_batches(self, data_keys: Any, epoch: int, start: int, stop: int,
                     batch_size: int) -> Iterator[dict[str, jax.Array]]:
