@@ -71,8 +71,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data_dir = ""
     c.train_size = 1_618
     c.test_size = 179
-    c.transforms = ("none", "mean_image", "channel_mean", "standardize", "pca",
-                    "pca(whiten=True)", "zca(epsilon=0.01)")
+    c.transforms = ("none", "mean_image", "pca(whiten=True)", "zca(epsilon=0.01)")
     c.figure_pca = "pca(k=10)"
     c.num_show = 6
     c.models = ml_collections.ConfigDict({"linear": (), "mlp": (32,)})

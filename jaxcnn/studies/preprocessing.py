@@ -181,8 +181,13 @@ def classifier(hidden: Sequence[int], num_classes: int, act: Any = "relu") -> nn
                       act=act)
 
 
+@functools.lru_cache(maxsize=None)
 def make_loss(model: nn.Module) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
-  """``loss(params, x, labels)``: mean softmax cross-entropy of ``model`` (for the Hessian)."""
+  """``loss(params, x, labels)``: mean softmax cross-entropy of ``model`` (for the Hessian).
+
+  One function per model (cached), so the jitted curvature measurements compile once per model
+  and input shape rather than once per call.
+  """
   def loss(params, x, labels):
     return cross_entropy(model.apply({"params": params}, x, train=False), labels).mean()
   return loss
