@@ -41,7 +41,7 @@ import optax
 
 from jaxcnn.data import sources
 from jaxcnn.train import checkpoint as ckpt
-from jaxcnn.train.optim import make_optimizer, make_schedule
+from jaxcnn.train.optim import make_optimizer, make_schedule, set_hyperparams
 from jaxcnn.train.population import NonFiniteLossError, Population, check_finite
 from jaxcnn.train.recorder import Recorder, itstime
 from jaxcnn.train.state import TrainState
@@ -186,7 +186,11 @@ def setup(config: ml_collections.ConfigDict, *, data: Mapping[str, Split] | None
 
 
 def restore_or_init(s: Setup, mngr: Any, *, resume: bool) -> tuple[TrainState, Any, dict, int]:
-  """``(state, data_keys, epoch_sums, step)``: from the latest checkpoint, or a fresh start."""
+  """``(state, data_keys, epoch_sums, step)``: from the latest checkpoint, or a fresh start.
+
+  A restored state takes the config's learning rate and weight decay (they live in the optimizer
+  state), so a run resumed with a changed rate trains at the new one.
+  """
   hyperparams = {k: [m.get(k, s.config.optimizer[k]) for m in s.members] for k in SWEEPABLE}
   state, data_keys = s.population.init([m["seed"] for m in s.members], s.source.input_shape,
                                        hyperparams=hyperparams)
@@ -194,6 +198,9 @@ def restore_or_init(s: Setup, mngr: Any, *, resume: bool) -> tuple[TrainState, A
   if resume and mngr.latest_step() is not None:
     state, loop_state = ckpt.restore(mngr, state)
     sums = {k: np.asarray(v) if k != "steps" else v for k, v in loop_state["epoch_sums"].items()}
+    # The config's rates win over the checkpoint's: a resumed run trains what config.json says.
+    state = state.replace(opt_state=set_hyperparams(
+        state.opt_state, **{k: np.asarray(v, np.float32) for k, v in hyperparams.items()}))
   elif resume and jax.process_index() == 0:
     print(f"No checkpoint in {mngr.directory}: starting from scratch.", file=sys.stderr)
   return state, data_keys, sums, int(jax.device_get(state.step).reshape(-1)[0])
@@ -249,6 +256,8 @@ def fit(config: Mapping[str, Any], workdir: str | Path, *, resume: bool = False,
                      f"continue that run, or choose a new workdir.")
   s = setup(config, data=data, devices=devices)
   workdir.mkdir(parents=True, exist_ok=True)
+  mngr = ckpt.manager(mngr_dir, max_to_keep=config.keep_checkpoints)
+  state, data_keys, sums, step = restore_or_init(s, mngr, resume=resume)  # before any write
   if is_main:
     saved = workdir / "config.json"
     if resume and saved.exists() and json.loads(saved.read_text()) != json.loads(config.to_json()):
@@ -256,8 +265,6 @@ def fit(config: Mapping[str, Any], workdir: str | Path, *, resume: bool = False,
             file=sys.stderr)
     saved.write_text(config.to_json(indent=2) + "\n")
     np.savez(workdir / "preprocessing.npz", **jax.device_get(s.transform).to_dict())
-  mngr = ckpt.manager(mngr_dir, max_to_keep=config.keep_checkpoints)
-  state, data_keys, sums, step = restore_or_init(s, mngr, resume=resume)
   rec = Recorder(workdir, title=s.title, labels=s.labels, total_steps=s.total_steps,
                  resume_step=step if resume else None, is_main=is_main,
                  progress_bar=config.progress_bar)

@@ -153,3 +153,29 @@ def test_val_size_count_survives_the_float_config_field(digits):
   split = _carve_validation(dict(digits), config)
   assert len(split["val"]["label"]) == 50
   assert len(split["train"]["label"]) == len(digits["train"]["label"]) - 50
+
+
+def test_resume_with_a_changed_learning_rate_trains_at_the_new_rate(tmp_path, digits):
+  base = {"schedule.name": "constant", "schedule.warmup_epochs": 0.0, "checkpoint_every_steps": 11}
+  fit(_config(stop_after_steps=12, **base), tmp_path / "run", data=digits)  # checkpoint at 11
+  resumed = fit(_config(**base, **{"optimizer.learning_rate": 0.2}), tmp_path / "run",
+                resume=True, data=digits)
+  records = _records(tmp_path / "run")
+  assert [r["epoch"] for r in records] == [1, 2, 3]
+  assert records[0]["learning_rate"] == pytest.approx(0.05)  # written before the change
+  assert records[-1]["learning_rate"] == pytest.approx(0.2)
+  same = fit(_config(**base), tmp_path / "same", data=digits)
+  assert resumed["train_loss"] != pytest.approx(same["train_loss"], rel=1e-6)
+  saved = json.loads((tmp_path / "run" / "config.json").read_text())
+  assert saved["optimizer"]["learning_rate"] == 0.2
+
+
+def test_a_resume_that_does_not_fit_leaves_the_run_folder_alone(tmp_path, digits):
+  fit(_config(num_epochs=1, checkpoint_every_steps=11, **{"schedule.warmup_epochs": 0.0}),
+      tmp_path / "run", data=digits)
+  before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+  with pytest.raises(checkpoint.CheckpointError):
+    fit(_config(num_epochs=2, **{"model.name": "simple_cnn", "schedule.warmup_epochs": 0.0}),
+        tmp_path / "run", resume=True, data=digits)
+  after = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+  assert after == before
