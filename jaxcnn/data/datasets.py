@@ -34,6 +34,7 @@ import contextlib
 import itertools
 import os
 import socket
+from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 import numpy as np
@@ -85,6 +86,23 @@ _NPZ_LAYOUT = ("a folder of {split}.npz files, each with 'images' uint8 [N, H, W
 def names() -> list[str]:
   """The datasets jaxcnn knows by name (any other tfds image-classification name works too)."""
   return sorted(KNOWN)
+
+
+def check_data_dir(name: str, data_dir: str | os.PathLike) -> None:
+  """Raises a ValueError unless ``data_dir`` holds ``name``'s data: ``.npz`` splits (in it or in
+  ``data_dir/name``) or a prepared tfds copy (``data_dir/<tfds name>/``).
+
+  A mistyped or empty folder would otherwise silently fall back to preparing the data set there.
+  """
+  path = Path(data_dir).expanduser()
+  if not path.is_dir():
+    raise ValueError(f"data_dir {str(path)!r} does not exist (or is not a folder); it should hold "
+                     f"{name}'s data: {_NPZ_LAYOUT}, or a prepared tfds copy.")
+  tfds_name = _TFDS_NAMES.get(_canonical(name), name)
+  if not local.npz_splits(path, name) and not (path / tfds_name).is_dir():
+    raise ValueError(f"data_dir {str(path)!r} holds no data for {name!r}: expected {_NPZ_LAYOUT} "
+                     f"(in it or in {str(path / name)!r}), or a prepared tfds copy in "
+                     f"{str(path / tfds_name)!r}.")
 
 
 def info(name: str, data_dir: str | os.PathLike | None = None) -> DatasetInfo:

@@ -104,6 +104,8 @@ def load_source(config: Mapping[str, Any], *, data: Mapping[str, Split] | None =
   data_dir = config["data_dir"] or None
   declared = 0
   if data is None:
+    if data_dir:
+      datasets.check_data_dir(config["dataset"], data_dir)
     info = datasets.info(config["dataset"], data_dir=data_dir)
     if not info.in_memory:
       source = sources.Streamed(config["dataset"], data_dir=data_dir,

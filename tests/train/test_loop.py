@@ -179,3 +179,16 @@ def test_a_resume_that_does_not_fit_leaves_the_run_folder_alone(tmp_path, digits
         tmp_path / "run", resume=True, data=digits)
   after = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
   assert after == before
+
+
+def test_a_mistyped_or_empty_data_dir_is_an_error_naming_it(tmp_path, capsys):
+  missing, empty = tmp_path / "no_such_folder", tmp_path / "empty"
+  empty.mkdir()
+  for folder, says in ((missing, "does not exist"), (empty, "holds no data for 'digits'")):
+    status = cli.main(["--workdir", str(tmp_path / "run"), f"--config.data_dir={folder}",
+                       "--config.progress_bar=False"])
+    err = capsys.readouterr().err
+    assert status == 1, err
+    assert says in err and str(folder) in err and "{split}.npz files" in err, err
+  assert not missing.exists() and not any(empty.iterdir())  # nothing created or prepared there
+  assert not (tmp_path / "run").exists()
