@@ -8,8 +8,11 @@ returned unchanged. Unknown names raise a ``ValueError`` that lists the known on
 from __future__ import annotations
 
 import ast
+import difflib
 import fnmatch
 import functools
+import inspect
+import re
 from typing import Any, Callable, Iterator, Mapping
 
 
@@ -74,8 +77,10 @@ class Registry:
     try:
       return self._entries[name]
     except KeyError:
+      close = difflib.get_close_matches(name, self._entries, n=3)
+      hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
       raise ValueError(
-          f"Unknown {self.kind} {name!r}. Known {self.kind}s: {', '.join(self.names())}."
+          f"Unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(self.names())}."
       ) from None
 
   def metadata(self, name: str) -> dict[str, Any]:
@@ -94,13 +99,20 @@ class Registry:
     name, args, kwargs = parse_spec(spec)
     entry = self.lookup(name)
     kwargs.update(overrides)
+    try:
+      inspect.signature(entry).bind_partial(*args, **kwargs)
+    except TypeError as e:  # an unknown keyword, say: one clear line, not a traceback later
+      raise ValueError(f"Bad arguments for {self.kind} {spec!r}: {e}.") from None
+    except ValueError:  # no signature to check (some builtins)
+      pass
     if self.factory:
       return entry(*args, **kwargs)
     return functools.partial(entry, *args, **kwargs) if (args or kwargs) else entry
 
   def names(self, pattern: str = "*") -> list[str]:
-    """Sorted registered names matching a shell-style pattern."""
-    return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+    """Registered names matching a shell-style pattern, in natural order (resnet18 < resnet101)."""
+    natural = lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)]
+    return sorted((n for n in self._entries if fnmatch.fnmatchcase(n, pattern)), key=natural)
 
   def __contains__(self, name: str) -> bool:
     return name in self._entries

@@ -1,4 +1,5 @@
 import functools
+import math
 
 import pytest
 
@@ -107,3 +108,23 @@ def test_register_model_metadata_defaults():
   finally:
     MODELS._entries.pop("_test_registry_tiny")  # pylint: disable=protected-access
     MODELS._metadata.pop("_test_registry_tiny")  # pylint: disable=protected-access
+
+
+def test_names_sort_naturally_and_unknown_names_suggest_close_ones():
+  from jaxcnn.models import list_models
+  names = list_models("resnet*")
+  numbers = [int(n.removeprefix("resnet")) for n in names]
+  assert numbers == sorted(numbers) and names[0] == "resnet18" and names[-1] == "resnet152"
+  from jaxcnn.nn import activations
+  with pytest.raises(ValueError, match="Did you mean 'relu'"):
+    activations.get("rleu")
+
+
+def test_an_unknown_keyword_in_a_spec_is_one_clear_error_at_resolution():
+  from jaxcnn.models import create_model
+  from jaxcnn.nn import activations
+  with pytest.raises(ValueError, match=r"activation 'elu\(beta=2\)'.*unexpected keyword.*'beta'"):
+    activations.get("elu(beta=2)")
+  with pytest.raises(ValueError, match="model 'resnet20'.*'actt'"):
+    create_model("resnet20", actt="elu")
+  assert activations.get("elu(alpha=0.5)")(-1.0) == pytest.approx(0.5 * (math.exp(-1.0) - 1.0))
