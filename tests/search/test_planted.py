@@ -1,0 +1,37 @@
+"""Strategies against random search on a planted-optimum problem, over many seeds."""
+
+import jax
+import numpy as np
+from scipy import stats
+
+from jaxcnn import search
+from jaxcnn.search import benchmarks
+
+SPACE = search.Space({f"c{i}": tuple(range(4)) for i in range(6)})  # 4096 architectures
+TABLE, OPTIMUM = benchmarks.planted(SPACE, seed=0)
+EVALUATE = benchmarks.lookup(TABLE)
+TOP = np.sort(np.asarray(TABLE).ravel())[::-1]
+TOP1 = TOP[40]  # the 41 best (1%)
+BUDGET, SEEDS = 60, 100
+
+
+def success(name, batch_size=1, **kwargs):
+  strategy = search.strategies.get(name, **kwargs)
+  keys = jax.random.split(jax.random.PRNGKey(7), SEEDS)
+  _, _, rewards = benchmarks.simulate(strategy, SPACE, EVALUATE, BUDGET, keys, batch_size)
+  best = np.asarray(rewards).max(1)
+  return (best >= TOP[0]).mean(), (best >= TOP1).mean()
+
+
+def test_random_matches_its_analytic_rate_and_others_beat_it():
+  _, random_top = success("random")
+  p = 1 - (1 - 41 / SPACE.size) ** BUDGET  # about 0.45
+  lo, hi = stats.binom.interval(0.999, SEEDS, p)
+  assert lo <= random_top * SEEDS <= hi, (random_top, p)
+  random_opt = 1 - (1 - 1 / SPACE.size) ** BUDGET  # about 0.015
+  evo_opt, evo_top = success("evolution", population_size=20, sample_size=5)
+  rf_opt, rf_top = success("reinforce", batch_size=5, learning_rate=0.2)
+  lstm_opt, lstm_top = success("reinforce", batch_size=5, policy="lstm", hidden=16,
+                               learning_rate=0.02)
+  for opt, top in [(evo_opt, evo_top), (rf_opt, rf_top), (lstm_opt, lstm_top)]:
+    assert top > random_top + 0.2 and opt > random_opt + 0.1, (opt, top, random_top)
