@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
@@ -45,6 +46,12 @@ def keys_for(key: jax.Array):
   """``(init_key, loop_key)``: step ``s`` asks with ``jax.random.fold_in(loop_key, s)``."""
   init_key, loop_key = jax.random.split(key)
   return init_key, loop_key
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(strategy):
+  """Jitted ``ask`` (``num`` static) and ``tell`` of a (hashable, frozen) strategy, reused."""
+  return jax.jit(strategy.ask, static_argnums=2), jax.jit(strategy.tell)
 
 
 def _meta(space: Space, strategy) -> str:
@@ -142,8 +149,7 @@ def run(space: Space, strategy, evaluate: Callable[[np.ndarray], Any], budget: i
     raise ValueError(f"Need budget >= 0 and batch_size >= 1, got {budget} and {batch_size}.")
   init_key, loop_key = keys_for(key)
   state = strategy.init(init_key, space)
-  ask = jax.jit(strategy.ask, static_argnums=2)
-  tell = jax.jit(strategy.tell)
+  ask, tell = _compiled(strategy)
   step, done, history = 0, 0, []
   meta = _meta(space, strategy)
   state_path = hist_path = None

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jaxcnn import search
-from jaxcnn.search.run import load_state, save_state
+from jaxcnn.search.run import _compiled, load_state, save_state
 
 SPACE = search.Space({"a": (0, 1, 2, 3, 4), "b": ("x", "y"), "c": (1, 2, 3), "d": ("only",)})
 CONFIGS = {
@@ -32,7 +32,7 @@ def test_registry():
 
 def drive(strategy, key, rounds=4, num=5):
   state = strategy.init(jax.random.fold_in(key, 99), SPACE)
-  ask, tell = jax.jit(strategy.ask, static_argnums=2), jax.jit(strategy.tell)
+  ask, tell = _compiled(strategy)
   out = []
   for i in range(rounds):
     archs, state = ask(jax.random.fold_in(key, i), state, num)
