@@ -104,8 +104,10 @@ def load_state(path, template, *, meta: str | None = None):
 
 
 def _record(space: Space, index: int, arch: np.ndarray, reward: float) -> dict[str, Any]:
-  return {"index": index, "arch": space.decode(arch), "indices": [int(i) for i in arch],
-          "reward": float(reward)}
+  record = {"index": index, "arch": space.decode(arch), "indices": [int(i) for i in arch],
+            "reward": float(reward)}
+  # As it reads back from history.jsonl (tuples become lists, other objects their repr).
+  return json.loads(json.dumps(record, default=repr))
 
 
 def _read_history(path: Path, n: int) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxcnn.registry import Registry
+from jaxcnn.registry import Registry, parse_spec
 from jaxcnn.search.space import Space, uniform
 
 _registry = Registry("search strategy", factory=True)
@@ -29,7 +29,16 @@ _NEG = -1e9  # logit of an option a choice does not have
 
 
 def get(spec, **kwargs) -> Any:
-  """A strategy by name (``"evolution"``, ``"evolution(population_size=50)"``) or factory."""
+  """A strategy by name (``"evolution"``, ``"evolution(population_size=50)"``) or factory.
+
+  Raises:
+    ValueError listing the known strategies when the name is unknown.
+  """
+  if isinstance(spec, str):
+    name = parse_spec(spec)[0]
+    if name not in _registry:
+      raise ValueError(f"Unknown search strategy {name!r}. Known strategies: "
+                       f"{', '.join(_registry.names())}.")
   return _registry.get(spec, **kwargs)
 
 

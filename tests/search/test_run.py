@@ -90,3 +90,13 @@ def test_benchmarks():
   assert np.array_equal(grid[r.argmax()], np.asarray(opt)) and len(np.unique(r)) == len(r)
   np.testing.assert_allclose(np.floor(r), (grid == np.asarray(opt)).sum(1))
   np.testing.assert_allclose(benchmarks.onemax(SPACE)(np.zeros((1, 4), np.int32)), [1.0])
+
+
+def test_history_with_unusual_options(tmp_path):
+  space = search.Space({"kernel": ((1, 1), (3, 3)), "act": (None, "relu")})
+  ev = lambda a: np.asarray(a).sum(1).astype(np.float32)
+  res = search.run(space, search.strategies.get("random"), ev, 6, jax.random.PRNGKey(0),
+                   workdir=tmp_path, batch_size=4, progress=False)
+  again = search.run(space, search.strategies.get("random"), ev, 6, jax.random.PRNGKey(0),
+                     workdir=tmp_path, batch_size=4, progress=False)
+  assert again.history == res.history and len(res.history) == 6

@@ -21,8 +21,10 @@ def make(name):
 
 def test_registry():
   assert set(search.strategies.names()) >= {"random", "evolution", "reinforce"}
-  with pytest.raises(ValueError, match="evolution"):
+  with pytest.raises(ValueError, match="Unknown search strategy 'annealing'.*evolution"):
     search.strategies.get("annealing")
+  with pytest.raises(ValueError, match="random"):
+    search.strategies.get("annealing(t=1)")
   assert search.strategies.get("evolution(population_size=7)").population_size == 7
   with pytest.raises(ValueError):
     search.strategies.get("evolution", population_size=3, sample_size=5)
