@@ -34,7 +34,7 @@ from jax.sharding import Mesh
 
 from jaxcnn.data.sources import default_mesh, put, replicated
 from jaxcnn.train.optim import set_hyperparams
-from jaxcnn.train.state import TrainState, make_init
+from jaxcnn.train.state import TrainState, make_init, state_from_variables
 from jaxcnn.train.steps import make_eval_step, make_train_step
 
 Measure = Callable[[TrainState], Mapping[str, Any]]
@@ -137,11 +137,8 @@ class Population:
     return self._state_from(dict(variables), model_keys)
 
   def _fresh_state(self, variables: Any, key: jax.Array) -> TrainState:
-    params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables.get("batch_stats", {}), opt_state=self.tx.init(params),
-                      rng=jax.random.split(key, 3)[2],
-                      ema_params=jax.tree.map(jnp.copy, params) if self.ema else None)
+    # The step rng a fresh init would draw from this model key (make_init splits it in three).
+    return state_from_variables(self.tx, variables, jax.random.split(key, 3)[2], ema=self.ema)
 
   # ------------------------------------------------------------------------------------------
   # Steps.
