@@ -16,6 +16,7 @@ from jaxcnn.models import (  # noqa: F401  (imported to register their variants)
     resnet,
     simple,
     small_cnns,
+    speedrun,
     vgg,
 )
 from jaxcnn.models.analysis import count_params, flops, summary  # noqa: E402,F401
