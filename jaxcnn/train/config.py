@@ -128,4 +128,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.stop_after_steps = 0      # > 0 simulates a kill after that many steps (tests of --resume)
   c.progress_bar = True
   c.distributed = False       # call jax.distributed.initialize() (multi-host)
+  c.tensorboard = True        # TensorBoard logs in <workdir>/tb (tensorboardX): one run per model
+  c.layer_stats_every_epochs = 0  # > 0: per-layer weight norms and histograms to TensorBoard
   return c

@@ -1,7 +1,9 @@
-"""What a run shows and keeps: ``metrics.jsonl``, the progress bar, printed lines and plots.
+"""What a run shows and keeps: ``metrics.jsonl``, TensorBoard logs, the progress bar, plots.
 
 :class:`Recorder` is the one place that writes a run folder's records; :func:`itstime` is the one
-periodic check (big_vision's ``u.itstime``) for logging, evaluation and checkpoints.
+periodic check (big_vision's ``u.itstime``) for logging, evaluation and checkpoints. The
+TensorBoard logs (``tb/``, :mod:`jaxcnn.train.tensorboard`) mirror what ``metrics.jsonl`` holds,
+plus the latest batch's loss at every progress update and, when asked, per-layer statistics.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
+
+from jaxcnn.train.tensorboard import TensorBoardLogs
 
 
 def itstime(step: int, every_steps: int, total_steps: int, *, last: bool = True) -> bool:
@@ -41,11 +45,16 @@ class Recorder:
       after that checkpoint, by the interrupted run) are dropped. None starts a new file.
     is_main: False on every process but the first of a multi-host run (they write nothing).
     progress_bar: show a tqdm bar on stderr.
+    config: the run's config, written to the TensorBoard logs as text; its ``tensorboard``
+      field (default True) is the default of ``tensorboard``.
+    tensorboard: write TensorBoard logs to ``<workdir>/tb`` (one run per model). Without
+      tensorboardX installed, a note is printed and no logs are written.
   """
 
   def __init__(self, workdir: str | Path, *, title: str, labels: Sequence[str] | None,
                total_steps: int, resume_step: int | None = None, is_main: bool = True,
-               progress_bar: bool = True):
+               progress_bar: bool = True, config: Mapping[str, Any] | None = None,
+               tensorboard: bool | None = None):
     self.workdir, self.title, self.labels, self.is_main = Path(workdir), title, labels, is_main
     self.path = self.workdir / "metrics.jsonl"
     self.history: list[dict[str, Any]] = []
@@ -56,6 +65,15 @@ class Recorder:
       self.path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
     self.bar = tqdm(total=total_steps, initial=resume_step or 0, desc="train", unit="step",
                     dynamic_ncols=True, disable=not (progress_bar and is_main), file=sys.stderr)
+    if tensorboard is None:
+      tensorboard = bool(config.get("tensorboard", True)) if config is not None else True
+    self.tb = None
+    if tensorboard and is_main:
+      try:
+        self.tb = TensorBoardLogs(self.workdir / "tb", labels=labels, resume_step=resume_step,
+                                  config=config)
+      except ImportError as e:
+        print(f"Note: no TensorBoard logs: {e}", file=sys.stderr)
 
   def log(self, message: str) -> None:
     """Prints a line above the progress bar (main process only)."""
@@ -66,6 +84,8 @@ class Recorder:
     """Moves the bar to ``step`` and shows the latest mean loss and accuracy."""
     self.bar.update(step - self.bar.n)
     self.bar.set_postfix(loss=f"{float(np.mean(loss)):.4f}", acc=f"{float(np.mean(accuracy)):.3f}")
+    if self.tb:
+      self.tb.scalars(step, {"train/batch_loss": loss, "train/batch_accuracy": accuracy})
 
   def record(self, epoch: int, num_epochs: int, step: int, values: dict[str, Any],
              extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -81,6 +101,8 @@ class Recorder:
     if self.is_main:
       with self.path.open("a") as f:
         f.write(json.dumps(record) + "\n")
+    if self.tb:
+      self.tb.epoch(epoch, step, values, extra)
     shown = [f"epoch {epoch:>3}/{num_epochs}"]
     shown += [f"{n} loss {record[n + '_loss']:.4f} acc {record[n + '_accuracy']:.4f}"
               for n in ("train", "val", "test") if n + "_loss" in record]
@@ -93,9 +115,19 @@ class Recorder:
           f"{label} {acc:.4f}" for label, acc in zip(self.labels, record[f"{split}_accuracy_per_model"])))
     return record
 
+  def layer_stats(self, step: int, params: Any = None,
+                  stats: Mapping[str, Mapping[str, Any]] | None = None, *,
+                  histograms: bool = True) -> None:
+    """Per-layer statistics to TensorBoard: weight norms and histograms of ``params`` (the
+    models on a leading axis, e.g. ``state.params``) and ``stats`` ``{group: {layer: values}}``
+    (e.g. :func:`jaxcnn.train.tensorboard.network_layer_stats`); see
+    :meth:`jaxcnn.train.tensorboard.TensorBoardLogs.layer_stats`."""
+    if self.tb:
+      self.tb.layer_stats(step, params, stats, histograms=histograms)
+
   def finish(self, results: dict[str, Any]) -> None:
     """Writes results.json and the plots, and prints the final accuracy."""
-    self.bar.close()
+    self.close()
     if self.is_main:
       (self.workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
       if self.history:
@@ -109,7 +141,11 @@ class Recorder:
                f"run folder {self.workdir}")
 
   def close(self) -> None:
+    """Closes the progress bar and the TensorBoard writers (flushing them); safe to repeat."""
     self.bar.close()
+    if self.tb:
+      self.tb.close()
+      self.tb = None
 
   def plot(self) -> None:
     """``loss.png`` and ``accuracy.png``: mean curves, or one curve per model of a sweep."""
