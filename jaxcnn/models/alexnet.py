@@ -44,12 +44,19 @@ def adaptive_avg_pool(x: jax.Array, output_size: Sequence[int]) -> jax.Array:
 
 
 def classifier(x: jax.Array, ops: Ops, *, hidden: int, num_classes: int, dropout_rate: float,
-               train: bool) -> jax.Array:
-  """The AlexNet/VGG head: flatten, (dropout, dense, act) twice, dense; inside a compact method."""
+               train: bool, dropout_after: bool = False) -> jax.Array:
+  """The AlexNet/VGG head, inside a compact method: flatten, (dropout, dense, act) twice, dense.
+
+  ``dropout_after=True`` drops after each hidden layer instead (dense, act, dropout: VGG's
+  order in the original Caffe model and torchvision; AlexNet's torchvision order is the default).
+  """
   x = x.reshape(x.shape[0], -1)
   for i in range(2):
-    x = nn.Dropout(dropout_rate, deterministic=not train)(x)
+    if not dropout_after:
+      x = nn.Dropout(dropout_rate, deterministic=not train)(x)
     x = ops.activate(ops.dense(hidden, name=f"fc{i + 1}")(x))
+    if dropout_after:
+      x = nn.Dropout(dropout_rate, deterministic=not train)(x)
   return ops.dense(num_classes, name="fc3")(x)
 
 
@@ -66,6 +73,7 @@ class AlexNet(OpsModule):
   dropout_rate: float = 0.5
   hidden_features: int = 4096
   norm: Any = choice("none")
+  padding: Any = choice("torch")
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -75,7 +83,9 @@ class AlexNet(OpsModule):
     spec = [(64, 11, 4, 2, True), (192, 5, 1, 2, True), (384, 3, 1, 1, False),
             (256, 3, 1, 1, False), (256, 3, 1, 1, True)]
     for i, (features, k, s, p, pool) in enumerate(spec):
-      x = ConvBNAct(features, (k, k), (s, s), padding=((p, p), (p, p)), use_bias=True, ops=ops,
+      # conv1's padding 2 is the network's own; the others are same-style (k // 2, stride 1).
+      padding = ((p, p), (p, p)) if i == 0 else None
+      x = ConvBNAct(features, (k, k), (s, s), padding=padding, use_bias=True, ops=ops,
                     name=f"conv{i + 1}")(x, train=train)
       if pool:
         x = nn.max_pool(x, (3, 3), strides=(2, 2))

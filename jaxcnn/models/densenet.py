@@ -11,7 +11,7 @@ References: Huang et al. 2017, "Densely Connected Convolutional Networks".
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from jaxcnn.models._common import (CIFAR_INPUT, Published, check_nhwc, pooled_head,
                                    register_model)
-from jaxcnn.nn.layers import OpsModule
+from jaxcnn.nn.layers import OpsModule, choice
 
 class DenseLayer(OpsModule):
   """Norm-act-conv1x1 (``bottleneck_width * growth_rate`` channels), norm-act-conv3x3 (growth).
@@ -39,7 +39,7 @@ class DenseLayer(OpsModule):
       x = ops.activate(ops.normalize(x, train=train))
       x = conv(self.bottleneck_width * self.growth_rate, (1, 1))(x)
     x = ops.activate(ops.normalize(x, train=train))
-    return conv(self.growth_rate, (3, 3), padding="SAME")(x)
+    return conv(self.growth_rate, (3, 3), padding=ops.pad((3, 3)))(x)
 
 
 class DenseBlock(OpsModule):
@@ -84,6 +84,7 @@ class DenseNet(OpsModule):
     bottleneck_width: the 1x1 bottleneck has ``bottleneck_width * k`` channels (0: none).
     compression: transitions keep ``floor(compression * C)`` channels (theta; 1 for no "C").
     imagenet_stem: 7x7/2 convolution + 3x3/2 max pool (ImageNet) instead of one 3x3 (CIFAR).
+    padding: ``"torch"`` (default, ``k // 2`` as torchvision) or ``"same"`` (TF SAME).
   """
 
   block_sizes: Sequence[int] = (6, 12, 24, 16)
@@ -93,18 +94,20 @@ class DenseNet(OpsModule):
   compression: float = 0.5
   imagenet_stem: bool = True
   num_classes: int = 1000
+  padding: Any = choice("torch")
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     check_nhwc(x, "DenseNet")
     ops = self.get_ops()
     if self.imagenet_stem:
-      x = ops.conv(self.stem_features, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)),
+      x = ops.conv(self.stem_features, (7, 7), strides=(2, 2), padding=ops.pad((7, 7)),
                    use_bias=False, name="stem")(x)
       x = ops.activate(ops.normalize(x, train=train))
-      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=ops.pad((3, 3)))
     else:
-      x = ops.conv(self.stem_features, (3, 3), padding="SAME", use_bias=False, name="stem")(x)
+      x = ops.conv(self.stem_features, (3, 3), padding=ops.pad((3, 3)), use_bias=False,
+                   name="stem")(x)
     for i, num_layers in enumerate(self.block_sizes):
       x = DenseBlock(num_layers, self.growth_rate, self.bottleneck_width, name=f"block{i + 1}",
                      ops=ops)(x, train=train)

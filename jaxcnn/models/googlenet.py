@@ -4,7 +4,9 @@ Nine Inception modules (Szegedy et al. 2014, Table 1): parallel 1x1, 1x1-3x3, 1x
 3x3-max-pool-1x1 branches, concatenated. As in torchvision, every convolution is followed by a
 BatchNorm (``norm="batch"``; the 2014 network had none: pass ``norm="none"``) and local response
 normalization is left out. The pools use "SAME" padding, which gives the published map sizes
-(112, 56, 28, 14, 7 at 224x224).
+(112, 56, 28, 14, 7 at 224x224). ``padding="torch"`` pads the convolutions ``k // 2`` (the 7x7/2
+stem: 3 on both sides instead of SAME's (2, 3)) and the pools as torchvision's ``ceil_mode=True``;
+with ``branch5x5_kernel=3`` and ``norm="batch(epsilon=1e-3)"`` it is torchvision's network.
 
 torchvision's GoogLeNet, whose 6,624,904 parameters are often quoted, uses a 3x3 kernel in the
 "5x5" branch (a bug kept for its pretrained weights). ``branch5x5_kernel=5`` (the default) is the
@@ -45,6 +47,21 @@ INCEPTION = {
 }
 
 
+def _pool(x: jax.Array, k: int, s: int, ops, *, p: int = 0) -> jax.Array:
+  """Max-pool: "SAME" under the "same" convention; under "torch", PyTorch's
+  ``MaxPool2d(k, s, padding=p, ceil_mode=True)`` (a last window that starts in the right padding
+  is dropped)."""
+  if ops.padding != "torch":
+    return nn.max_pool(x, (k, k), strides=(s, s), padding="SAME")
+  pads = []
+  for n in x.shape[1:3]:
+    out = -(-(n + 2 * p - k) // s) + 1
+    if (out - 1) * s >= n + p:
+      out -= 1
+    pads.append((p, (out - 1) * s + k - n - p))
+  return nn.max_pool(x, (k, k), strides=(s, s), padding=tuple(pads))
+
+
 class Inception(OpsModule):
   """One Inception module: four parallel branches concatenated along channels.
 
@@ -68,7 +85,7 @@ class Inception(OpsModule):
     y3 = layer(b3, 3, "branch3x3")(y3, train=train)
     y5 = layer(r5, 1, "branch5x5_reduce")(x, train=train)
     y5 = layer(b5, k5, "branch5x5")(y5, train=train)
-    yp = nn.max_pool(x, (3, 3), strides=(1, 1), padding="SAME")
+    yp = _pool(x, 3, 1, ops, p=1)
     yp = layer(pool_proj, 1, "pool_proj")(yp, train=train)
     return jnp.concatenate([y1, y3, y5, yp], axis=-1)
 
@@ -110,7 +127,7 @@ class GoogLeNet(OpsModule):
   def __call__(self, x: jax.Array, *, train: bool):
     check_nhwc(x, "GoogLeNet")
     common = dict(ops=self.get_ops())
-    pool = lambda y: nn.max_pool(y, (3, 3), strides=(2, 2), padding="SAME")  # noqa: E731
+    pool = lambda y: _pool(y, 3, 2, common["ops"])  # noqa: E731
     x = ConvBNAct(64, (7, 7), (2, 2), name="conv1", **common)(x, train=train)
     x = pool(x)
     x = ConvBNAct(64, (1, 1), name="conv2_reduce", **common)(x, train=train)
@@ -121,7 +138,7 @@ class GoogLeNet(OpsModule):
     aux = []
     for name, branches in INCEPTION.items():
       if name in ("4a", "5a"):
-        x = pool(x) if name == "4a" else nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+        x = pool(x) if name == "4a" else _pool(x, 2, 2, common["ops"])
       x = Inception(branches, self.branch5x5_kernel, name=f"inception{name}", **common)(
           x, train=train)
       if with_aux and name in ("4a", "4d"):

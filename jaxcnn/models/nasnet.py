@@ -34,8 +34,8 @@ class SeparableConv(OpsModule):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     ops = self.get_ops()
-    conv = functools.partial(ops.conv, use_bias=False, padding="SAME")
     k = (self.kernel_size, self.kernel_size)
+    conv = functools.partial(ops.conv, use_bias=False, padding=ops.pad(k))
     for strides in (self.strides, 1):
       x = ops.activate(x)
       x = conv(x.shape[-1], k, strides=(strides, strides), feature_group_count=x.shape[-1])(x)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from jaxcnn.models._common import (CIFAR_INPUT, IMAGENET_INPUT, Published, check_nhwc, pooled_head,
                                    register_model)
-from jaxcnn.nn.layers import ConvBNAct, Identity, ModuleDef, OpsModule, SqueezeExcite
+from jaxcnn.nn.layers import ConvBNAct, Identity, ModuleDef, OpsModule, SqueezeExcite, choice
 
 def fixup_scale(num_branches: int, branch_depth: int) -> float:
   """Fixup's factor ``L ** (-1 / (2m - 2))`` for the inner layers of each residual branch.
@@ -49,10 +49,6 @@ def _scaled(init: Callable[..., jax.Array], factor: float) -> Callable[..., jax.
     return factor * init(key, shape, dtype)
 
   return scaled_init
-
-
-def _pad(k: int) -> tuple[tuple[int, int], tuple[int, int]]:
-  return ((k // 2, k // 2), (k // 2, k // 2))
 
 
 class _Block(OpsModule):
@@ -86,12 +82,12 @@ class _Block(OpsModule):
             (self.features, 1, 1, 1))
 
   def _conv(self, ops, features, k, strides=1, groups=1, name=None, **kwargs):
-    return ops.conv(features, (k, k), strides=(strides, strides), padding=_pad(k),
+    return ops.conv(features, (k, k), strides=(strides, strides), padding=ops.pad((k, k)),
                     feature_group_count=groups, use_bias=False, name=name, **kwargs)
 
   def _layer(self, ops, features, k, strides=1, groups=1, act=True, name=None):
-    return ConvBNAct(features, (k, k), (strides, strides), groups=groups, padding=_pad(k),
-                     activation=act, ops=ops, name=name)
+    return ConvBNAct(features, (k, k), (strides, strides), groups=groups, activation=act,
+                     ops=ops, name=name)
 
   def _needs_projection(self, x):
     return x.shape[-1] != self.features or self.strides != 1
@@ -271,8 +267,9 @@ class ResNet(OpsModule):
       2019): scalar biases and multipliers, the last layer of each branch and the classifier at
       zero, the other branch layers scaled by :func:`fixup_scale`; ``norm`` is ignored. The
       stem and the classifier get scalar biases.
-    act, kernel_init, norm, conv, dtype: the :class:`~jaxcnn.nn.layers.OpsModule` choices, used
-      by every layer.
+    act, kernel_init, norm, conv, dtype, padding: the :class:`~jaxcnn.nn.layers.OpsModule`
+      choices, used by every layer; ``padding`` defaults to ``"torch"`` (``k // 2``, as
+      torchvision), ``"same"`` pads the stride-2 convolutions and the stem pool TF-style.
   """
 
   stage_sizes: Sequence[int]
@@ -287,6 +284,7 @@ class ResNet(OpsModule):
   se_reduction: int = 0
   dropout_rate: float = 0.0
   fixup: bool = False
+  padding: Any = choice("torch")
 
   def _block_cls(self) -> ModuleDef:
     if not self.fixup:
@@ -313,14 +311,14 @@ class ResNet(OpsModule):
     if self.stem not in ("imagenet", "cifar"):
       raise ValueError(f"Unknown stem {self.stem!r}; use 'imagenet' or 'cifar'.")
     k, s = (7, 2) if self.stem == "imagenet" else (3, 1)
-    x = ops.conv(self.stem_features, (k, k), strides=(s, s), padding=_pad(k), use_bias=False,
-                 name="stem_conv")(x)
+    x = ops.conv(self.stem_features, (k, k), strides=(s, s), padding=ops.pad((k, k)),
+                 use_bias=False, name="stem_conv")(x)
     if self.fixup:
       x = ops.activate(x + scalar("stem_bias"), "stem_act")
     elif self.stem == "imagenet" or not self.block_cls.preact:
       x = ops.activate(ops.normalize(x, train=train, name="stem_norm"), "stem_act")
     if self.stem == "imagenet":
-      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=ops.pad((3, 3)))
 
     for i, num_blocks in enumerate(self.stage_sizes):
       filters = self.num_filters * 2**i

@@ -87,6 +87,7 @@ class PlainCNN(OpsModule):
   num_filters: int = 16
   num_classes: int = 10
   norm: Any = choice("none")
+  padding: Any = choice("torch")
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -95,7 +96,7 @@ class PlainCNN(OpsModule):
     use_bias = ops.norm is Identity
 
     def conv_act(x, features, stride):
-      x = ops.conv(features, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)),
+      x = ops.conv(features, (3, 3), strides=(stride, stride), padding=ops.pad((3, 3)),
                    use_bias=use_bias)(x)
       return ops.activate(ops.normalize(x, train=train))
 

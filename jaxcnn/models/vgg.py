@@ -42,7 +42,8 @@ class VGG(OpsModule):
   """VGG: stages of 3x3 convolutions and 2x2 max-pools, then a 4096-4096 classifier with dropout.
 
   ``stages`` lists the filters of each stage; ``hidden_features`` the width of the classifier's
-  two hidden layers.
+  two hidden layers. Dropout follows each hidden layer (fc-act-dropout, as the original Caffe
+  model and torchvision).
 
   References: Simonyan & Zisserman 2015.
   """
@@ -52,6 +53,7 @@ class VGG(OpsModule):
   dropout_rate: float = 0.5
   hidden_features: int = 4096
   norm: Any = choice("none")
+  padding: Any = choice("torch")
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -62,12 +64,12 @@ class VGG(OpsModule):
       raise ValueError(f"VGG needs images of at least {min_size}x{min_size}, got {x.shape[1:3]}.")
     for s, stage in enumerate(self.stages):
       for i, features in enumerate(stage):
-        x = ConvBNAct(features, (3, 3), padding=((1, 1), (1, 1)), use_bias=True, ops=ops,
+        x = ConvBNAct(features, (3, 3), use_bias=True, ops=ops,
                       name=f"conv{s + 1}_{i + 1}")(x, train=train)
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = adaptive_avg_pool(x, (7, 7))
     return classifier(x, ops, hidden=self.hidden_features, num_classes=self.num_classes,
-                      dropout_rate=self.dropout_rate, train=train)
+                      dropout_rate=self.dropout_rate, train=train, dropout_after=True)
 
 
 def _tv(name: str, figures: tuple[int, float]) -> Published:

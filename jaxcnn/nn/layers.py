@@ -8,6 +8,12 @@ Normalization specs: ``"batch"`` (flax BatchNorm, momentum 0.9, epsilon 1e-5), `
 (32 groups), ``"layer"``, ``"none"``, a name with arguments (``"batch(momentum=0.99)"``) or a
 callable returning a flax Module. :func:`normalize` applies one, passing
 ``use_running_average=not train`` to modules that have that field.
+
+Padding conventions (``padding=`` on every model): ``"same"`` is TensorFlow's SAME (output
+``ceil(n / s)``; a stride-2 convolution on an even map pads ``(k // 2 - 1, k // 2)``), the one the
+TF-born families (MobileNet, EfficientNet, GoogLeNet here) default to; ``"torch"`` pads ``k // 2``
+on both sides, as torchvision and timm's non-``tf_`` models do. For odd kernels both give the same
+output size and differ only in where a strided window starts (:func:`resolve_padding`).
 """
 
 from __future__ import annotations
@@ -74,6 +80,33 @@ def normalize(norm: Any, x: jax.Array, *, train: bool, name: str | None = None,
   return _apply_norm(get_norm(norm), x, train=train, name=name, **kwargs)
 
 
+PADDINGS = ("same", "torch")
+
+
+def resolve_padding(padding: Any, kernel_size: Sequence[int],
+                    strides: Sequence[int] | None = None) -> Any:
+  """The ``padding`` argument of ``nn.Conv`` (or a pool) for a convention or an explicit spec.
+
+  ``"same"`` (or ``"SAME"``) gives flax's "SAME"; ``"torch"`` gives ``k // 2`` on both sides of
+  every spatial axis (PyTorch's ``padding=k // 2``); anything else (``"VALID"``, explicit pairs)
+  is returned unchanged. ``strides`` is accepted for symmetry with the convolution call: neither
+  convention depends on it.
+  """
+  del strides
+  if isinstance(padding, str) and padding.lower() == "same":
+    return "SAME"
+  if isinstance(padding, str) and padding.lower() == "torch":
+    return tuple((k // 2, k // 2) for k in kernel_size)
+  return padding
+
+
+def _check_convention(padding: Any) -> str:
+  if not isinstance(padding, str) or padding.lower() not in PADDINGS:
+    raise ValueError(f"Unknown padding convention {padding!r}; use one of {PADDINGS} "
+                     "('same': TensorFlow SAME; 'torch': k // 2 on both sides).")
+  return padding.lower()
+
+
 def _bind(module_def: ModuleDef, **fields: Any) -> ModuleDef:
   """``partial(module_def, **fields)``, leaving out the fields that are None."""
   fields = {k: v for k, v in fields.items() if v is not None}
@@ -99,6 +132,8 @@ class Ops:
     dense: ``nn.Dense`` with ``kernel_init`` (and ``dtype``) bound.
     kernel_init: the resolved kernel initializer, for layers that scale or replace it.
     dtype: computation dtype of every conv, dense and norm layer (None: flax's default).
+    padding: the padding convention of "same-style" convolutions and pools, ``"same"`` or
+      ``"torch"`` (see :func:`resolve_padding` and :meth:`pad`).
   """
 
   act: Callable[..., Any]
@@ -107,11 +142,17 @@ class Ops:
   dense: ModuleDef
   kernel_init: Callable[..., Any]
   dtype: Any = None
+  padding: str = "same"
 
   @classmethod
   def create(cls, act: Any = "relu", norm: Any = "batch", conv: ModuleDef = nn.Conv,
-             kernel_init: Any = "kaiming_normal", dtype: Any = None) -> "Ops":
-    """Resolves the specs (names, ``"name(args)"`` or callables) into ready operations."""
+             kernel_init: Any = "kaiming_normal", dtype: Any = None,
+             padding: str | None = None) -> "Ops":
+    """Resolves the specs (names, ``"name(args)"`` or callables) into ready operations.
+
+    ``padding`` is a convention, ``"same"`` (the default, also for None) or ``"torch"``.
+    """
+    padding = "same" if padding is None else _check_convention(padding)
     init = initializers.get(kernel_init)
     act = activations.get("identity" if act is None else act)
     norm = get_norm(norm)
@@ -120,11 +161,15 @@ class Ops:
     return cls(act=act, norm=norm,
                conv=_bind(conv, kernel_init=init, dtype=dtype),
                dense=_bind(nn.Dense, kernel_init=init, dtype=dtype), kernel_init=init,
-               dtype=dtype)
+               dtype=dtype, padding=padding)
 
   def replace(self, **changes: Any) -> "Ops":
     """A copy with some operations replaced (``ops.replace(norm=Identity)``)."""
     return dataclasses.replace(self, **changes)
+
+  def pad(self, kernel_size: Sequence[int], strides: Sequence[int] | None = None) -> Any:
+    """The ``padding`` argument of a same-style convolution or pool under this convention."""
+    return resolve_padding(self.padding, kernel_size, strides)
 
   def normalize(self, x: jax.Array, *, train: bool, name: str | None = None,
                 **kwargs: Any) -> jax.Array:
@@ -137,7 +182,7 @@ class Ops:
 
 
 # The choice fields of OpsModule, each an argument of Ops.create.
-CHOICES = ("act", "norm", "conv", "kernel_init", "dtype")
+CHOICES = ("act", "norm", "conv", "kernel_init", "dtype", "padding")
 
 
 def choice(default: Any) -> Any:
@@ -150,9 +195,12 @@ class OpsModule(nn.Module):
   """Base of the zoo's modules: the swappable choices, declared once as keyword-only fields.
 
   ``act``, ``norm``, ``kernel_init`` take names, names with arguments or callables; ``conv`` is a
-  ModuleDef; ``dtype`` the computation dtype. A model resolves them once with :meth:`get_ops`
-  and hands the result to its blocks as ``ops=``; a block given ``ops`` ignores its own choice
-  fields, so it still works standalone (``ConvBNAct(16, act="elu")``).
+  ModuleDef; ``dtype`` the computation dtype; ``padding`` the padding convention (``"same"`` or
+  ``"torch"``; None: the family's default, ``"same"`` unless a model redeclares it). A model
+  resolves them once with :meth:`get_ops` and hands the result to its blocks as ``ops=``; a block
+  given ``ops`` ignores its own choice fields, so it still works standalone
+  (``ConvBNAct(16, act="elu")``). The exception is ``padding`` on :class:`ConvBNAct`, a property
+  of that one layer: when given, it wins over the convention.
   """
 
   act: Any = choice("relu")
@@ -160,36 +208,48 @@ class OpsModule(nn.Module):
   conv: ModuleDef = choice(nn.Conv)
   kernel_init: Any = choice("kaiming_normal")
   dtype: Any = choice(None)
+  padding: Any = choice(None)
   ops: Ops | None = choice(None)
+
+  _layer_padding = False  # True where ``padding`` may also be one layer's explicit padding
 
   def get_ops(self) -> Ops:
     """``ops`` if given, else the operations resolved from this module's choice fields."""
     if self.ops is not None:
       return self.ops
-    return Ops.create(**{name: getattr(self, name) for name in CHOICES})
+    choices = {name: getattr(self, name) for name in CHOICES}
+    padding = choices["padding"]
+    if self._layer_padding and not (isinstance(padding, str) and padding.lower() in PADDINGS):
+      choices["padding"] = None  # an explicit padding of this one layer, not a convention
+    return Ops.create(**choices)
 
 
 class ConvBNAct(OpsModule):
   """Convolution, normalization, activation: the unit most CNNs are made of.
 
   ``activation=False`` (or ``act=None``) leaves the output linear (before a residual addition,
-  say).
+  say). ``padding`` (keyword-only) is a convention (``"same"``, ``"torch"``) or anything
+  ``nn.Conv`` accepts (``"VALID"``, explicit pairs); None follows the convention of ``ops``
+  (``"same"`` standalone).
   """
 
   features: int
   kernel_size: Sequence[int] = (3, 3)
   strides: Sequence[int] = (1, 1)
   groups: int = 1
-  padding: Any = "SAME"
   use_bias: bool = False
   activation: bool = True
+
+  _layer_padding = True
   norm_scale_init: Callable[..., Any] = nn.initializers.ones
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     ops = self.get_ops()
+    padding = ops.pad(self.kernel_size) if self.padding is None else resolve_padding(
+        self.padding, self.kernel_size)
     x = ops.conv(self.features, tuple(self.kernel_size), strides=tuple(self.strides),
-                 padding=self.padding, feature_group_count=self.groups,
+                 padding=padding, feature_group_count=self.groups,
                  use_bias=self.use_bias)(x)
     x = ops.normalize(x, train=train, scale_init=self.norm_scale_init)
     if self.activation and self.act is not None:
