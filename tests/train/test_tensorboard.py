@@ -294,3 +294,59 @@ def test_the_writer_does_not_import_tensorflow(tmp_path):
           "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'torch')))\n")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.splitlines()[-1] == "[]", out.stdout + out.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Through fit(): the Recorder writes the logs without anything else asking.
+
+
+@pytest.fixture(scope="module")
+def digits():
+  from jaxcnn.data import datasets  # pylint: disable=g-import-not-at-top
+  return {split: datasets.load("digits", split) for split in ("train", "test")}
+
+
+FIT_LABELS = ["learning_rate=0.05", "learning_rate=0.1"]
+
+
+def _fit_config(**changes):
+  from jaxcnn.train.config import get_config  # pylint: disable=g-import-not-at-top
+  c = get_config()
+  c.model.name = "simple_cnn_small"
+  c.num_epochs, c.steps_per_epoch, c.batch_size, c.eval_batch_size = 3, 3, 32, 500
+  c.log_every_steps, c.progress_bar = 1, False
+  c.sweep.learning_rate = (0.05, 0.1)
+  c.update(changes)
+  return c
+
+
+def test_fit_writes_one_run_per_model_with_the_records_of_metrics_jsonl(tmp_path, digits):
+  from jaxcnn.train.loop import fit  # pylint: disable=g-import-not-at-top
+
+  fit(_fit_config(), tmp_path, data=digits)
+  records = _records(tmp_path)
+  assert sorted(p.name for p in (tmp_path / "tb").iterdir()) == FIT_LABELS
+  for m, label in enumerate(FIT_LABELS):
+    logs = view(tmp_path / "tb" / label)
+    for key in ("train_loss", "val_accuracy", "test_loss", "learning_rate"):
+      assert logs[tb.tag(key)] == [(r["step"], np.float32(r[key + "_per_model"][m]))
+                                   for r in records], key
+    assert [s for s, _ in logs["train/batch_loss"]] == list(range(1, 10))
+
+
+@pytest.mark.slow  # three fits: 18 s at load 10, 69 s at load 12
+def test_fit_killed_and_resumed_logs_equal_an_uninterrupted_run(tmp_path, digits):
+  from jaxcnn.train.loop import fit  # pylint: disable=g-import-not-at-top
+
+  fit(_fit_config(), tmp_path / "whole", data=digits)
+  # Killed at step 7 (no checkpoint of its own), the checkpoint at step 6, resumed.
+  cut = fit(_fit_config(checkpoint_every_steps=3, stop_after_steps=7), tmp_path / "cut",
+            data=digits)
+  assert cut["interrupted"] and cut["steps"] == 7
+  fit(_fit_config(checkpoint_every_steps=3), tmp_path / "cut", resume=True, data=digits)
+  for label in FIT_LABELS:
+    whole, resumed = (view(tmp_path / run / "tb" / label) for run in ("whole", "cut"))
+    for name in ("train/batch_loss", "train/loss", "val/loss", "learning_rate"):
+      assert [s for s, _ in resumed[name]] == [s for s, _ in whole[name]], name
+      np.testing.assert_allclose([v for _, v in resumed[name]], [v for _, v in whole[name]],
+                                 rtol=1e-5, err_msg=name)
