@@ -45,16 +45,15 @@ torch_default_init = initializers.kaiming_uniform(nonlinearity="leaky_relu",
 
 
 def partial_dirac(init: Any) -> Any:
-  """``init`` with the first ``in_channels`` output filters set to the identity (PyTorch's
-  ``dirac_`` on ``weight[:in_channels]``); a kernel is ``[kh, kw, in, out]`` with ``out >= in``."""
+  """``init`` with the first ``min(in, out)`` output filters of a ``[kh, kw, in, out]`` kernel set
+  to the identity (PyTorch's ``dirac_(weight[:in_channels])``)."""
 
   def dirac_init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
     kernel = init(key, shape, dtype)
     kh, kw, cin, cout = shape
-    if cout < cin:
-      raise ValueError(f"partial_dirac needs out >= in channels, got kernel shape {tuple(shape)}.")
-    ident = jnp.zeros((kh, kw, cin, cin), dtype).at[kh // 2, kw // 2].set(jnp.eye(cin, dtype=dtype))
-    return kernel.at[..., :cin].set(ident)
+    d = min(cin, cout)
+    ident = jnp.zeros((kh, kw, cin, d), dtype).at[kh // 2, kw // 2, :d].set(jnp.eye(d, dtype=dtype))
+    return kernel.at[..., :d].set(ident)
 
   return dirac_init
 
@@ -96,10 +95,12 @@ def set_whitening(variables: Any, images: jax.Array, *, patch_size: int = 2,
   variables = jax.tree.map(lambda a: a, dict(variables))  # a copy
   stats = dict(variables["batch_stats"])
   whiten = dict(stats["whiten"])
+  p, c = int(patch_size), images.shape[-1]
+  shape = (p, p, c, 2 * p * p * c)
+  if shape != tuple(whiten["kernel"].shape):
+    raise ValueError(f"Whitening of shape {shape} for a model whose whitening is "
+                     f"{tuple(whiten['kernel'].shape)}: patch_size or channels differ.")
   kernel = whitening_kernel(images, patch_size=patch_size, eps=eps)
-  if kernel.shape != whiten["kernel"].shape:
-    raise ValueError(f"Whitening of shape {kernel.shape} for a model whose whitening is "
-                     f"{whiten['kernel'].shape}: patch_size or channels differ.")
   whiten["kernel"] = kernel.astype(whiten["kernel"].dtype)
   whiten["fitted"] = jnp.ones_like(whiten["fitted"])
   stats["whiten"] = whiten
@@ -128,7 +129,8 @@ class Whitening(nn.Module):
     if train and not self.is_initializing():
       kernel.value = jax.lax.cond(
           fitted.value, lambda: kernel.value,
-          lambda: whitening_kernel(jax.lax.stop_gradient(x), patch_size=p, eps=self.eps))
+          lambda: whitening_kernel(jax.lax.stop_gradient(x), patch_size=p,
+                                   eps=self.eps).astype(kernel.value.dtype))
       fitted.value = jnp.ones((), jnp.bool_)
     w = jax.lax.stop_gradient(kernel.value).astype(x.dtype)
     y = jax.lax.conv_general_dilated(x, w, (1, 1), "VALID",
