@@ -1,4 +1,4 @@
-"""Datasets: tfds-backed loaders, the offline ``digits`` default, local ``.npz`` data, and streams.
+"""Datasets: tfds read through ArrayRecord and Grain, the offline ``digits``, local ``.npz`` data.
 
 Small datasets load whole into memory as ``{"image": uint8 (N, H, W, C), "label": int32 (N,)}``
 (put them on the accelerator once and augment them there with :mod:`jaxcnn.data.augment`)::
@@ -7,35 +7,42 @@ Small datasets load whole into memory as ``{"image": uint8 (N, H, W, C), "label"
   test = datasets.load("mnist", "test", data_dir="../shared/data/mnist")   # local .npz files
   digits = datasets.load("digits")                    # offline: scikit-learn's digits via tfds
 
-Large ones (``imagenette``, ``imagenet2012``) stream host batches through a parallel tf.data
-pipeline (decode, random-resized-crop and flip or center crop, resize), and
-:func:`prefetch_to_device` keeps the next batches in flight to the device::
+Large ones (``imagenette``, ``imagenet2012``) stream host batches through a Grain pipeline over
+the random-access ArrayRecord files (global shuffling from a seed, random-resized crop and flip
+or center crop, resize; reader threads or worker processes), whose iterator state checkpoints,
+and :func:`prefetch_to_device` keeps the next batches in flight to the device::
 
-  batches = prefetch_to_device(datasets.stream("imagenette", "train", batch_size=128))
+  it = datasets.stream("imagenette", "train", batch_size=128, num_workers=8)
+  batches = prefetch_to_device(it)
+  state = it.get_state()                               # later: it.set_state(state)
 
 ``load`` behaves like ``tfds.load``: the dataset is prepared into ``data_dir`` (default tfds's,
-``~/tensorflow_datasets``) on first use where the network allows, and read from there after.
-If ``data_dir`` holds ``{split}.npz`` files (or ``{name}/{split}.npz``) in the layout of
-:mod:`jaxcnn.data.local`, those are read instead, without tfds. A dataset that is neither
-prepared nor downloadable raises :class:`DatasetNotAvailableError`, saying how to provide it.
+``~/tensorflow_datasets``) on first use where the network allows, here in tfds's ArrayRecord
+format, and read from there after through ``as_data_source`` (:func:`data_source`). Nothing here
+imports TensorFlow: it is the optional ``tf`` extra (``pip install 'jaxcnn[tf]'``), needed only
+by the tfds builders that use it to prepare their data (a :class:`TensorFlowRequiredError` says
+so) and to read copies prepared earlier as TFRecord files. If ``data_dir`` holds
+``{split}.npz`` files (or ``{name}/{split}.npz``) in the layout of :mod:`jaxcnn.data.local`,
+those are read instead, without tfds. A dataset that is neither prepared nor downloadable
+raises :class:`DatasetNotAvailableError`, saying how to provide it.
 
-tensorflow_datasets and tensorflow are imported inside the functions that need them, so this
-module, ``.npz`` data and :func:`prefetch_to_device` work on machines without them.
-
-References: https://www.tensorflow.org/datasets/overview (``tfds.load``, ``as_dataset``,
-``batch_size=-1``); https://www.tensorflow.org/datasets/performances (tf.data pipelines);
-Szegedy et al. 2015, "Going Deeper with Convolutions" (random-resized crop for ImageNet).
+References: https://www.tensorflow.org/datasets/overview (``tfds.load``, ``tfds.data_source``);
+https://google-grain.readthedocs.io (Grain); Szegedy et al. 2015, "Going Deeper with
+Convolutions" (random-resized crop for ImageNet).
 """
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
+import functools
+import importlib.util
 import itertools
 import os
 import socket
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, NamedTuple
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -44,6 +51,11 @@ from jaxcnn.data import local
 
 class DatasetNotAvailableError(FileNotFoundError):
   """The dataset is not prepared in ``data_dir`` and cannot be downloaded here."""
+
+
+class TensorFlowRequiredError(ImportError):
+  """A tfds builder needs TensorFlow to prepare its data, and TensorFlow (the ``tf`` extra) is
+  not installed."""
 
 
 class DatasetInfo(NamedTuple):
@@ -76,6 +88,7 @@ KNOWN: dict[str, DatasetInfo] = {
 }
 _TFDS_NAMES = {"digits": "jaxcnn_digits"}
 _LOAD_BATCH_SIZE = 10_000
+_FILE_FORMAT = "array_record"  # random access, read without TensorFlow
 _PROBE_HOST = ("storage.googleapis.com", 443)  # where tfds downloads most datasets from
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 _NPZ_LAYOUT = ("a folder of {split}.npz files, each with 'images' uint8 [N, H, W(, C)] and "
@@ -129,6 +142,8 @@ def load(name: str, split: str = "train", *,
          data_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
   """Loads a whole split into memory: ``{"image": uint8 (N, H, W, C), "label": int32 (N,)}``.
 
+  Reads the split's ArrayRecord files through :func:`data_source`, decoding on a thread pool.
+
   Args:
     name: ``"digits"``, ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``, ``"cifar100"``, or any
       tfds image-classification dataset with fixed-size images.
@@ -139,6 +154,7 @@ def load(name: str, split: str = "train", *,
 
   Raises:
     DatasetNotAvailableError: not prepared in ``data_dir`` and not downloadable here.
+    TensorFlowRequiredError: preparing the dataset needs TensorFlow, which is not installed.
     ValueError: unknown name or split, or a streaming-only dataset.
   """
   if data_dir is not None:
@@ -152,135 +168,221 @@ def load(name: str, split: str = "train", *,
   if canonical in KNOWN and not KNOWN[canonical].in_memory:
     raise ValueError(f"{name} is too large to load into memory; use datasets.stream({name!r}, "
                      f"{split!r}, batch_size=...).")
+  try:
+    source = data_source(name, split, data_dir=data_dir)
+  except _TFRecordOnly:  # prepared by an older tfds run as TFRecord: only tf.data reads it
+    if importlib.util.find_spec("tensorflow") is None:
+      raise
+    return _load_tfrecord(name, split, data_dir)
+  return read_all(source)
+
+
+def data_source(name: str, split: str = "train", *,
+                data_dir: str | os.PathLike | None = None) -> Sequence[dict[str, Any]]:
+  """A random-access view of a split: ``source[i]`` is example ``i`` as NumPy (decoded image).
+
+  The dataset is prepared in tfds's ArrayRecord format on first use (``download_and_prepare``)
+  and read with ``tfds`` ``as_data_source`` (what ``tfds.data_source`` does), without
+  TensorFlow. This is the source of :func:`load` and :func:`stream` (and any Grain pipeline).
+
+  Args:
+    name: a tfds dataset name, or ``"digits"``.
+    split: split name or slice, e.g. ``"train"``, ``"validation[:10%]"``.
+    data_dir: tfds data directory (default tfds's).
+
+  Raises:
+    DatasetNotAvailableError: not prepared in ``data_dir`` and not downloadable here.
+    TensorFlowRequiredError: preparing the dataset needs TensorFlow, which is not installed.
+    ValueError: unknown name or split.
+  """
   tfds = _import_tfds(name, data_dir)
-  _tensorflow()
   builder = _builder(tfds, name, data_dir)
   _prepare(builder, name, data_dir)
-  # Batches, not batch_size=-1: that batches by the split sizes recorded at preparation, which
-  # tfds.testing.mock_data does not have.
-  ds = builder.as_dataset(split=split, batch_size=_LOAD_BATCH_SIZE, shuffle_files=False)
-  batches = list(tfds.as_numpy(ds))
-  if not batches:
-    image_shape = builder.info.features["image"].shape
-    return local.from_arrays(np.zeros((0, *image_shape), np.uint8), np.zeros(0, np.int32))
-  return local.from_arrays(np.concatenate([b["image"] for b in batches]),
-                           np.concatenate([b["label"] for b in batches]))
+  try:
+    return builder.as_data_source(split=split)
+  except NotImplementedError as e:  # older tfds without a usable random-access copy
+    raise _tfrecord_only(builder, name, data_dir) from e
+
+
+def read_all(source: Sequence[Mapping[str, Any]], *, num_threads: int | None = None,
+             chunk_size: int = 1024) -> dict[str, np.ndarray]:
+  """Every example of a random-access source as ``{"image": uint8 NHWC, "label": int32}``.
+
+  Chunks of ``chunk_size`` examples are read and decoded on ``num_threads`` threads (default: the
+  CPU count, at most 8); decoding (Pillow or OpenCV) releases the GIL.
+  """
+  n = len(source)
+  if n == 0:
+    return local.from_arrays(np.zeros((0, 1, 1, 1), np.uint8), np.zeros(0, np.int32))
+  get = lambda keys: [source[k] for k in keys]
+  bounds = list(range(0, n, chunk_size)) + [n]
+  chunks = [range(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+  num_threads = num_threads or min(os.cpu_count() or 1, 8)
+  if len(chunks) == 1 or num_threads == 1:
+    examples = [e for chunk in chunks for e in get(list(chunk))]
+  else:
+    with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+      examples = [e for part in pool.map(lambda c: get(list(c)), chunks) for e in part]
+  return local.from_arrays(np.stack([np.asarray(e["image"]) for e in examples]),
+                           np.array([e["label"] for e in examples]))
 
 
 def stream(name: str, split: str = "train", *, batch_size: int,
            data_dir: str | os.PathLike | None = None, image_size: int = 224, train: bool = True,
-           seed: int = 0, num_workers: int | None = None,
-           num_epochs: int | None = 1) -> Iterator[dict[str, np.ndarray]]:
-  """Streams host batches ``{"image": uint8 (B, S, S, 3), "label": int32 (B,)}`` via tf.data.
+           seed: int = 0, num_workers: int = 0, num_threads: int = 16,
+           num_epochs: int | None = 1) -> Any:
+  """Streams host batches ``{"image": uint8 (B, S, S, 3), "label": int32 (B,)}`` through Grain.
 
-  Training batches are shuffled (files and a 16-batch example buffer), cropped at random
-  (random-resized crop: 8-100% of the area, aspect ratio 3/4-4/3), flipped at random, resized
-  to ``image_size`` and batched with ``drop_remainder=True``. Evaluation batches are center crops
-  (``image_size / (image_size + 32)`` of the shorter side) resized to ``image_size``, and keep
-  the last partial batch. Randomness is stateless and seeded by ``seed``, and the element order is
-  deterministic, so a stream is reproducible. Under ``jax.process_count() > 1`` every process
-  reads its own shard of the split (``tfds.split_for_jax_process``).
+  The iterator of :func:`grain_batches` (see there for crops, shuffling and sharding): a
+  ``grain.DatasetIterator``, so ``it.get_state()`` is a small JSON-able dict that
+  ``it.set_state(state)`` resumes from exactly (checkpoint it beside the model).
 
   Args:
-    name: a tfds dataset with JPEG images and labels (``"imagenette"``, ``"imagenet2012"``, ...).
+    name, split, batch_size, data_dir, image_size, train, seed, num_epochs: as for
+      :func:`grain_batches`.
+    num_workers: worker processes reading and augmenting (Grain's ``mp_prefetch``); 0 reads in
+      this process on ``num_threads`` threads.
+    num_threads: reader threads (per worker process, if any).
+  """
+  import grain  # pylint: disable=g-import-not-at-top
+
+  if num_workers < 0 or num_threads < 1:
+    raise ValueError(f"num_workers must be >= 0 and num_threads >= 1, got {num_workers}, "
+                     f"{num_threads}.")
+  ds = grain_batches(name, split, batch_size=batch_size, data_dir=data_dir,
+                     image_size=image_size, train=train, seed=seed, num_epochs=num_epochs)
+  ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
+                                            prefetch_buffer_size=num_threads))
+  return iter(prefetch_in_processes(ds, num_workers))
+
+
+def prefetch_in_processes(ds: Any, num_workers: int) -> Any:
+  """``ds.mp_prefetch`` on ``num_workers`` processes (0: ``ds`` itself).
+
+  Grain reads absl flags in its workers; a program that has not parsed its flags (a script, a
+  notebook; ``absl.app.run`` does) gets their defaults.
+  """
+  if not num_workers:
+    return ds
+  import grain  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  return ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+
+
+def grain_batches(name: str, split: str = "train", *, batch_size: int,
+                  data_dir: str | os.PathLike | None = None, image_size: int = 224,
+                  train: bool = True, seed: int = 0, num_epochs: int | None = 1) -> Any:
+  """A ``grain.MapDataset`` of batches: ``ds[i]`` is batch ``i``, computed on demand.
+
+  Training batches are globally shuffled (a fresh permutation each epoch, from ``seed``),
+  cropped at random (:func:`random_resized_crop`), flipped at random, resized to ``image_size``
+  and batched with the remainder dropped; each example's randomness is seeded by ``seed`` and its
+  position, so a pipeline is reproducible and can start at any batch. Evaluation batches are
+  center crops (:func:`center_crop`) in the split's order and keep the last partial batch. Under
+  ``jax.process_count() > 1`` every process reads its own shard of the examples.
+
+  Args:
+    name: a tfds dataset with images and labels (``"imagenette"``, ``"imagenet2012"``, ...).
     split: split name or slice, e.g. ``"train"``, ``"validation[:10%]"``.
     batch_size: examples per batch (per process).
     data_dir: tfds data directory (default tfds's).
     image_size: side of the square output images.
     train: training augmentation, shuffling and dropped remainder, or evaluation crops.
-    seed: seed of file order, shuffling and crops.
-    num_workers: parallel decode/augment calls and tf.data's thread pool size; None lets
-      tf.data tune it (``tf.data.AUTOTUNE``).
+    seed: seed of the order and the crops (0 .. 2**32 - 1).
     num_epochs: passes over the split; None repeats forever.
+
+  References: https://google-grain.readthedocs.io (MapDataset: shuffle, random_map, batch).
   """
-  if batch_size < 1 or image_size < 1:
-    raise ValueError(f"batch_size and image_size must be >= 1, got {batch_size}, {image_size}.")
-  tfds = _import_tfds(name, data_dir)
+  import grain  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
 
-  tf = _tensorflow()
-  builder = _builder(tfds, name, data_dir)
-  _prepare(builder, name, data_dir)
+  if batch_size < 1 or image_size < 1:
+    raise ValueError(f"batch_size and image_size must be >= 1, got {batch_size}, {image_size}.")
+  if not 0 <= seed < 2**32:
+    raise ValueError(f"seed must be in [0, 2**32), got {seed}.")
+  if num_epochs is not None and num_epochs < 1:
+    raise ValueError(f"num_epochs must be >= 1 or None (forever), got {num_epochs}.")
+  ds = grain.MapDataset.source(data_source(name, split, data_dir=data_dir))
   if jax.process_count() > 1:
-    split = tfds.split_for_jax_process(split)
-  parallel = tf.data.AUTOTUNE if num_workers is None else num_workers
-  ds = builder.as_dataset(
-      split=split, shuffle_files=train, decoders={"image": tfds.decode.SkipDecoding()},
-      read_config=tfds.ReadConfig(shuffle_seed=seed, skip_prefetch=True))
-  options = tf.data.Options()
-  options.deterministic = True
-  if num_workers is not None:
-    options.threading.private_threadpool_size = num_workers
-  ds = ds.with_options(options)
+    ds = ds[jax.process_index()::jax.process_count()]
   if train:
-    ds = ds.shuffle(16 * batch_size, seed=seed, reshuffle_each_iteration=True)
-  ds = ds.repeat(num_epochs)
-  # One stateless seed pair per example, from a seeded random stream zipped alongside.
-  ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
-
-  def preprocess(example, example_seed):
-    if train:
-      crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(example_seed, 2))
-      image = _random_resized_crop(example["image"], image_size, crop_seed)
-      image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-    else:
-      image = _center_crop(example["image"], image_size)
-    image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-    return {"image": image, "label": tf.cast(example["label"], tf.int32)}
-
-  ds = ds.map(preprocess, num_parallel_calls=parallel)
-  ds = ds.batch(batch_size, drop_remainder=train).prefetch(tf.data.AUTOTUNE)
-  return iter(tfds.as_numpy(ds))
+    ds = ds.shuffle(seed=seed)
+  if num_epochs != 1:
+    ds = ds.repeat(num_epochs)
+  if train:
+    ds = ds.random_map(functools.partial(_train_example, size=image_size), seed=seed)
+  else:
+    ds = ds.map(functools.partial(_eval_example, size=image_size))
+  return ds.batch(batch_size, drop_remainder=train)
 
 
-def _image_shape(image_bytes):
-  """``[height, width, channels]`` of an encoded image; JPEG headers are read without decoding."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+def random_resized_crop_window(rng: np.random.Generator, height: int, width: int, *,
+                               area: tuple[float, float] = (0.08, 1.0),
+                               aspect_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                               attempts: int = 10) -> tuple[int, int, int, int]:
+  """``(top, left, height, width)`` of a random crop of ``area`` of the image's area whose
+  aspect ratio (width / height) is log-uniform in ``aspect_ratio``.
 
-  return tf.cond(tf.io.is_jpeg(image_bytes),
-                 lambda: tf.image.extract_jpeg_shape(image_bytes),
-                 lambda: tf.shape(tf.io.decode_image(image_bytes, expand_animations=False)))
-
-
-def _decode_window(image_bytes, window):
-  """Decodes the ``window = [top, left, height, width]`` of an encoded image as RGB uint8."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  def decode_other():
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-    return tf.image.crop_to_bounding_box(image, window[0], window[1], window[2], window[3])
-
-  return tf.cond(tf.io.is_jpeg(image_bytes),
-                 lambda: tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3),
-                 decode_other)
-
-
-def _random_resized_crop(image_bytes, size: int, seed):
-  """A random crop of 8-100% of the area, aspect ratio in [3/4, 4/3], resized to ``size``.
-
-  Falls back to the whole image when 10 attempts find no such crop.
+  Falls back to the whole image when ``attempts`` draws find no crop that fits.
   References: Szegedy et al. 2015, "Going Deeper with Convolutions", sec. 6.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  log_ratio = np.log(aspect_ratio)
+  for _ in range(attempts):
+    target = height * width * rng.uniform(*area)
+    ratio = np.exp(rng.uniform(*log_ratio))
+    w, h = int(round(np.sqrt(target * ratio))), int(round(np.sqrt(target / ratio)))
+    if 0 < w <= width and 0 < h <= height:
+      return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+  return 0, 0, height, width
 
-  begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      _image_shape(image_bytes), tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, [1, 1, 4]),
-      seed=seed, min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
-      area_range=(0.08, 1.0), max_attempts=10, use_image_if_no_bounding_boxes=True)
-  window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
-  return tf.image.resize(_decode_window(image_bytes, window), [size, size])
+
+def center_crop_window(height: int, width: int, size: int) -> tuple[int, int, int, int]:
+  """``(top, left, side, side)``: the central square of ``size / (size + 32)`` of the shorter
+  side (224 of 256 for ``size=224``, as in the ResNet evaluation)."""
+  side = max(1, int(size / (size + 32) * min(height, width)))
+  return (height - side + 1) // 2, (width - side + 1) // 2, side, side
 
 
-def _center_crop(image_bytes, size: int):
-  """The central square of ``size / (size + 32)`` of the shorter side, resized to ``size``."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+def crop_and_resize(image: np.ndarray, window: tuple[int, int, int, int],
+                    size: int) -> np.ndarray:
+  """The ``(top, left, height, width)`` window of a uint8 ``(H, W, C)`` image, resized to
+  ``(size, size, C)`` with Pillow's bilinear filter (antialiased when shrinking)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
 
-  shape = _image_shape(image_bytes)
-  height, width = shape[0], shape[1]
-  side = tf.cast(size / (size + 32) * tf.cast(tf.minimum(height, width), tf.float32), tf.int32)
-  side = tf.maximum(side, 1)
-  window = tf.stack([(height - side + 1) // 2, (width - side + 1) // 2, side, side])
-  return tf.image.resize(_decode_window(image_bytes, window), [size, size])
+  image = np.asarray(image)
+  top, left, h, w = window
+  crop = image[top:top + h, left:left + w]
+  if crop.shape[:2] == (size, size):
+    return np.ascontiguousarray(crop)
+  channels = crop.shape[-1]
+  pil = Image.fromarray(crop[..., 0] if channels == 1 else crop)
+  out = np.asarray(pil.resize((size, size), Image.BILINEAR))
+  return out[..., None] if channels == 1 else out
+
+
+def _train_example(example: Mapping[str, Any], rng: np.random.Generator, *,
+                   size: int) -> dict[str, np.ndarray]:
+  image = _rgb(example["image"])
+  image = crop_and_resize(image, random_resized_crop_window(rng, *image.shape[:2]), size)
+  if rng.random() < 0.5:
+    image = image[:, ::-1]
+  return {"image": np.ascontiguousarray(image), "label": np.int32(example["label"])}
+
+
+def _eval_example(example: Mapping[str, Any], *, size: int) -> dict[str, np.ndarray]:
+  image = _rgb(example["image"])
+  image = crop_and_resize(image, center_crop_window(*image.shape[:2], size), size)
+  return {"image": image, "label": np.int32(example["label"])}
+
+
+def _rgb(image: Any) -> np.ndarray:
+  image = np.asarray(image, np.uint8)
+  if image.ndim == 2:
+    image = image[..., None]
+  return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
 
 
 def prefetch_to_device(iterator: Iterable[Any], size: int = 2,
@@ -324,15 +426,20 @@ def _import_tfds(name: str, data_dir: Any):
   except ImportError as e:
     raise DatasetNotAvailableError(
         f"Dataset {name!r} needs tensorflow_datasets, which is not installed here "
-        f"(pip install tensorflow-datasets tensorflow-cpu), or point data_dir (now "
-        f"{data_dir!r}) at {_NPZ_LAYOUT}.") from e
+        f"(pip install tensorflow-datasets), or point data_dir (now {data_dir!r}) at "
+        f"{_NPZ_LAYOUT}.") from e
   return tfds
 
 
-def _tensorflow():
-  """TensorFlow with its GPUs hidden, so tf.data leaves the accelerator's memory to JAX."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
+def _tensorflow(name: str, purpose: str):
+  """TensorFlow with its GPUs hidden (tf.data leaves the accelerator's memory to JAX), or a
+  :class:`TensorFlowRequiredError` saying which extra to install."""
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise TensorFlowRequiredError(
+        f"{purpose} {name!r} needs TensorFlow, which is not installed: pip install "
+        f"'jaxcnn[tf]' (TensorFlow is an optional extra of jaxcnn).") from e
   try:
     tf.config.set_visible_devices([], "GPU")
   except RuntimeError:  # TensorFlow already initialised its devices.
@@ -341,6 +448,7 @@ def _tensorflow():
 
 
 def _builder(tfds, name: str, data_dir: Any):
+  """The tfds builder of ``name``; a prepared copy keeps the file format it was written in."""
   data_dir = None if data_dir is None else os.fspath(os.path.expanduser(data_dir))
   if _canonical(name) == "digits":
     from jaxcnn.data import digits  # pylint: disable=g-import-not-at-top
@@ -354,16 +462,63 @@ def _builder(tfds, name: str, data_dir: Any):
 
 
 def _prepare(builder, name: str, data_dir: Any) -> None:
-  """``builder.download_and_prepare()``, failing fast with instructions where it cannot."""
+  """``builder.download_and_prepare`` into ArrayRecord files, failing fast with instructions
+  where it cannot (no network, no TensorFlow for a builder that needs it)."""
   if builder.is_prepared():
     return
   offline = not _network_available()
   try:
     with _fail_fast_downloads(offline):
-      builder.download_and_prepare()
+      builder.download_and_prepare(file_format=_FILE_FORMAT)
+  except ImportError as e:
+    if not _missing_tensorflow(e):
+      raise
+    raise TensorFlowRequiredError(
+        f"Preparing {name!r} with tfds needs TensorFlow (its builder uses it to decode or encode "
+        f"the downloaded files), which is not installed: pip install 'jaxcnn[tf]'. Reading it "
+        f"once prepared does not: prepare it on any machine with `tfds build "
+        f"{builder.name} --data_dir DIR --file_format array_record` and pass data_dir=DIR.") from e
   except (OSError, AssertionError, _download_error()) as e:
     raise DatasetNotAvailableError(_not_available_message(builder, name, data_dir, e,
                                                           offline)) from e
+
+
+def _missing_tensorflow(error: BaseException) -> bool:
+  """Whether an ImportError (or one it was raised from) is TensorFlow's absence."""
+  while error is not None:
+    if isinstance(error, ImportError) and (
+        (error.name or "").split(".")[0] == "tensorflow" or "'tensorflow'" in str(error)):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+class _TFRecordOnly(DatasetNotAvailableError):
+  """Prepared by an earlier tfds run as TFRecord files, which only TensorFlow reads."""
+
+
+def _tfrecord_only(builder, name: str, data_dir: Any) -> _TFRecordOnly:
+  return _TFRecordOnly(
+      f"Dataset {name!r} is prepared in {builder.data_dir} as TFRecord files, which only "
+      f"TensorFlow reads (jaxcnn reads ArrayRecord, without TensorFlow). Convert it once: "
+      f"`tfds convert_format --dataset_dir {builder.data_dir} --out_file_format array_record` "
+      f"(with TensorFlow: pip install 'jaxcnn[tf]'), or delete that folder to prepare it again; "
+      f"datasets.load() reads it as it is when TensorFlow is installed.")
+
+
+def _load_tfrecord(name: str, split: str, data_dir: Any) -> dict[str, np.ndarray]:
+  """The old reader of TFRecord copies, through tf.data (needs the ``tf`` extra)."""
+  tfds = _import_tfds(name, data_dir)
+  _tensorflow(name, "Reading the TFRecord copy of")
+  builder = _builder(tfds, name, data_dir)
+  # Batches, not batch_size=-1: that batches by the split sizes recorded at preparation.
+  ds = builder.as_dataset(split=split, batch_size=_LOAD_BATCH_SIZE, shuffle_files=False)
+  batches = list(tfds.as_numpy(ds))
+  if not batches:
+    return local.from_arrays(np.zeros((0, *builder.info.features["image"].shape), np.uint8),
+                             np.zeros(0, np.int32))
+  return local.from_arrays(np.concatenate([b["image"] for b in batches]),
+                           np.concatenate([b["label"] for b in batches]))
 
 
 def _network_available() -> bool:
@@ -412,7 +567,9 @@ def _not_available_message(builder, name: str, data_dir: Any, error: Exception,
     lines.append(f"{tfds_name} needs a manual download into {target}/downloads/manual: "
                  f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}")
   lines.append("To provide it:")
-  lines.append(f"  - on a machine with internet run `tfds build {tfds_name} --data_dir DIR`, "
+  lines.append(f"  - on a machine with internet run `tfds build {tfds_name} --data_dir DIR "
+               f"--file_format array_record` (with TensorFlow where its builder needs it: "
+               f"pip install 'jaxcnn[tf]'), "
                f"copy DIR here and pass data_dir=DIR (or copy DIR's contents into {target}); or")
   lines.append(f"  - pass as data_dir {_NPZ_LAYOUT}.")
   return "\n".join(lines)

@@ -7,12 +7,15 @@ access, so the default run works on any machine. The test split is
 ``splits.train_val_test_split(1797, val=0, seed=0, labels=target).test`` (the default holdout,
 179 examples, stratified); train is the other 1,618.
 
-This module imports tensorflow_datasets; :func:`jaxcnn.data.datasets.load` imports it only when
-the dataset is asked for. Use it through ``datasets.load("digits")`` or directly::
+It prepares and reads without TensorFlow: the images are raw uint8 tensors
+(``tfds.features.Tensor``, bytes encoding; an ``Image`` feature would need TensorFlow to encode
+PNGs and an image codec to decode each one), written as ArrayRecord and read back with
+``as_data_source``. This module imports tensorflow_datasets; :func:`jaxcnn.data.datasets.load`
+imports it only when the dataset is asked for. Use it through ``datasets.load("digits")`` or::
 
-  builder = JaxcnnDigits(data_dir=...)
+  builder = JaxcnnDigits(data_dir=..., file_format="array_record")
   builder.download_and_prepare()          # no download: generates from scikit-learn
-  ds = builder.as_dataset(split="train")
+  source = builder.as_data_source(split="train")          # source[i]: {"image", "label"}
 
 References: Alpaydin & Kaynak 1998, "Optical Recognition of Handwritten Digits" (UCI ML
 repository); https://www.tensorflow.org/datasets/add_dataset (tfds builders).
@@ -48,15 +51,19 @@ def split_indices(labels: np.ndarray) -> dict[str, np.ndarray]:
 class JaxcnnDigits(tfds.core.GeneratorBasedBuilder):
   """scikit-learn's 8x8 handwritten digits, prepared offline (tfds name ``jaxcnn_digits``)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release: 1,618 train and 179 test images."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "First release: 1,618 train and 179 test images.",
+      "1.1.0": "Same examples as raw uint8 tensors in ArrayRecord files, prepared without TensorFlow.",
+  }
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__.split("\n\n")[1],
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=IMAGE_SHAPE),
+            "image": tfds.features.Tensor(shape=IMAGE_SHAPE, dtype=np.uint8,
+                                          encoding=tfds.features.Encoding.BYTES),
             "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
         }),
         supervised_keys=("image", "label"),
@@ -74,3 +81,4 @@ class JaxcnnDigits(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, images, labels, indices):
     for i in indices:
       yield int(i), {"image": images[i], "label": int(labels[i])}
+

@@ -12,7 +12,8 @@ steps, and one source serves any number of runs (a sweep, a search, a study's gr
 size. Each model of a population draws its own epoch order from its data key (``(M, 2)`` keys
 give ``(M, B, ...)`` batches) unless ``shared_order`` is set (one order, ``(B, ...)`` batches
 for every model). :class:`Streamed` reads large tfds data sets (imagenette, imagenet2012) batch by
-batch through :func:`jaxcnn.data.datasets.stream`; all models see the same batches.
+batch from their ArrayRecord files through a Grain pipeline
+(:func:`jaxcnn.data.datasets.grain_batches`); all models see the same batches.
 
 :func:`subsets` loads random, disjoint subsets of a named data set by size and seed (what every
 study trains on).
@@ -21,7 +22,6 @@ study trains on).
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import os
 from typing import Any, Iterator, Mapping, Sequence
@@ -192,22 +192,36 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class Streamed:
-  """A tfds data set streamed through tf.data and prefetched to the devices.
+  """A tfds data set streamed through Grain from its ArrayRecord files, prefetched to the devices.
 
-  Every model of a population sees the same batches (``shared_order`` is always True); the
-  stream of epoch ``e`` is seeded by ``(seed, e)``, so a resumed run re-reads the interrupted
-  epoch and skips the batches it has done.
+  Every model of a population sees the same batches (``shared_order`` is always True). Epoch
+  ``e`` is a Grain pipeline (:func:`jaxcnn.data.datasets.grain_batches`) seeded by
+  ``(seed, e)``: a global shuffle and per-example crops that depend only on that seed and the
+  example's position, so batch ``i`` of an epoch is computed directly (random access) and a
+  resumed run continues at its batch without re-reading the ones before it.
+
+  Args:
+    name: a tfds data set with images and labels (``"imagenette"``, ``"imagenet2012"``).
+    data_dir: tfds data directory (None: tfds's default).
+    image_size: side of the square crops.
+    seed: the data order's seed.
+    eval_batch_size: examples per evaluation batch (the last one padded and masked).
+    mesh: the data-parallel mesh (default: all devices).
+    num_workers: Grain worker processes per host (0: reader threads in this process).
+    num_threads: reader threads (per worker process, if any).
   """
 
   kind = "streamed"
   shared_order = True
 
   def __init__(self, name: str, *, data_dir: str | None, image_size: int, seed: int,
-               eval_batch_size: int, mesh: Mesh | None = None):
+               eval_batch_size: int, mesh: Mesh | None = None, num_workers: int = 0,
+               num_threads: int = 16):
     from jaxcnn.data import datasets  # pylint: disable=g-import-not-at-top
 
     self.datasets = datasets
     self.name, self.data_dir, self.image_size, self.seed = name, data_dir, image_size, seed
+    self.num_workers, self.num_threads = num_workers, num_threads
     self.mesh = mesh or default_mesh()
     info = datasets.info(name, data_dir=data_dir)
     self.num_train = info.num_examples["train"]
@@ -220,36 +234,52 @@ class Streamed:
     self.eval_batch_size = eval_batch_size
     self.sharding = batch_sharding(self.mesh)
 
-  def _stream(self, split: str, **kwargs: Any) -> Iterator[Split]:
-    return self.datasets.stream(self.name, split, data_dir=self.data_dir,
-                                image_size=self.image_size, **kwargs)
+  def _batches(self, split: str, **kwargs: Any):
+    return self.datasets.grain_batches(self.name, split, data_dir=self.data_dir,
+                                       image_size=self.image_size, **kwargs)
+
+  def _iterate(self, ds) -> Any:
+    """A checkpointable Grain iterator over a MapDataset of host batches."""
+    import grain  # pylint: disable=g-import-not-at-top
+
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=self.num_threads,
+                                              prefetch_buffer_size=self.num_threads))
+    return iter(self.datasets.prefetch_in_processes(ds, self.num_workers))
 
   def sample(self, num_examples: int) -> np.ndarray:
     """The first ``num_examples`` training images as center crops (deterministic, unshuffled)."""
-    images, count = [], 0
-    for batch in self._stream("train", batch_size=min(num_examples, 500), train=False):
-      images.append(batch["image"][:num_examples - count])
-      count += len(images[-1])
-      if count >= num_examples:
-        break
-    return np.concatenate(images)
+    size = min(num_examples, 500)
+    ds = self._batches("train", batch_size=size, train=False)
+    batches = self._iterate(ds[:math.ceil(num_examples / size)])
+    return np.concatenate([b["image"] for b in batches])[:num_examples]
 
   def steps_per_epoch(self, batch_size: int) -> int:
     """Whole batches in one pass over the training split (the remainder is dropped)."""
     return steps_per_epoch(self.num_train, batch_size)
 
+  def train_iterator(self, epoch: int, batch_size: int, start: int = 0,
+                     stop: int | None = None) -> Any:
+    """Host batches ``start .. stop - 1`` of ``epoch`` (per process), as a Grain iterator whose
+    ``get_state()``/``set_state()`` checkpoint and resume it. An epoch longer than one pass
+    (``stop`` beyond :meth:`steps_per_epoch`) continues into a reshuffled next pass."""
+    ds = self._batches("train", batch_size=batch_size // self.processes, train=True,
+                       seed=epoch_seed(self.seed, epoch), num_epochs=None)
+    return self._iterate(ds[start:stop])
+
   def train_batches(self, data_keys: Any, epoch: int, start: int, stop: int,
                     batch_size: int) -> Iterator[dict[str, jax.Array]]:
+    """Batches ``start .. stop - 1`` of ``epoch`` on the devices (one order for every model)."""
     del data_keys  # the stream is seeded by (seed, epoch)
-    stream = self._stream("train", batch_size=batch_size // self.processes, train=True,
-                          num_epochs=None, seed=epoch_seed(self.seed, epoch))
-    return self.datasets.prefetch_to_device(itertools.islice(stream, start, stop),
+    return self.datasets.prefetch_to_device(self.train_iterator(epoch, batch_size, start, stop),
                                             sharding=self.sharding)
 
   def eval_batches(self, split: str) -> Iterator[dict[str, jax.Array]]:
+    """The split in padded batches of ``eval_batch_size`` with a ``mask``."""
+    if split not in self._tfds_split:
+      raise ValueError(f"No split {split!r}; this source has {self.eval_splits}.")
     size = self.eval_batch_size // self.processes
-    stream = self._stream(self._tfds_split[split], batch_size=size, train=False)
-    return self.datasets.prefetch_to_device((pad(b, size) for b in stream),
+    batches = self._iterate(self._batches(self._tfds_split[split], batch_size=size, train=False))
+    return self.datasets.prefetch_to_device((pad(b, size) for b in batches),
                                             sharding=self.sharding)
 
 

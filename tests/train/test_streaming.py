@@ -1,4 +1,5 @@
-"""fit() on a streamed data set (imagenette through tfds.testing.mock_data, 32x32 crops)."""
+"""Streamed data (imagenette through tfds.testing.mock_data, Grain, 32x32 crops): fit() on it, and
+its batches by position and by checkpointed iterator state."""
 
 import json
 
@@ -7,7 +8,7 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from jaxcnn.data import datasets  # noqa: E402
+from jaxcnn.data import datasets, sources  # noqa: E402
 from jaxcnn.train.config import get_config  # noqa: E402
 from jaxcnn.train.loop import fit  # noqa: E402
 
@@ -50,3 +51,45 @@ def test_imagenette_config_names_a_streamed_dataset_and_a_registered_model():
   assert not datasets.info(c.dataset).in_memory
   create_model(c.model.name, num_classes=10)  # a known model name
   assert c.batch_size % 8 == 0 and c.eval_batch_size % 4 == 0  # shards over 8 or 4 GPUs
+
+
+def _streamed(seed=3):
+  return sources.Streamed("imagenette", data_dir=None, image_size=16, seed=seed,
+                          eval_batch_size=4)
+
+
+def test_streamed_batches_resume_by_position_and_by_iterator_state():
+  with tfds.testing.mock_data(num_examples=20):
+    source = _streamed()
+    # An epoch longer than the 20 mock examples (6 batches of 4) runs on into a reshuffled pass.
+    uninterrupted = [np.asarray(b["image"]) for b in source.train_batches(None, 1, 0, 6, 4)]
+    resumed = [np.asarray(b["image"]) for b in source.train_batches(None, 1, 2, 6, 4)]
+    it = source.train_iterator(1, 4)
+    for _ in range(3):
+      next(it)
+    state = it.get_state()
+    again = source.train_iterator(1, 4)
+    again.set_state(state)
+    from_state = [next(again)["image"] for _ in range(3)]
+    other_epoch = np.asarray(next(source.train_batches(None, 2, 0, 1, 4))["image"])
+    other_seed = np.asarray(next(_streamed(seed=4).train_batches(None, 1, 0, 1, 4))["image"])
+  assert len(uninterrupted) == 6 and uninterrupted[0].shape == (4, 16, 16, 3)
+  for a, b in zip(uninterrupted[2:], resumed):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(uninterrupted[3:], from_state):
+    np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(uninterrupted[0], other_epoch)
+  assert not np.array_equal(uninterrupted[0], other_seed)
+
+
+def test_streamed_eval_batches_are_padded_and_masked():
+  with tfds.testing.mock_data(num_examples=10):
+    source = _streamed()
+    batches = list(source.eval_batches("val"))
+    sample = source.sample(7)
+    with pytest.raises(ValueError, match="No split"):
+      source.eval_batches("nope")
+  assert source.eval_splits == ["val"] and source.input_shape == (16, 16, 3)
+  assert [np.asarray(b["mask"]).tolist() for b in batches] == [[1] * 4, [1] * 4, [1, 1, 0, 0]]
+  assert sample.shape == (7, 16, 16, 3) and sample.dtype == np.uint8
+  np.testing.assert_array_equal(sample[:4], np.asarray(batches[0]["image"]))  # same crops
