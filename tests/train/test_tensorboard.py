@@ -175,6 +175,15 @@ def test_a_config_dict_with_tensorboard_false_writes_no_logs(tmp_path):
   assert (tmp_path / "c" / "tb").is_dir()
 
 
+def test_without_tensorboardx_a_note_is_printed_and_metrics_are_written(tmp_path, monkeypatch,
+                                                                          capsys):
+  monkeypatch.setitem(sys.modules, "tensorboardX", None)  # makes the import fail
+  _fake_run(tmp_path, None, epochs=[1])
+  err = capsys.readouterr().err
+  assert "no TensorBoard logs" in err and "pip install tensorboardX" in err, err
+  assert not (tmp_path / "tb").exists() and len(_records(tmp_path)) == 1
+
+
 def test_only_the_main_process_writes(tmp_path):
   _fake_run(tmp_path, LABELS, epochs=[1], is_main=False)
   assert not (tmp_path / "tb").exists()
