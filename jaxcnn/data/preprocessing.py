@@ -14,6 +14,7 @@ it with a run as ``np.savez(path, **pre.to_dict())`` and restore it with
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable, Mapping
 
@@ -90,15 +91,22 @@ def fit(spec: str | Callable[[np.ndarray], Transform], x_train: Any) -> Transfor
   if x.ndim < 2 or x.shape[0] < 1 or not np.issubdtype(x.dtype, np.number):
     raise ValueError(f"x_train must be a numeric array of shape (N, ...) with N >= 1, "
                      f"got {x.dtype} array of shape {x.shape}.")
+  fit_fn = resolve(spec)
+  return fit_fn(x)
+
+
+def resolve(spec: str | Callable[[np.ndarray], Transform]) -> Callable[[np.ndarray], Transform]:
+  """The fitting function ``fn(x_train) -> Transform`` of a spec; raises on an unknown name or
+  argument (so a config can be checked before any data is loaded)."""
   if callable(spec) and not isinstance(spec, str):
-    return spec(x)
+    return spec
   name, args, kwargs = parse_spec(spec)
   fit_fn = REGISTRY.lookup(name)
   params = list(inspect.signature(fit_fn).parameters)[1:]
   if args or set(kwargs) - set(params):
     raise ValueError(f"Bad arguments in preprocessing spec {spec!r}: {name!r} takes keyword "
                      f"arguments {params or 'none'}.")
-  return fit_fn(x, **kwargs)
+  return functools.partial(fit_fn, **kwargs)
 
 
 def _make(name: str, x: np.ndarray, shift, scale, matrix=None, output_shape=None) -> Transform:

@@ -333,7 +333,7 @@ def run(config, workdir: str) -> Results:
                 corr_time_macs=corr, corr_accuracy_macs=corr_acc, table=table, figures=figures,
                 seconds=time.perf_counter() - t0)
   common.save_results(out, workdir)
-  print(f"architectures: done in {out.seconds:.0f} s; corr(log time, log MACs) = {corr:.2f}",
+  print(f"architectures: done in {out.seconds:.0f} s; corr(log time, log MACs) = {fmt(corr)}",
         flush=True)
   return out
 

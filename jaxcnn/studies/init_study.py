@@ -150,12 +150,19 @@ def _plot_std_by_layer(cases: Sequence[Case], path: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
   """``jaxcnn init-study``: prints per-layer tables and verdicts, writes PNGs and a markdown table."""
   parser = argparse.ArgumentParser(prog="jaxcnn init-study", description=__doc__.splitlines()[0])
-  parser.add_argument("--out", default="runs/init_study", help="output folder")
-  parser.add_argument("--layers", type=int, default=10)
-  parser.add_argument("--width", type=int, default=500)
-  parser.add_argument("--samples", type=int, default=1000)
-  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--out", default="runs/init_study",
+                      help="output folder for the PNGs and init_study.md (default: %(default)s)")
+  parser.add_argument("--layers", type=int, default=10,
+                      help="number of tanh/ReLU layers of the MLP (default: %(default)s)")
+  parser.add_argument("--width", type=int, default=500,
+                      help="units per layer (default: %(default)s)")
+  parser.add_argument("--samples", type=int, default=1000,
+                      help="unit-Gaussian input samples pushed through (default: %(default)s)")
+  parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default: %(default)s)")
   args = parser.parse_args(argv)
+  for name in ("layers", "width", "samples"):
+    if getattr(args, name) < 1:
+      parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
 
   cases = run_init_study(num_layers=args.layers, width=args.width, num_samples=args.samples,
                          seed=args.seed)

@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from absl import flags
 from ml_collections import config_flags
@@ -30,6 +32,9 @@ def config_error(error: Exception, argv: list[str], name: str = "config") -> str
   ``get_config`` as a whole traceback; this names the key (``--config.model.x``) or keeps the
   traceback's first and last lines.
   """
+  if isinstance(error, SyntaxError):
+    return (f"syntax error in the config file {error.filename}, line {error.lineno}: "
+            f"{error.msg}")
   while isinstance(error, (AttributeError, KeyError)) and error.args and \
       isinstance(error.args[0], Exception):
     error = error.args[0]  # ConfigDict wraps its KeyError in an AttributeError
@@ -71,15 +76,16 @@ def main(argv: list[str]) -> int:
     print(__doc__)
     print("flags:\n  --config: config file (default jaxcnn/train/config.py); override fields "
           "with --config.key=value\n  --workdir: run folder\n  --resume: continue from the "
-          "latest checkpoint in --workdir")
+          "latest checkpoint in --workdir\n")
+    print(config_fields())
     return 0
   try:
     fv = _flags(argv)
     fv(["jaxcnn train", *argv])
     config = fv.config
     config.keys()  # a config file that failed to load raises its OSError here
-  except (flags.Error, FileNotFoundError, OSError, AttributeError, KeyError, TypeError,
-          ValueError) as e:
+  except (flags.Error, OSError, AttributeError, KeyError, TypeError, ValueError,
+          SyntaxError) as e:
     print(f"jaxcnn train: {config_error(e, argv)}", file=sys.stderr)
     return 2
   if fv.resume and not fv.workdir:
@@ -91,11 +97,47 @@ def main(argv: list[str]) -> int:
     config_name = "default" if config_path.resolve() == DEFAULT_CONFIG else config_path.stem
     workdir = Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{config_name}"
 
-  from jaxcnn.train import checkpoint, loop
-
   try:
-    loop.fit(config, workdir, resume=fv.resume)
-  except (loop.NonFiniteLossError, checkpoint.CheckpointError, ValueError) as e:
+    from jaxcnn.train import checkpoint, loop  # pylint: disable=g-import-not-at-top
+    result = loop.fit(config, workdir, resume=fv.resume)
+  except KeyboardInterrupt:
+    print("\njaxcnn train: interrupted before the first step finished; nothing was saved.",
+          file=sys.stderr)
+    return 130
+  except (loop.NonFiniteLossError, checkpoint.CheckpointError, ValueError, OSError) as e:
     print(f"jaxcnn train: {e}", file=sys.stderr)
     return 1
-  return 0
+  return 130 if result.get("interrupted") and not config.stop_after_steps else 0
+
+
+def config_fields(config: Any = None, prefix: str = "") -> str:
+  """``--config.<field>=<default>`` lines for every field of the default config (for --help)."""
+  if config is None:
+    from jaxcnn.train.config import get_config  # pylint: disable=g-import-not-at-top
+    return "config fields (defaults; each a --config.<field>=<value> override):\n" + \
+        config_fields(get_config())
+  comments = _field_comments()
+  lines = []
+  for key, value in config.items():
+    if hasattr(value, "items"):
+      lines.append(config_fields(value, f"{prefix}{key}."))
+    else:
+      flag = f"  --config.{prefix}{key}={value!r}"
+      comment = comments.get(f"{prefix}{key}")
+      lines.append(f"{flag:<48} {comment}" if comment else flag)
+  return "\n".join(lines)
+
+
+def _field_comments() -> dict[str, str]:
+  """``{field: its end-of-line comment}`` from the default config's source (``c.x = 1  # ...``
+  and ``"x": 1,  # ...`` lines)."""
+  comments, block = {}, ""
+  for line in DEFAULT_CONFIG.read_text().splitlines():
+    top = re.match(r"\s*c\.(\w+)\s*=", line)
+    if top:
+      block = top.group(1) + "." if "ConfigDict(" in line else ""
+    match = re.match(r'\s*(?:c\.(\w+)\s*=|"(\w+)":).*?#\s*(.+)$', line)
+    if match:
+      key = match.group(1) or f"{block}{match.group(2)}"
+      comments[key] = match.group(3).strip()
+  return comments

@@ -26,9 +26,13 @@ The run folder holds ``config.json``, ``preprocessing.npz`` (the fitted transfor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -49,6 +53,70 @@ from jaxcnn.train.state import TrainState
 Split = sources.Split
 SWEEPABLE = ("learning_rate", "weight_decay")  # config.sweep fields; each replaces optimizer.<name>
 __all__ = ["NonFiniteLossError", "Setup", "fit", "restore_or_init", "setup"]
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _positive_int(config: Mapping[str, Any], key: str, minimum: int = 1) -> None:
+  value = config[key]
+  if isinstance(value, bool) or not float(value).is_integer() or value < minimum:
+    raise ValueError(f"config.{key}={value!r}: must be an integer >= {minimum}.")
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+  """Raises a ValueError naming the first bad field of ``config``, before any data or compile work.
+
+  Checks the counts and sizes, the rates, the dtype and every name and spec (model and its
+  keyword arguments and choices, optimizer, schedule, preprocessing, augmentations); warns on
+  stderr about a learning rate of 0 (the weights would not change).
+  """
+  from jaxcnn.data import augment, preprocessing  # pylint: disable=g-import-not-at-top
+  from jaxcnn.models import create_model  # pylint: disable=g-import-not-at-top
+  from jaxcnn.train import optim  # pylint: disable=g-import-not-at-top
+
+  for key in ("num_epochs", "batch_size", "eval_batch_size", "num_models"):
+    _positive_int(config, key)
+  for key in ("steps_per_epoch", "log_every_steps", "checkpoint_every_steps", "stop_after_steps",
+              "keep_checkpoints"):
+    _positive_int(config, key, minimum=0)
+  for key, low, high in (("label_smoothing", 0.0, 1.0), ("ema_decay", 0.0, 1.0)):
+    if not low <= float(config[key]) < high:
+      raise ValueError(f"config.{key}={config[key]!r}: must be in [{low:g}, {high:g}).")
+  if float(config.get("checkpoint_every_minutes", 0.0)) < 0 or float(config["val_size"]) < 0:
+    raise ValueError("config.checkpoint_every_minutes and config.val_size must be >= 0.")
+  if config["dtype"] not in DTYPES:
+    raise ValueError(f"config.dtype={config['dtype']!r}: must be one of {', '.join(DTYPES)}.")
+  opt = config["optimizer"]
+  rates = [opt["learning_rate"], *(config.get("sweep") or {}).get("learning_rate", ())]
+  decays = [opt["weight_decay"], *(config.get("sweep") or {}).get("weight_decay", ())]
+  for name, values in (("learning_rate", rates), ("weight_decay", decays)):
+    if not all(np.isfinite(float(v)) and float(v) >= 0 for v in values):
+      raise ValueError(f"config.optimizer.{name} (and sweep.{name}) must be finite and >= 0, "
+                       f"got {values}.")
+  if any(float(v) == 0 for v in rates) and jax.process_index() == 0:
+    print("Warning: learning_rate=0: the weights will not change (only batch-norm statistics do).",
+          file=sys.stderr)
+  if opt["name"] not in optim.OPTIMIZERS:
+    raise ValueError(f"config.optimizer.name={opt['name']!r}: unknown optimizer; known: "
+                     f"{', '.join(optim.OPTIMIZERS)}.")
+  if config["schedule"]["name"] not in optim.SCHEDULES:
+    raise ValueError(f"config.schedule.name={config['schedule']['name']!r}: unknown schedule; "
+                     f"known: {', '.join(optim.SCHEDULES)}.")
+  if float(config["schedule"]["warmup_epochs"]) >= int(config["num_epochs"]) and \
+      config["schedule"]["name"] == "cosine":
+    raise ValueError(f"config.schedule.warmup_epochs={config['schedule']['warmup_epochs']} must "
+                     f"be shorter than the run (config.num_epochs={config['num_epochs']}).")
+  model = dict(config["model"])
+  try:
+    created = create_model(model.pop("name"), num_classes=2, **model)
+    if hasattr(created, "get_ops"):
+      created.get_ops()  # resolves the act, norm and kernel_init specs
+    preprocessing.resolve(config["preprocessing"])
+    augment.make_augment(tuple(config["augment"]))
+  except (KeyError, TypeError, ValueError) as e:
+    message = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+    raise ValueError(" ".join(message.split())) from None
 
 
 def members(config: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -115,9 +183,34 @@ def load_source(config: Mapping[str, Any], *, data: Mapping[str, Split] | None =
     declared = info.num_classes
     data = {split: datasets.load(config["dataset"], split, data_dir=data_dir)
             for split in ("train", "test")}
+  num_classes = _check_labels(data, declared)
   source = sources.InMemory(_carve_validation(data, config),
                             eval_batch_size=int(config["eval_batch_size"]), mesh=mesh)
-  return source, max(declared, source.max_label + 1)
+  return source, num_classes
+
+
+def _check_labels(data: Mapping[str, Split], declared: int) -> int:
+  """The number of classes: ``declared`` (the data set's), or more if the labels say so.
+
+  Labels must be integers in ``0..K-1``. More classes than declared is fine (own ``.npz`` data
+  under a built-in name), but labels that are negative, or so sparse that most of the ``K``
+  classes would never occur (e.g. raw ids like 10000000), are an error: a softmax over them
+  would be mostly empty.
+  """
+  labels = np.concatenate([np.asarray(split["label"]).reshape(-1) for split in data.values()])
+  if labels.size == 0:
+    raise ValueError("The data has no examples.")
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"Labels must be integers 0..K-1, got dtype {labels.dtype}.")
+  low, high = int(labels.min()), int(labels.max())
+  distinct = np.unique(labels).size
+  if low < 0:
+    raise ValueError(f"Labels must be integers 0..K-1, got a label of {low}.")
+  if high + 1 > declared and high + 1 > 2 * distinct:
+    raise ValueError(f"Labels must be 0..K-1: they go up to {high} but only {distinct} distinct "
+                     f"values occur, so most of the {high + 1} classes would be empty. Relabel "
+                     f"them first, e.g. np.unique(labels, return_inverse=True)[1].")
+  return max(declared, high + 1)
 
 
 @dataclasses.dataclass
@@ -198,7 +291,7 @@ def restore_or_init(s: Setup, mngr: Any, *, resume: bool) -> tuple[TrainState, A
                                        hyperparams=hyperparams)
   sums = {"loss": 0.0, "accuracy": 0.0, "steps": 0}
   if resume and mngr.latest_step() is not None:
-    state, loop_state = ckpt.restore(mngr, state)
+    state, loop_state = ckpt.restore_latest(mngr, state)
     sums = {k: np.asarray(v) if k != "steps" else v for k, v in loop_state["epoch_sums"].items()}
     # The config's rates win over the checkpoint's: a resumed run trains what config.json says.
     state = state.replace(opt_state=set_hyperparams(
@@ -221,6 +314,44 @@ def _params_finite(state: TrainState) -> jax.Array:
   return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state.params)]))
 
 
+def _check_workdir(workdir: Path) -> None:
+  """A ValueError unless ``workdir`` is (or can be made) a writable folder."""
+  if workdir.exists() and not workdir.is_dir():
+    raise ValueError(f"workdir {str(workdir)!r} is a file, not a folder; choose another --workdir.")
+  parent = next((p for p in (workdir, *workdir.parents) if p.exists()), Path("."))
+  if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+    raise ValueError(f"workdir {str(workdir)!r} cannot be written: {str(parent)!r} is "
+                     f"{'not a folder' if not parent.is_dir() else 'read-only'}.")
+
+
+@contextlib.contextmanager
+def _graceful_stop():
+  """Within, the first Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the current step
+  (it saves a checkpoint); a second one interrupts at once. Yields ``stop_requested() -> bool``.
+
+  Signal handlers can only be set from the main thread; elsewhere this changes nothing.
+  """
+  requested = []
+  if threading.current_thread() is not threading.main_thread():
+    yield lambda: False
+    return
+
+  def handler(signum, frame):
+    del frame
+    if requested:
+      raise KeyboardInterrupt
+    requested.append(signum)
+    print(f"\n{signal.Signals(signum).name}: stopping after this step and saving a checkpoint "
+          f"(Ctrl-C again to stop at once, without saving) ...", file=sys.stderr, flush=True)
+
+  previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    yield lambda: bool(requested)
+  finally:
+    for sig, old in previous.items():
+      signal.signal(sig, old)
+
+
 def fit(config: Mapping[str, Any], workdir: str | Path, *, resume: bool = False,
         data: Mapping[str, Split] | None = None,
         devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
@@ -229,8 +360,8 @@ def fit(config: Mapping[str, Any], workdir: str | Path, *, resume: bool = False,
   Args:
     config: a config like :func:`jaxcnn.train.config.get_config` (a ConfigDict or a dict).
     workdir: the run folder (created if needed).
-    resume: continue from the latest checkpoint in ``workdir`` (starts fresh if there is none).
-      Without it, a ``workdir`` that already holds checkpoints is an error.
+    resume: continue from the latest intact checkpoint in ``workdir`` (starts fresh if there is
+      none). Without it, a ``workdir`` that already holds checkpoints is an error.
     data: in-memory splits ``{"train": {"image", "label"}, "test": ..., "val": ...}`` used
       instead of loading ``config.dataset`` (e.g. from a notebook).
     devices: the devices of the data-parallel mesh (default: all of them).
@@ -238,28 +369,37 @@ def fit(config: Mapping[str, Any], workdir: str | Path, *, resume: bool = False,
   Returns:
     ``{train,val,test}_{loss,accuracy}`` of the last epoch (with ``_std`` and ``_per_model`` when
     several models train, and ``models`` naming them), ``steps``, ``epochs``, ``num_models``,
-    ``compile_time_s``, ``images_per_s``, ``wall_time_s``; or, if ``stop_after_steps`` cut the run
-    short, ``{"interrupted": True, "steps": ...}``.
+    ``compile_time_s``, ``images_per_s``, ``wall_time_s``; or, if the run stopped early
+    (``stop_after_steps``, Ctrl-C or SIGTERM, each after saving a checkpoint),
+    ``{"interrupted": True, "steps": ..., "checkpoint": ...}``.
 
   Raises:
-    NonFiniteLossError: the loss became NaN/inf; the message names the step and the last good
-      checkpoint, which is kept.
-    jaxcnn.train.checkpoint.CheckpointError: resuming from an unreadable checkpoint.
+    ValueError: a bad config field (:func:`check_config`), or a bad ``workdir``.
+    NonFiniteLossError: the loss became NaN/inf; the message names the step, the newest intact
+      checkpoint before it (kept) and how to resume past the divergence.
+    jaxcnn.train.checkpoint.CheckpointError: resuming from checkpoints that are all damaged or do
+      not fit the config's model.
   """
   t_start = time.perf_counter()
   config = ml_collections.ConfigDict(
       config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config))
+  check_config(config)
   if config.distributed:
     _initialize_distributed()
   is_main, workdir = jax.process_index() == 0, Path(workdir)
+  say = lambda message: is_main and print(message, file=sys.stderr, flush=True)
   mngr_dir = workdir / "checkpoints"
+  _check_workdir(workdir)
   if not resume and mngr_dir.is_dir() and any(mngr_dir.iterdir()):
     raise ValueError(f"{workdir} already holds checkpoints: pass resume=True (--resume) to "
                      f"continue that run, or choose a new workdir.")
+  say(f"Loading {'the given data' if data is not None else config.dataset} ...")
   s = setup(config, data=data, devices=devices)
   workdir.mkdir(parents=True, exist_ok=True)
   mngr = ckpt.manager(mngr_dir, max_to_keep=config.keep_checkpoints)
   state, data_keys, sums, step = restore_or_init(s, mngr, resume=resume)  # before any write
+  if resume and step:
+    say(f"Resuming from the checkpoint of step {step} in {mngr_dir}.")
   if is_main:
     saved = workdir / "config.json"
     if resume and saved.exists() and json.loads(saved.read_text()) != json.loads(config.to_json()):
@@ -274,52 +414,78 @@ def fit(config: Mapping[str, Any], workdir: str | Path, *, resume: bool = False,
           f"{s.source.num_train} training examples, {s.num_classes} classes, {s.steps_per_epoch} "
           f"steps/epoch, {config.num_epochs} epochs, {len(s.members)} model(s), "
           f"{s.population.mesh.size} {jax.devices()[0].platform} device(s)")
-  last_good = lambda: (f"the last good checkpoint is step {mngr.latest_step()} in {mngr_dir}"
-                       if mngr.latest_step() is not None else "no checkpoint was saved before it")
+  say("Compiling the train step (the first step waits for it) ...")
+
+  def last_good(before: int) -> str:
+    intact = [k for k in ckpt.intact_steps(mngr) if k <= before]
+    if not intact:
+      return "no checkpoint was saved before it."
+    rate = float(config.optimizer.learning_rate)
+    return (f"the last good checkpoint is step {intact[-1]} in {mngr_dir}. Resuming from it with "
+            f"the same settings repeats the divergence (same data and rates); resume with a "
+            f"lower rate, e.g. --resume --config.optimizer.learning_rate={rate / 2:g}, or add "
+            f"--config.optimizer.grad_clip_norm=1.0.")
+
+  def save(step: int, sums: dict[str, Any]) -> None:
+    nonlocal last_save
+    if not bool(_params_finite(state)):
+      raise NonFiniteLossError(f"The parameters became NaN/inf by step {step}; not saving "
+                               f"them. Stopping: {last_good(step)}")
+    ckpt.save(mngr, step, state, {"step": step, "epoch_sums": jax.tree.map(
+        lambda v: np.asarray(v).tolist(), sums)})
+    last_save = time.monotonic()
+
   pending, epoch_t0, timed, images_per_s = [], time.perf_counter(), 0, []
+  last_save, minutes = time.monotonic(), float(config.get("checkpoint_every_minutes", 0.0))
   try:
-    for state, metrics in s.population.steps(state, data_keys, s.source, batch_size=s.batch_size,
-                                             start=step, stop=s.total_steps,
-                                             steps_per_epoch=s.steps_per_epoch):
-      pending.append(metrics)
-      step += 1
-      epoch_end = step % s.steps_per_epoch == 0
-      stop = bool(config.stop_after_steps) and step >= config.stop_after_steps
-      save = itstime(step, config.checkpoint_every_steps, s.total_steps)
-      if not (itstime(step, config.log_every_steps, s.total_steps) or epoch_end or save or stop):
-        continue
-      values = jax.device_get({k: jnp.stack([m[k] for m in pending]) for k in pending[0]})
-      try:
-        check_finite(values["loss"], step - len(pending), s.labels, s.steps_per_epoch)
-      except NonFiniteLossError as e:
-        raise NonFiniteLossError(f"{e} Stopping: {last_good()}.") from None
-      sums = {"loss": sums["loss"] + values["loss"].sum(0), "steps": sums["steps"] + len(pending),
-              "accuracy": sums["accuracy"] + values["accuracy"].sum(0)}
-      timed, pending = timed + len(pending), []
-      rec.progress(step, values["loss"][-1], values["accuracy"][-1])
-      if epoch_end:
-        seconds = time.perf_counter() - epoch_t0
-        epoch_values = {"learning_rate": np.asarray(
-                            state.opt_state.hyperparams["learning_rate"]) * float(s.schedule(step - 1)),
-                        "train_loss": sums["loss"] / sums["steps"],
-                        "train_accuracy": sums["accuracy"] / sums["steps"]}
-        for split in s.source.eval_splits:
-          for name, v in s.population.evaluate(state, s.source, split).items():
-            epoch_values[f"{split}_{name}"] = v
-        images_per_s.append(timed * s.batch_size * len(s.members) / seconds)
-        rec.record(step // s.steps_per_epoch, int(config.num_epochs), step, epoch_values,
-                   {"step_time_s": seconds / max(timed, 1), "images_per_s": images_per_s[-1]})
-        sums, epoch_t0, timed = {"loss": 0.0, "accuracy": 0.0, "steps": 0}, time.perf_counter(), 0
-      if save:
-        if not bool(_params_finite(state)):
-          mngr.wait_until_finished()
-          raise NonFiniteLossError(f"The parameters became NaN/inf by step {step}; not saving "
-                                   f"them. Stopping: {last_good()}.")
-        ckpt.save(mngr, step, state, {"step": step, "epoch_sums": jax.tree.map(
-            lambda v: np.asarray(v).tolist(), sums)})
-      if stop and step < s.total_steps:
-        rec.log(f"Stopped after step {step} (stop_after_steps={config.stop_after_steps}).")
-        return {"interrupted": True, "steps": step}
+    with _graceful_stop() as stop_requested:
+      for state, metrics in s.population.steps(state, data_keys, s.source,
+                                               batch_size=s.batch_size, start=step,
+                                               stop=s.total_steps,
+                                               steps_per_epoch=s.steps_per_epoch):
+        pending.append(metrics)
+        step += 1
+        epoch_end = step % s.steps_per_epoch == 0
+        signalled = stop_requested()
+        stop = signalled or (bool(config.stop_after_steps) and step >= config.stop_after_steps)
+        due = itstime(step, config.checkpoint_every_steps, s.total_steps) or (
+            minutes > 0 and time.monotonic() - last_save >= 60 * minutes)
+        if not (itstime(step, config.log_every_steps, s.total_steps) or epoch_end or due or stop):
+          continue
+        values = jax.device_get({k: jnp.stack([m[k] for m in pending]) for k in pending[0]})
+        try:
+          check_finite(values["loss"], step - len(pending), s.labels, s.steps_per_epoch)
+        except NonFiniteLossError as e:
+          raise NonFiniteLossError(f"{e} Stopping: {last_good(step - len(pending))}") from None
+        sums = {"loss": sums["loss"] + values["loss"].sum(0), "steps": sums["steps"] + len(pending),
+                "accuracy": sums["accuracy"] + values["accuracy"].sum(0)}
+        timed, pending = timed + len(pending), []
+        rec.progress(step, values["loss"][-1], values["accuracy"][-1])
+        if epoch_end:
+          seconds = time.perf_counter() - epoch_t0
+          epoch_values = {"learning_rate": np.asarray(
+                              state.opt_state.hyperparams["learning_rate"]) * float(s.schedule(step - 1)),
+                          "train_loss": sums["loss"] / sums["steps"],
+                          "train_accuracy": sums["accuracy"] / sums["steps"]}
+          for split in s.source.eval_splits:
+            for name, v in s.population.evaluate(state, s.source, split).items():
+              epoch_values[f"{split}_{name}"] = v
+          images_per_s.append(timed * s.batch_size * len(s.members) / seconds)
+          rec.record(step // s.steps_per_epoch, int(config.num_epochs), step, epoch_values,
+                     {"step_time_s": seconds / max(timed, 1), "images_per_s": images_per_s[-1]})
+          sums, epoch_t0, timed = {"loss": 0.0, "accuracy": 0.0, "steps": 0}, time.perf_counter(), 0
+        if due or (signalled and step < s.total_steps):
+          save(step, sums)
+        if stop and step < s.total_steps:  # stop_after_steps simulates a kill: no save of its own
+          rec.close()
+          latest = mngr.latest_step()
+          where = (f"the latest checkpoint is {mngr_dir / str(latest)}; continue with --resume "
+                   f"--workdir {workdir}" if latest else "no checkpoint was saved")
+          say(f"Stopped at step {step} of {s.total_steps} ("
+              f"{'interrupted' if signalled else f'stop_after_steps={config.stop_after_steps}'}): "
+              f"{where}.")
+          return {"interrupted": True, "steps": step,
+                  "checkpoint": str(mngr_dir / str(latest)) if latest else None}
   finally:
     rec.close()
     mngr.wait_until_finished()

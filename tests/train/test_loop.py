@@ -43,7 +43,8 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, digits):
   full = fit(_config(), tmp_path / "full", data=digits)
   # Killed at step 20 (epoch 2, step 9 of 11); the last checkpoint is step 14.
   cut = fit(_config(checkpoint_every_steps=7, stop_after_steps=20), tmp_path / "cut", data=digits)
-  assert cut == {"interrupted": True, "steps": 20}
+  assert cut == {"interrupted": True, "steps": 20,
+                 "checkpoint": str(tmp_path / "cut" / "checkpoints" / "14")}
   resumed = fit(_config(checkpoint_every_steps=7), tmp_path / "cut", resume=True, data=digits)
   for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
               "test_accuracy"):
@@ -82,7 +83,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path,
   for f in (tmp_path / "nan" / "checkpoints" / "22" / "state").rglob("*"):
     if f.is_file():
       f.write_bytes(b"garbage")
-  with pytest.raises(checkpoint.CheckpointError, match="22.*corrupt"):
+  with pytest.raises(checkpoint.CheckpointError, match="22.*damaged"):
     checkpoint.restore(mngr, template, step=22)
 
 

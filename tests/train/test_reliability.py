@@ -1,0 +1,234 @@
+"""No silent wrong runs, nothing lost: labels beyond the data set's default, bad config values,
+bad workdirs, Ctrl-C / SIGTERM, checkpoints by time, damaged checkpoints and the NaN advice."""
+
+import json
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcnn.data import datasets
+from jaxcnn.train import checkpoint, cli, loop
+from jaxcnn.train.config import get_config
+from jaxcnn.train.population import Population
+
+
+@pytest.fixture(scope="module")
+def digits():
+  return {split: datasets.load("digits", split) for split in ("train", "test")}
+
+
+def _config(**changes):
+  c = get_config()
+  c.model.name = "simple_cnn_small"
+  c.num_epochs = 3
+  c.batch_size = 128  # 1456 training examples: 11 steps per epoch
+  c.eval_batch_size = 200
+  c.log_every_steps = 4
+  c.progress_bar = False
+  for k, v in changes.items():
+    target = c
+    *path, last = k.split(".")
+    for p in path:
+      target = target[p]
+    target[last] = v
+  return c
+
+
+def _records(workdir):
+  return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _write_npz(folder, labels_train, labels_test, seed=0):
+  rng = np.random.default_rng(seed)
+  folder.mkdir(parents=True, exist_ok=True)
+  for split, labels in (("train", labels_train), ("test", labels_test)):
+    images = rng.integers(0, 256, (len(labels), 8, 8), dtype=np.uint8)
+    np.savez(folder / f"{split}.npz", images=images, labels=np.asarray(labels))
+
+
+# 1. Own data with more classes than its name's default.
+
+def test_own_npz_data_with_50_classes_under_the_default_name_gets_a_50_class_head(tmp_path):
+  _write_npz(tmp_path / "data", np.arange(500) % 50, np.arange(100) % 50)
+  s = loop.setup(_config(data_dir=str(tmp_path / "data"), val_size=0))  # dataset stays "digits"
+  assert s.num_classes == 50
+  variables = jax.eval_shape(lambda x: s.model.init(jax.random.PRNGKey(0), x, train=False),
+                             jnp.zeros((1, 8, 8, 1)))
+  head = [x.shape for x in jax.tree.leaves(variables["params"])][-1]
+  assert head[-1] == 50, head
+
+
+@pytest.mark.parametrize("labels,says", [
+    (np.r_[np.arange(9), 10_000_000], "only 10 distinct values"),
+    (np.r_[np.arange(9), -1], "labels must be >= 0"),
+])
+def test_sparse_or_negative_labels_are_an_error(tmp_path, labels, says):
+  _write_npz(tmp_path / "data", np.tile(labels, 10), labels)
+  with pytest.raises(ValueError, match=says):
+    loop.setup(_config(data_dir=str(tmp_path / "data"), val_size=0))
+
+
+# 6, 7. Bad config values: one clear error, before any data is loaded.
+
+@pytest.mark.parametrize("changes,says", [
+    ({"num_epochs": 0}, r"num_epochs=0: must be an integer >= 1"),
+    ({"batch_size": -3}, r"batch_size=-3"),
+    ({"batch_size": 0}, r"batch_size=0"),
+    ({"eval_batch_size": 0}, r"eval_batch_size=0"),
+    ({"dtype": "float8"}, r"dtype='float8': must be one of float32, bfloat16"),
+    ({"optimizer.learning_rate": -0.1}, r"learning_rate .*finite and >= 0"),
+    ({"optimizer.learning_rate": float("nan")}, r"learning_rate .*finite"),
+    ({"optimizer.name": "adamx"}, r"unknown optimizer; known: sgd, adam, adamw"),
+    ({"schedule.name": "cosin"}, r"unknown schedule"),
+    ({"model.name": "resnt20"}, r"resnt20.*resnet20"),
+    ({"model.act": "elu(beta=2)"}, r"beta"),
+    ({"model.act": "elux"}, r"elux"),
+    ({"model.depth": 3}, r"depth"),
+    ({"preprocessing": "zca2"}, r"zca2"),
+    ({"preprocessing": "pca(q=3)"}, r"pca.*keyword"),
+    ({"augment": ("crop(pad=4)",)}, r"pad"),
+    ({"label_smoothing": 1.5}, r"label_smoothing"),
+    ({"schedule.warmup_epochs": 3.0}, r"warmup_epochs=3.0 must be shorter"),
+])
+def test_bad_config_values_fail_early_with_one_clear_line(tmp_path, changes, says):
+  with pytest.raises(ValueError, match=says) as info:
+    loop.fit(_config(**changes), tmp_path / "run", data={"train": {}, "test": {}})  # no data read
+  assert "\n" not in str(info.value)
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_zero_learning_rate_warns(capsys):
+  loop.check_config(_config(**{"optimizer.learning_rate": 0.0}))
+  assert "learning_rate=0: the weights will not change" in capsys.readouterr().err
+
+
+def test_cli_bad_values_print_one_line_without_a_traceback(tmp_path, capsys):
+  syntax = tmp_path / "broken.py"
+  syntax.write_text("def get_config(:\n  pass\n")
+  afile = tmp_path / "afile"
+  afile.write_text("x")
+  for argv, says in (
+      (["--config.model.name=resnt20"], "did you mean"),
+      (["--config.modle.name=x"], "unknown config field 'modle.name'"),
+      (["--config.batch_size=0"], "batch_size=0"),
+      (["--config", str(syntax)], "syntax error in the config file"),
+      (["--workdir", str(afile)], "is a file, not a folder"),
+      (["--workdir", str(afile / "run")], "not a folder"),
+  ):
+    if "--workdir" not in argv:
+      argv = [*argv, "--workdir", str(tmp_path / "run")]
+    status = cli.main([*argv, "--config.progress_bar=False"])
+    err = capsys.readouterr().err
+    assert status in (1, 2), (argv, err)
+    assert says.lower() in err.lower() and "Traceback" not in err, (argv, err)
+    assert len(err.strip().splitlines()) == 1, err
+    assert "\\n" not in err and "\\'" not in err, err  # no raw escapes
+  assert not (tmp_path / "run").exists()
+
+
+def test_train_help_lists_the_config_fields(capsys):
+  assert cli.main(["--help"]) == 0
+  out = capsys.readouterr().out
+  assert "--config.optimizer.learning_rate=0.05" in out
+  assert "--config.checkpoint_every_minutes=5.0" in out and "not by time" in out
+
+
+# 4. Ctrl-C and SIGTERM stop cleanly with a checkpoint; resume keeps the metrics.
+
+def _signal_after(monkeypatch, num_steps, signum=signal.SIGINT):
+  """Makes Population.steps deliver ``signum`` to this process after ``num_steps`` steps."""
+  steps = Population.steps
+
+  def signalling(self, *args, **kwargs):
+    for i, item in enumerate(steps(self, *args, **kwargs)):
+      if i == num_steps:
+        signal.raise_signal(signum)
+      yield item
+
+  monkeypatch.setattr(Population, "steps", signalling)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_saves_a_checkpoint_and_resumes_to_the_uninterrupted_result(
+    tmp_path, digits, monkeypatch, capsys, signum):
+  full = loop.fit(_config(), tmp_path / "full", data=digits)
+  with monkeypatch.context() as m:
+    _signal_after(m, 15, signum)  # after epoch 1 (11 steps) and 4 steps of epoch 2
+    cut = loop.fit(_config(), tmp_path / "cut", data=digits)
+  err = capsys.readouterr().err
+  assert cut["interrupted"] and cut["steps"] == 16, cut
+  assert checkpoint.manager(tmp_path / "cut" / "checkpoints").all_steps() == [16]
+  assert "stopping after this step" in err and "continue with --resume" in err, err
+  assert [r["epoch"] for r in _records(tmp_path / "cut")] == [1]
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+  resumed = loop.fit(_config(), tmp_path / "cut", resume=True, data=digits)
+  for key in ("train_loss", "val_loss", "test_loss", "test_accuracy"):
+    assert resumed[key] == pytest.approx(full[key], rel=1e-6), key
+  full_records, records = _records(tmp_path / "full"), _records(tmp_path / "cut")
+  assert [r["epoch"] for r in records] == [1, 2, 3]  # epoch 1's record kept
+  for a, b in zip(full_records, records):
+    assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-6)
+
+
+def test_cli_ctrl_c_exits_130_with_one_message_and_no_traceback(tmp_path, monkeypatch, capsys):
+  _signal_after(monkeypatch, 3)
+  status = cli.main(["--workdir", str(tmp_path / "run"), "--config.model.name=simple_cnn_small",
+                     "--config.num_epochs=2", "--config.progress_bar=False"])
+  err = capsys.readouterr().err
+  assert status == 130 and "Traceback" not in err, err
+  assert "Stopped at step 4" in err and "--resume --workdir" in err, err
+  assert checkpoint.manager(tmp_path / "run" / "checkpoints").all_steps() == [4]
+
+
+def test_checkpoints_are_also_written_by_time(tmp_path, digits):
+  loop.fit(_config(num_epochs=1, log_every_steps=100, checkpoint_every_minutes=1e-6,
+                   keep_checkpoints=0, **{"schedule.warmup_epochs": 0.0}),
+           tmp_path / "run", data=digits)
+  assert checkpoint.manager(tmp_path / "run" / "checkpoints").all_steps() == list(range(1, 12))
+
+
+# 5. Checksums: a damaged checkpoint is reported and skipped.
+
+def _damage(step_dir):
+  files = sorted(f for f in (step_dir / "state").rglob("*") if f.is_file() and f.stat().st_size)
+  data = bytearray(files[-1].read_bytes())
+  data[len(data) // 2] ^= 0xFF  # one flipped byte
+  files[-1].write_bytes(bytes(data))
+
+
+def test_a_damaged_checkpoint_is_reported_and_resume_falls_back_to_an_intact_one(
+    tmp_path, digits, capsys):
+  full = loop.fit(_config(), tmp_path / "full", data=digits)
+  loop.fit(_config(checkpoint_every_steps=7, stop_after_steps=20), tmp_path / "cut", data=digits)
+  mngr = checkpoint.manager(tmp_path / "cut" / "checkpoints")
+  assert mngr.all_steps() == [7, 14] and checkpoint.intact_steps(mngr) == [7, 14]
+  _damage(tmp_path / "cut" / "checkpoints" / "14")
+  assert checkpoint.verify(mngr, 14) and "match their checksums" in checkpoint.verify(mngr, 14)
+  assert checkpoint.intact_steps(mngr) == [7]
+  capsys.readouterr()
+  resumed = loop.fit(_config(checkpoint_every_steps=7), tmp_path / "cut", resume=True, data=digits)
+  err = capsys.readouterr().err
+  assert "step 14" in err and "damaged" in err and "falling back" in err, err
+  assert "Resuming from the checkpoint of step 7" in err, err
+  assert resumed["test_loss"] == pytest.approx(full["test_loss"], rel=1e-6)
+
+
+def test_every_checkpoint_damaged_is_an_error(tmp_path, digits):
+  loop.fit(_config(checkpoint_every_steps=7, stop_after_steps=10), tmp_path / "cut", data=digits)
+  _damage(tmp_path / "cut" / "checkpoints" / "7")
+  with pytest.raises(checkpoint.CheckpointError, match="Every checkpoint .* is damaged"):
+    loop.fit(_config(checkpoint_every_steps=7), tmp_path / "cut", resume=True, data=digits)
+
+
+def test_nan_stop_names_the_newest_intact_checkpoint_and_a_lower_rate(tmp_path, digits):
+  # The learning rate jumps by 1e30 at epoch 2 (step 22): the loss blows up right after.
+  config = _config(checkpoint_every_steps=11, **{"schedule.name": "step",
+                                                 "schedule.warmup_epochs": 0.0,
+                                                 "schedule.decay_epochs": (2,),
+                                                 "schedule.decay_factor": 1e30})
+  with pytest.raises(loop.NonFiniteLossError,
+                     match=r"step 22 .*lower rate.*learning_rate=0\.025"):
+    loop.fit(config, tmp_path / "nan", data=digits)
