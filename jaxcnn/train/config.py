@@ -123,7 +123,8 @@ def get_config() -> ml_collections.ConfigDict:
   # trains num_models seeds, so len(values) * num_models models train at once.
   c.sweep = ml_collections.ConfigDict({"learning_rate": (), "weight_decay": ()})
   c.log_every_steps = 50      # host sync, NaN check and progress bar update
-  c.checkpoint_every_steps = 0  # 0 = only at the end
+  c.checkpoint_every_steps = 0  # 0 = only at the end (and by time, below)
+  c.checkpoint_every_minutes = 5.0  # also checkpoint when this long has passed; 0 = not by time
   c.keep_checkpoints = 3
   c.stop_after_steps = 0      # > 0 simulates a kill after that many steps (tests of --resume)
   c.progress_bar = True
