@@ -12,7 +12,10 @@ vmapped population, so that TensorBoard overlays them as separate runs. Tags:
 * when asked (:meth:`TensorBoardLogs.layer_stats`): ``weight_norm/<layer path>`` and histograms
   ``weights/<layer path>`` of every parameter, and any per-layer statistics given, e.g. from
   :func:`network_layer_stats` (``activation_std/<layer>``, ``gradient_norm/<layer>``);
-* the config as text (``config``), at step 0 and at the first step of each resumed session.
+* the config as text (``config``), at step 0 and at the first step of each resumed session;
+* each model's hyperparameters (:func:`model_hparams`: a few config fields and the model's own
+  swept values) for TensorBoard's HParams tab, which then tabulates every run under ``--logdir``
+  against its last ``val/accuracy``, ``train/loss``, ...
 
 On resume, records after the checkpoint's step are purged (tensorboardX ``purge_step``), as they
 are from ``metrics.jsonl``; a fresh start removes an earlier ``tb/``, as it rewrites
@@ -33,6 +36,13 @@ import jax
 import numpy as np
 
 SPLITS = ("train", "val", "test")
+# HParams-tab columns: name -> config field (dotted); a model's label values replace them.
+HPARAM_FIELDS = {"dataset": "dataset", "model": "model.name", "act": "model.act",
+                 "norm": "model.norm", "kernel_init": "model.kernel_init",
+                 "preprocessing": "preprocessing", "augment": "augment",
+                 "optimizer": "optimizer.name", "learning_rate": "optimizer.learning_rate",
+                 "weight_decay": "optimizer.weight_decay", "schedule": "schedule.name",
+                 "batch_size": "batch_size", "num_epochs": "num_epochs", "seed": "seed"}
 _file_ids = itertools.count()  # orders the event files of one process written in one second
 
 
@@ -112,6 +122,52 @@ def network_layer_stats(model: Any, variables: Any, x: Any, labels: Any,
                             for i, name in enumerate(stats[0]["weight"])}}
 
 
+def _field(config: Any, dotted: str) -> Any:
+  for name in dotted.split("."):
+    if not hasattr(config, "get"):
+      return None
+    config = config.get(name)
+  return config
+
+
+def _hparam_value(value: Any) -> str | float | bool | None:
+  if isinstance(value, (bool, str)) or value is None:
+    return value
+  if isinstance(value, (int, float, np.number)):
+    return float(value)
+  return str(tuple(value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def model_hparams(config: Any, labels: Sequence[str] | None) -> list[dict[str, Any]]:
+  """Each model's hyperparameters for TensorBoard's HParams tab.
+
+  Args:
+    config: the run's config (``HPARAM_FIELDS`` are read where present), or None.
+    labels: the models' labels, ``"name=value,..."`` (``"learning_rate=0.1,seed=1"``), whose
+      values replace the config's; None for one model.
+
+  Returns:
+    One ``{name: str | float | bool}`` per model (one for None labels).
+  """
+  base = {}
+  for name, dotted in HPARAM_FIELDS.items():
+    value = _hparam_value(_field(config, dotted)) if config is not None else None
+    if value is not None:
+      base[name] = value
+  out = []
+  for label in labels or [None]:
+    hp = dict(base)
+    for part in (label.split(",") if label else []):
+      name, sep, text = part.partition("=")
+      if sep:
+        try:
+          hp[name.strip()] = float(text)
+        except ValueError:
+          hp[name.strip()] = text.strip()
+    out.append(hp)
+  return out
+
+
 def config_text(config: Any) -> str:
   """The config as Markdown for TensorBoard's text tab (a JSON code block)."""
   if hasattr(config, "to_json"):
@@ -130,6 +186,8 @@ class TensorBoardLogs:
     resume_step: on resume, the checkpoint's step: TensorBoard drops what the interrupted run
       wrote after it. None starts afresh and removes an earlier ``logdir``.
     config: written once as text (``config``), or None.
+    hparams: one ``{name: value}`` per model for the HParams tab; None takes them from
+      ``config`` and ``labels`` (:func:`model_hparams`); ``[]`` writes none.
     flush_secs: how often the writers' queues reach the disk (each epoch record flushes too).
 
   Raises:
@@ -137,9 +195,11 @@ class TensorBoardLogs:
   """
 
   def __init__(self, logdir: str | Path, *, labels: Sequence[str] | None,
-               resume_step: int | None = None, config: Any = None, flush_secs: int = 30):
+               resume_step: int | None = None, config: Any = None,
+               hparams: Sequence[Mapping[str, Any]] | None = None, flush_secs: int = 30):
     try:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      from tensorboardX.summary import hparams as hparams_summary  # pylint: disable=g-import-not-at-top
     except ImportError as e:
       raise ImportError("TensorBoard logs need tensorboardX: pip install tensorboardX "
                         "(or pass tensorboard=False / --config.tensorboard=False).") from e
@@ -157,6 +217,14 @@ class TensorBoardLogs:
     self.num_models = len(self.writers)
     if config is not None:  # at the first step of this session (earlier ones would be purged)
       self.text("config", config_text(config), 0 if purge is None else purge)
+    hparams = model_hparams(config, self.labels) if hparams is None else list(hparams)
+    if any(hparams):
+      if len(hparams) != self.num_models:
+        raise ValueError(f"{len(hparams)} hparams dicts for {self.num_models} model(s).")
+      for w, hp in zip(self.writers, hparams):
+        # Only the session start: TensorBoard infers the experiment from the runs it finds.
+        _, start, _ = hparams_summary({k: _hparam_value(v) for k, v in hp.items()}, {})
+        w.file_writer.add_summary(start, 0 if purge is None else purge)
 
   def text(self, name: str, text: str, step: int) -> None:
     """Writes ``text`` (Markdown) to every model's run, with the model's label above it."""

@@ -164,6 +164,40 @@ def test_the_config_is_written_as_text(tmp_path):
     assert json.loads("\n".join(line[4:] for line in body.splitlines())) == config
 
 
+def _hparams(run_dir: Path) -> list[dict]:
+  from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=g-import-not-at-top
+  out = []
+  for e in read_events(run_dir):
+    for v in e.summary.value:
+      if v.tag == "_hparams_/session_start_info":
+        assert v.metadata.plugin_data.plugin_name == "hparams"
+        data = plugin_hparams_pb2.HParamsPluginData.FromString(v.metadata.plugin_data.content)
+        out.append({k: getattr(x, x.WhichOneof("kind"))
+                    for k, x in data.session_start_info.hparams.items()})
+  return out
+
+
+def test_each_model_run_holds_its_hyperparameters_for_the_hparams_tab(tmp_path):
+  from jaxcnn.train.config import get_config  # pylint: disable=g-import-not-at-top
+  config = get_config()
+  config.model.name, config.optimizer.weight_decay = "resnet20", 1e-4
+  _fake_run(tmp_path, ["learning_rate=0.1,seed=1", "learning_rate=0.2,seed=2"], epochs=[1],
+            config=config)
+  for label, lr, seed in [("learning_rate=0.1,seed=1", 0.1, 1.0),
+                          ("learning_rate=0.2,seed=2", 0.2, 2.0)]:
+    (hp,) = _hparams(tmp_path / "tb" / label)
+    assert hp["learning_rate"] == lr and hp["seed"] == seed, hp
+    assert hp["model"] == "resnet20" and hp["weight_decay"] == 1e-4 and hp["dataset"] == "digits"
+    assert hp["batch_size"] == config.batch_size and hp["augment"] == "()"
+  # One model: the config's values; no config and no labels: nothing written.
+  (tmp_path / "one").mkdir()
+  _fake_run(tmp_path / "one", None, epochs=[1], config=config)
+  assert _hparams(tmp_path / "one" / "tb")[0]["learning_rate"] == config.optimizer.learning_rate
+  (tmp_path / "none").mkdir()
+  _fake_run(tmp_path / "none", None, epochs=[1])
+  assert _hparams(tmp_path / "none" / "tb") == []
+
+
 def test_a_config_dict_with_tensorboard_false_writes_no_logs(tmp_path):
   _fake_run(tmp_path, None, epochs=[1], config={"tensorboard": False})
   assert not (tmp_path / "tb").exists()
