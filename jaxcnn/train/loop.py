@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from tqdm import tqdm
 
 from jaxcnn.data import sources
 from jaxcnn.train import checkpoint as ckpt
@@ -341,8 +342,8 @@ def _graceful_stop():
     if requested:
       raise KeyboardInterrupt
     requested.append(signum)
-    print(f"\n{signal.Signals(signum).name}: stopping after this step and saving a checkpoint "
-          f"(Ctrl-C again to stop at once, without saving) ...", file=sys.stderr, flush=True)
+    tqdm.write(f"{signal.Signals(signum).name}: stopping after this step and saving a "
+               f"checkpoint (Ctrl-C again to stop at once, without saving) ...", file=sys.stderr)
 
   previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
   try:
@@ -387,7 +388,7 @@ def fit(config: Mapping[str, Any], workdir: str | Path, *, resume: bool = False,
   if config.distributed:
     _initialize_distributed()
   is_main, workdir = jax.process_index() == 0, Path(workdir)
-  say = lambda message: is_main and print(message, file=sys.stderr, flush=True)
+  say = lambda message: is_main and tqdm.write(message, file=sys.stderr)  # above the bar
   mngr_dir = workdir / "checkpoints"
   _check_workdir(workdir)
   if not resume and mngr_dir.is_dir() and any(mngr_dir.iterdir()):
@@ -407,7 +408,7 @@ def fit(config: Mapping[str, Any], workdir: str | Path, *, resume: bool = False,
             file=sys.stderr)
     saved.write_text(config.to_json(indent=2) + "\n")
     np.savez(workdir / "preprocessing.npz", **jax.device_get(s.transform).to_dict())
-  rec = Recorder(workdir, title=s.title, labels=s.labels, total_steps=s.total_steps,
+  rec = Recorder(workdir, title=f"{s.title}, run {workdir.name}", labels=s.labels, total_steps=s.total_steps,
                  resume_step=step if resume else None, is_main=is_main,
                  progress_bar=config.progress_bar)
   rec.log(f"{s.title}{' (streamed)' if s.source.kind == 'streamed' else ''}: "

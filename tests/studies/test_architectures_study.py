@@ -142,11 +142,13 @@ def test_study_trains_what_fit_trains(tmp_path, epochs):
   assert records[-1]["step"] == 3 * epochs
 
 
-def test_run_quick_writes_report_results_and_figures(tmp_path):
+def test_run_quick_writes_report_results_and_figures(tmp_path, capsys):
   config, _, _ = _quick_source(steps=2)
   config.models = (("SimpleCNN-small", "simple_cnn_small"),)
   config.num_seeds = 2  # one population of two models
   out = architectures.run(config, str(tmp_path))
+  printed = capsys.readouterr().out
+  assert "corr(log time, log MACs) = n/a" in printed and "nan" not in printed, printed
   assert isinstance(out, architectures.Results) and len(out.models) == 1
   assert out.models[0].seeds == 2 and out.models[0].test_accuracy_std >= 0.0
   assert out.image_shape == (8, 8, 1) and out.num_train == 128 and out.num_test == 179

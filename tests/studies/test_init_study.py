@@ -107,6 +107,20 @@ def test_rejects_empty_network():
     init_study.run_init_study(num_layers=0)
 
 
+def test_cli_help_describes_every_option_and_bad_sizes_fail_in_one_line(capsys):
+  with pytest.raises(SystemExit) as info:
+    cli.main(["init-study", "--help"])
+  assert info.value.code == 0
+  text = capsys.readouterr().out
+  for option, says in (("--out", "output folder"), ("--layers", "number of"),
+                       ("--width", "units per layer"), ("--samples", "input samples"),
+                       ("--seed", "seed")):
+    assert option in text and says in text, option
+  with pytest.raises(SystemExit) as info:
+    cli.main(["init-study", "--layers", "0"])
+  assert info.value.code == 2 and "--layers must be >= 1" in capsys.readouterr().err
+
+
 def test_cli_prints_tables_and_writes_files(tmp_path, capsys):
   out = tmp_path / "study"
   argv = ["init-study", "--out", str(out), "--layers", "3", "--width", "200", "--samples", "64"]
