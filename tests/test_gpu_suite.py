@@ -1,0 +1,126 @@
+"""benchmarks/gpu_suite.py: the --smoke run (what CI runs), the no-GPU stop, its import closure."""
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SUITE = ROOT / "benchmarks" / "gpu_suite.py"
+BLOCKED = ("ml_collections", "tensorflow", "tensorflow_datasets")
+
+# Runs a script (or code) with ml_collections, tensorflow and tensorflow_datasets unimportable,
+# then names any of them found in sys.modules: what a GPU machine without them would see.
+BLOCKER = f"""
+import importlib.abc, runpy, sys
+BLOCKED = {BLOCKED!r}
+class Blocker(importlib.abc.MetaPathFinder):
+  def find_spec(self, name, path=None, target=None):
+    if name.split(".")[0] in BLOCKED:
+      raise ImportError(name + " is not installed on the GPU machine")
+    return None
+sys.meta_path.insert(0, Blocker())
+target, sys.argv = sys.argv[1], sys.argv[1:]
+try:
+  if target == "-c":
+    exec(sys.argv[1])
+  else:
+    runpy.run_path(target, run_name="__main__")
+finally:
+  print("LOADED_BLOCKED", sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED),
+        file=sys.stderr)
+"""
+
+ROWS = ("resnet50_train", "resnet50_mfu", "speedrun_time_to_94", "resnet20_train",
+        "population_speedup", "search_throughput")
+
+
+def _run(*args, timeout=300):
+  return subprocess.run([sys.executable, "-c", BLOCKER, *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=timeout)
+
+
+def _suite():
+  spec = importlib.util.spec_from_file_location("gpu_suite", SUITE)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules.setdefault("gpu_suite", module)  # dataclasses look their module up there
+  spec.loader.exec_module(module)
+  return sys.modules["gpu_suite"]
+
+
+def _number(text):
+  return float(text.replace(",", ""))
+
+
+def test_blocker_blocks():
+  """The check can fail: importing the full training loop under the blocker does."""
+  out = _run("-c", "import jaxcnn.train.loop", timeout=120)
+  assert out.returncode != 0 and "ml_collections is not installed" in out.stderr
+
+
+def test_smoke_prints_every_row_without_ml_collections_or_tensorflow(tmp_path):
+  out = _run(str(SUITE), "--smoke", "--json", str(tmp_path / "rows.json"))
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "LOADED_BLOCKED []" in out.stderr
+  cells = {}
+  for line in out.stdout.splitlines():
+    parts = [p.strip() for p in line.strip().strip("|").split("|")]
+    if len(parts) == 5 and parts[0] in ROWS:
+      cells[parts[0]] = parts
+  assert sorted(cells) == sorted(ROWS), out.stdout
+  for name in ("resnet50_train", "resnet20_train", "population_speedup", "search_throughput"):
+    value = _number(cells[name][1])
+    assert np.isfinite(value) and value > 0, cells[name]
+  assert cells["resnet50_train"][2] == "images/s" and cells["search_throughput"][2] == "candidates/s"
+  assert cells["resnet50_mfu"][1] == "unknown"  # no peak for a CPU
+  assert float(re.search(r"achieved ([0-9.e+-]+) TFLOP/s", cells["resnet50_mfu"][4])[1]) > 0
+  speedrun = cells["speedrun_time_to_94"]
+  if speedrun[1] == "not reached":  # a toy run on random pixels: the expected case
+    best = re.search(r"best ([0-9.]+)% at ([0-9.]+) s", speedrun[4])
+    assert best and 0 <= float(best[1]) <= 100 and float(best[2]) > 0, speedrun
+  else:
+    assert _number(speedrun[1]) > 0
+  rows = __import__("json").loads((tmp_path / "rows.json").read_text())["rows"]
+  assert [r["name"] for r in rows] == list(ROWS)
+
+
+def test_without_a_gpu_it_stops_with_a_clear_line():
+  out = _run(str(SUITE), "--data_dir", str(ROOT / "nowhere"), timeout=120)
+  assert out.returncode == 2
+  assert any(line.startswith("no GPU: ") for line in out.stderr.splitlines()), out.stderr
+  assert "LOADED_BLOCKED []" in out.stderr
+
+
+def test_peak_table():
+  suite = _suite()
+  assert suite.peak_flops("NVIDIA H200") == 989e12
+  assert suite.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+  assert suite.peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
+  assert suite.peak_flops("NVIDIA H100 PCIe") is None and suite.peak_flops("cpu") is None
+
+
+def test_data_dir_errors_and_loading(tmp_path):
+  suite = _suite()
+  with pytest.raises(SystemExit, match="--data_dir is required"):
+    suite.load_cifar10(None, smoke=False)
+  with pytest.raises(SystemExit, match="missing"):
+    suite.load_cifar10(str(tmp_path), smoke=False)
+  rng = np.random.default_rng(0)
+  for split, n in (("train", 6), ("test", 4)):
+    np.savez(tmp_path / f"{split}.npz", images=rng.integers(0, 256, (n, 32, 32, 3), np.uint8),
+             labels=np.arange(n) % 10)
+  data, note = suite.load_cifar10(str(tmp_path), smoke=False)
+  assert data["train"]["image"].shape == (6, 32, 32, 3) and len(data["test"]["label"]) == 4
+  assert str(tmp_path) in note
+  np.savez(tmp_path / "test.npz", images=np.zeros((2, 28, 28), np.uint8), labels=np.zeros(2, int))
+  with pytest.raises(SystemExit, match=r"not CIFAR-10's \(32, 32, 3\)"):
+    suite.load_cifar10(str(tmp_path), smoke=False)
+
+
+def test_unknown_row_is_a_usage_error():
+  out = _run(str(SUITE), "--smoke", "--rows", "resnet50,imagenet", timeout=60)
+  assert out.returncode == 2 and "unknown rows ['imagenet']" in out.stderr
