@@ -1,0 +1,134 @@
+"""The shared-weight supernet: a child's path equals the standalone child with the same weights."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxcnn.data import sources
+from jaxcnn.search import evaluators, nasbench201 as nb, supernet as sn
+
+SUPER = sn.SuperNet(num_cells=1, channels=8, num_classes=5)
+X = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 8, 3))
+ARCHS = np.asarray([[3, 3, 4, 1, 3, 1],   # the string example: conv3x3, avg pool, skip
+                    [0, 2, 4, 1, 0, 2]],  # none, conv1x1, avg pool, skip
+                   np.int32)
+
+
+@functools.lru_cache(maxsize=None)
+def variables():
+  v = jax.jit(lambda k: SUPER.init(k, X, jnp.zeros(6, jnp.int32), train=False))(
+      jax.random.PRNGKey(0))
+  # Running statistics away from (0, 1), so the eval path depends on them.
+  stats = jax.tree.map(lambda a: a + 0.3 * jax.random.uniform(jax.random.PRNGKey(3), a.shape),
+                       v["batch_stats"])
+  return {"params": v["params"], "batch_stats": stats}
+
+
+def forward(model, variables, x, *arch):
+  """Train-mode logits, gradients of their sum, new batch stats; eval-mode logits."""
+
+  def loss(params):
+    out, upd = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, x, *arch,
+                           train=True, mutable=["batch_stats"])
+    return (out ** 2).sum(), (out, upd["batch_stats"])
+
+  (_, (out, stats)), grads = jax.value_and_grad(loss, has_aux=True)(variables["params"])
+  return out, grads, stats, model.apply(variables, x, *arch, train=False)
+
+
+SUPER_FORWARD = jax.jit(functools.partial(forward, SUPER))
+
+
+def test_child_variables_have_the_childs_structure():
+  v = variables()
+  assert set(v["params"]["cell_0_0"]["edge_1_0"]) == {"nor_conv_1x1", "nor_conv_3x3"}
+  for arch in list(ARCHS) + list(np.asarray(nb.SPACE.sample(jax.random.PRNGKey(4), 5))):
+    child = sn.child(SUPER, arch)
+    ref = jax.eval_shape(lambda k: child.init(k, X, train=False), jax.random.PRNGKey(0))
+    got = sn.child_variables(v, arch)
+    assert jax.tree.structure(got) == jax.tree.structure(ref)
+    assert jax.tree.map(lambda a: a.shape, got) == jax.tree.map(lambda a: a.shape, ref)
+
+
+def test_child_path_equals_the_standalone_child():
+  v = variables()
+  arch = np.asarray([0, 2, 4, 1, 3, 2], np.int32)  # all five ops
+  child, cv = sn.child(SUPER, arch), sn.child_variables(v, arch)
+  want = jax.jit(functools.partial(forward, child))(cv, X)
+  on_path = lambda out: (out[0], sn.child_variables({"p": out[1]}, arch)["p"],
+                         sn.child_variables({"s": out[2]}, arch)["s"], out[3])
+  # The architecture a compile-time constant: the switches fold to their branches and the
+  # supernet's program is the child's: train-mode logits, gradients and batch statistics and
+  # eval-mode logits are bitwise equal.
+  fixed = jax.jit(lambda v, x: forward(SUPER, v, x, jnp.asarray(arch)))(v, X)
+  jax.tree.map(np.testing.assert_array_equal, on_path(fixed), want)
+  # The architecture traced (one program for the whole space): equal to float noise. XLA
+  # cannot fuse a branch's element-wise ops with their neighbours across the conditional, and
+  # the other fusion rounds differently (measured: at most ~1e-6 on values of size ~1).
+  traced = SUPER_FORWARD(v, X, jnp.asarray(arch))
+  close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-5)
+  jax.tree.map(close, on_path(traced), want)
+  # The ops off the path get exactly zero gradient and keep their statistics.
+  chosen = dict(zip((f"edge_{j}_{i}" for j, i in nb.EDGES), nb.arch_ops(arch)))
+  for grads, stats in [(fixed[1], fixed[2]), (traced[1], traced[2])]:
+    for cell in ("cell_0_0", "cell_1_0", "cell_2_0"):
+      for edge, per_op in grads[cell].items():
+        for op in set(per_op) - {chosen[edge]}:
+          assert not any(np.asarray(g).any() for g in jax.tree.leaves(per_op[op]))
+          jax.tree.map(np.testing.assert_array_equal, stats[cell][edge][op],
+                       v["batch_stats"][cell][edge][op])
+
+
+def test_vmap_and_map_agree_and_compile_once():
+  v = variables()
+  archs = np.concatenate([ARCHS, np.asarray(nb.SPACE.sample(jax.random.PRNGKey(5), 2))])
+  by_vmap = sn.child_logits(SUPER, v, X, archs, mode="vmap")
+  by_map = sn.child_logits(SUPER, v, X, archs, mode="map")
+  assert by_vmap.shape == by_map.shape == (4, 4, 5)
+  np.testing.assert_allclose(by_vmap, by_map, rtol=1e-5, atol=1e-5)
+  for i, arch in enumerate(archs):  # each row is that child's own eval logits
+    np.testing.assert_allclose(by_map[i], SUPER_FORWARD(v, X, jnp.asarray(arch))[3], rtol=1e-5,
+                               atol=1e-5)
+  sn.child_logits(SUPER, v, X, archs[::-1], mode="map")  # other children: no new compilation
+  assert sn._compiled_logits(SUPER, "map")._cache_size() == 1
+  assert sn.resolve_mode("auto") == sn.AUTO_MODE["cpu"]
+
+
+@pytest.mark.slow  # about 45 s of CPU: four programs over the supernet compile
+def test_one_shot_training_and_shared_weight_evaluation():
+  rng = np.random.default_rng(0)
+  data = {s: {"image": rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8),
+              "label": rng.integers(0, 5, n).astype(np.int32)} for s, n in [("train", 32),
+                                                                            ("val", 12)]}
+  source = sources.InMemory(data, eval_batch_size=8)
+  v0 = variables()
+  trained, history = evaluators.train_supernet(SUPER, optax.sgd(0.1), source, num_steps=3,
+                                               batch_size=8, preprocess=lambda x: x / 255.0)
+  assert history["train_loss"].shape == (3, 1) and np.isfinite(history["train_loss"]).all()
+  assert jax.tree.structure(trained) == jax.tree.structure(v0)
+  moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(trained["params"]),
+                                                 jax.tree.leaves(v0["params"]))]
+  assert any(moved)
+  ev = evaluators.SharedWeights(SUPER, trained, source, preprocess=lambda x: x / 255.0,
+                                mode="map")
+  rewards, metrics = ev.evaluate(ARCHS)
+  # Against the child evaluated by hand on all 12 validation images (two padded batches).
+  for arch, r in zip(ARCHS, rewards):
+    child, cv = sn.child(SUPER, arch), sn.child_variables(trained, arch)
+    logits = child.apply(cv, jnp.asarray(data["val"]["image"]) / 255.0, train=False)
+    assert r == pytest.approx(float((np.argmax(logits, -1) == data["val"]["label"]).mean()))
+  np.testing.assert_array_equal(ev(ARCHS), rewards)  # deterministic
+  assert set(ev.last_metrics) == {"accuracy", "loss"}
+
+
+def test_bad_arch():
+  with pytest.raises(ValueError, match="needs an architecture"):
+    SUPER.apply(variables(), X, train=False)
+  with pytest.raises(ValueError, match="out of range"):
+    sn.child_logits(SUPER, variables(), X, np.full((1, 6), 5), mode="map")
+  with pytest.raises(ValueError, match="Unknown mode"):
+    sn.resolve_mode("pmap")
