@@ -76,6 +76,18 @@ def _path_name(path: Sequence[Any]) -> str:
   return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
 
 
+def stacked_leaves(params: Any, num_models: int) -> dict[str, np.ndarray]:
+  """``{path: (num_models, size) array}`` of a pytree with the models on a leading axis."""
+  leaves = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]:
+    leaf = np.asarray(leaf)
+    if leaf.ndim == 0 or leaf.shape[0] != num_models:
+      raise ValueError(f"Parameter {_path_name(path)!r} has shape {leaf.shape}; expected the "
+                       f"{num_models} model(s) on a leading axis.")
+    leaves[_path_name(path)] = leaf.reshape(num_models, -1)
+  return leaves
+
+
 def weight_norms(params: Any, num_models: int) -> dict[str, np.ndarray]:
   """L2 norm of every parameter array of ``num_models`` stacked models: ``{path: (M,)}``.
 
@@ -83,15 +95,8 @@ def weight_norms(params: Any, num_models: int) -> dict[str, np.ndarray]:
     params: a pytree whose leaves have the models on a leading axis of size ``num_models``.
     num_models: that size.
   """
-  norms = {}
-  for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]:
-    leaf = np.asarray(leaf)
-    if leaf.ndim == 0 or leaf.shape[0] != num_models:
-      raise ValueError(f"Parameter {_path_name(path)!r} has shape {leaf.shape}; expected the "
-                       f"{num_models} model(s) on a leading axis.")
-    norms[_path_name(path)] = np.linalg.norm(leaf.reshape(num_models, -1).astype(np.float64),
-                                             axis=1)
-  return norms
+  return {name: np.linalg.norm(leaf.astype(np.float64), axis=1)
+          for name, leaf in stacked_leaves(params, num_models).items()}
 
 
 def network_layer_stats(model: Any, variables: Any, x: Any, labels: Any,
@@ -262,23 +267,23 @@ class TensorBoardLogs:
       histograms: write the weight histograms as well as the norms.
     """
     if params is not None:
-      for name, norms in weight_norms(params, self.num_models).items():
-        for w, n in zip(self.writers, norms):
-          w.add_scalar(f"weight_norm/{name}", float(n), int(step))
-      if histograms:
-        for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]:
-          leaf = np.asarray(leaf, np.float64).reshape(self.num_models, -1)
-          for w, values in zip(self.writers, leaf):
-            w.add_histogram(f"weights/{_path_name(path)}", values, int(step))
+      for name, leaf in stacked_leaves(params, self.num_models).items():
+        leaf = leaf.astype(np.float64)
+        for w, values in zip(self.writers, leaf):
+          w.add_scalar(f"weight_norm/{name}", float(np.linalg.norm(values)), int(step))
+          if histograms:
+            w.add_histogram(f"weights/{name}", values, int(step))
     for group, layers in (stats or {}).items():
       self.scalars(step, {f"{group}/{layer}": v for layer, v in layers.items()})
     self.flush()
 
   def flush(self) -> None:
+    """Writes what the writers hold to disk."""
     for w in self.writers:
       w.flush()
 
   def close(self) -> None:
+    """Flushes and closes the writers; safe to repeat."""
     for w in self.writers:
       w.close()
     self.writers = []

@@ -314,8 +314,9 @@ def test_network_layer_stats_are_diagnostics_network_stats_per_model():
   model = create_model("simple_cnn_small", num_classes=3)
   x = jax.random.normal(jax.random.PRNGKey(0), (8, 8, 8, 1))
   labels = np.arange(8) % 3
-  per = [model.init(jax.random.PRNGKey(s), x, train=False) for s in (1, 2)]
-  stacked = jax.tree.map(lambda *a: np.stack(a), *per)
+  stacked = jax.jit(jax.vmap(lambda k: model.init(k, x, train=False)))(
+      jax.random.split(jax.random.PRNGKey(1)))
+  per = [jax.tree.map(lambda a, m=m: a[m], stacked) for m in range(2)]
   stats = tb.network_layer_stats(model, stacked, x, labels, num_models=2)
   for m in range(2):
     ref = diagnostics.network_stats(model, per[m], x, labels)
