@@ -202,9 +202,9 @@ class TensorBoardLogs:
   def __init__(self, logdir: str | Path, *, labels: Sequence[str] | None,
                resume_step: int | None = None, config: Any = None,
                hparams: Sequence[Mapping[str, Any]] | None = None, flush_secs: int = 30):
-    try:
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      from tensorboardX.summary import hparams as hparams_summary  # pylint: disable=g-import-not-at-top
+    try:  # pylint: disable=g-import-not-at-top
+      from tensorboardX import SummaryWriter
+      from tensorboardX.summary import hparams as hparams_summary
     except ImportError as e:
       raise ImportError("TensorBoard logs need tensorboardX: pip install tensorboardX "
                         "(or pass tensorboard=False / --config.tensorboard=False).") from e

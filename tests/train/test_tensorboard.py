@@ -248,7 +248,8 @@ def test_tensorboard_itself_reads_the_purged_logs(tmp_path, monkeypatch):
   pytest.importorskip("tensorboard")
   # TensorBoard would import TensorFlow where it is installed; its stub reads event files as well.
   monkeypatch.setitem(sys.modules, "tensorboard.compat.notf", types.ModuleType("notf"))
-  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from tensorboard.backend.event_processing import event_accumulator
 
   tensorflow_before = "tensorflow" in sys.modules
   _fake_run(tmp_path, LABELS[:2], epochs=[1, 2, 3], offset=100.0, config={"seed": 0})
