@@ -189,6 +189,9 @@ def test_each_model_run_holds_its_hyperparameters_for_the_hparams_tab(tmp_path):
     assert hp["learning_rate"] == lr and hp["seed"] == seed, hp
     assert hp["model"] == "resnet20" and hp["weight_decay"] == 1e-4 and hp["dataset"] == "digits"
     assert hp["batch_size"] == config.batch_size and hp["augment"] == "()"
+    text = view(tmp_path / "tb" / label)["config/text_summary"][0][1].split("\n\n", 1)[1]
+    assert json.loads("\n".join(line[4:] for line in text.splitlines())) == json.loads(
+        config.to_json())  # a ConfigDict, as fit() passes it
   # One model: the config's values; no config and no labels: nothing written.
   (tmp_path / "one").mkdir()
   _fake_run(tmp_path / "one", None, epochs=[1], config=config)
