@@ -8,10 +8,21 @@ Example::
   result = search.run(space, strategy, evaluate, budget=100, key=jax.random.PRNGKey(0),
                       workdir="runs/search")      # evaluate(archs int32 [n, 2]) -> rewards [n]
   result.best[0]                                  # {"index", "arch", "indices", "reward"}
+
+Spaces over the zoo's blocks: :mod:`~jaxcnn.search.nasbench201` (the NAS-Bench-201 cell space,
+``nasbench201.SPACE`` and ``nasbench201.build(arch)``) and its shared-weight
+:mod:`~jaxcnn.search.supernet`. Evaluators (:mod:`~jaxcnn.search.evaluators`): ``Lookup``,
+``Trained`` (the population trainer), ``SharedWeights`` (the supernet); costs and constrained
+rewards (:mod:`~jaxcnn.search.costs`), the Pareto-front figure (:mod:`~jaxcnn.search.plots`).
 """
 
-from jaxcnn.search import benchmarks, strategies
+from jaxcnn.search import benchmarks, costs, evaluators, nasbench201, plots, strategies, supernet
+from jaxcnn.search.costs import Constrained, Costs, mnas_reward, pareto_front
+from jaxcnn.search.evaluators import Lookup, SharedWeights, Trained, train_supernet
 from jaxcnn.search.run import Result, run
 from jaxcnn.search.space import Space
+from jaxcnn.search.supernet import SuperNet
 
-__all__ = ["Space", "Result", "benchmarks", "run", "strategies"]
+__all__ = ["Constrained", "Costs", "Lookup", "Result", "SharedWeights", "Space", "SuperNet",
+           "Trained", "benchmarks", "costs", "evaluators", "mnas_reward", "nasbench201",
+           "pareto_front", "plots", "run", "strategies", "supernet", "train_supernet"]
