@@ -18,6 +18,12 @@ Counting conventions:
     textbook figure, 0.82 at 7x7, 0.98 at 56x56) and 1 flop per element of every element-wise
     operation. It is what the hardware is asked to do; it runs 3 to 7% below the published
     figures at ImageNet resolution (AlexNet 0.66e9 against 0.71e9) and further below on small maps.
+  * :func:`memory` is torchinfo's estimate: the bytes of the parameters, of the input, and the
+    "forward/backward pass size", twice (output and its gradient) the output bytes of every
+    innermost module that owns parameters (convolutions, dense layers, normalizations), at the
+    batch size of ``input_shape``. Parameter-free layers (activations, pools, additions) and
+    XLA's fusion are not counted, so it is a yardstick for comparing models and batch sizes, not
+    a measurement of what a compiled step allocates.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import jax.numpy as jnp
 
 from jaxcnn.nn import tracing
 
-__all__ = ["count_params", "flops", "summary"]
+__all__ = ["count_params", "flops", "memory", "summary"]
 
 DEFAULT_INPUT_SHAPE = (1, 224, 224, 3)
 
@@ -88,8 +94,10 @@ def _trace(model: nn.Module, input_shape: Sequence[int]) -> tuple[Any, Any, list
     if kernel is not None and not isinstance(kernel, dict) and hasattr(call.output, "shape"):
       positions = math.prod(call.output.shape[1:-1])  # output positions per image
       macs = positions * math.prod(kernel.shape)
+    own = call.variables.get("params", {}) if isinstance(call.variables, dict) else {}
     records.append({"path": call.path, "module": type(call.module).__name__,
-                    "output": call.output, "macs": macs})
+                    "output": call.output, "macs": macs,
+                    "params": any(not isinstance(v, dict) for v in own.values())})
   return variables, out, records
 
 
@@ -120,6 +128,46 @@ def flops(model: nn.Module, input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, *,
   return float(cost["flops"]) / 2 / x.shape[0]
 
 
+def _bytes(tree: Any) -> int:
+  return sum(math.prod(leaf.shape) * jnp.dtype(leaf.dtype).itemsize
+             for leaf in jax.tree.leaves(tree) if hasattr(leaf, "shape"))
+
+
+def _memory(variables: Any, records: list[dict[str, Any]],
+            input_shape: Sequence[int]) -> dict[str, int]:
+  paths = [r["path"] for r in records]
+  output_bytes = 0
+  for r in records:
+    path = r["path"]
+    inner = not any(len(q) > len(path) and q[:len(path)] == path for q in paths)
+    if inner and r["params"]:
+      output_bytes += _bytes(r["output"])
+  params = _bytes(variables.get("params", {}))
+  state = _bytes({k: v for k, v in variables.items() if k != "params"})
+  inputs = math.prod(input_shape) * jnp.dtype(jnp.float32).itemsize
+  forward_backward = 2 * output_bytes  # outputs and their gradients
+  return {"param_bytes": params, "state_bytes": state, "input_bytes": inputs,
+          "forward_backward_bytes": forward_backward,
+          "total_bytes": params + state + inputs + forward_backward}
+
+
+def memory(model: nn.Module, input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE) -> dict[str, int]:
+  """torchinfo's memory estimate, in bytes, at the batch size of ``input_shape`` (NHWC).
+
+  Returns ``param_bytes`` (the ``"params"`` collection), ``state_bytes`` (BatchNorm statistics
+  and other collections), ``input_bytes`` (a float32 input batch), ``forward_backward_bytes``
+  (2 x the output bytes of every innermost module that owns parameters: torchinfo's
+  "Forward/backward pass size") and ``total_bytes``, their sum. See the module docstring for
+  what it leaves out.
+  """
+  variables, _, records = _trace(model, input_shape)
+  return _memory(variables, records, tuple(int(d) for d in input_shape))
+
+
+def _mb(num_bytes: int) -> str:
+  return f"{num_bytes:,} B ({num_bytes / 1e6:.2f} MB)"
+
+
 def _shape_str(tree: Any) -> str:
   shapes = [tuple(leaf.shape) for leaf in jax.tree.leaves(tree) if hasattr(leaf, "shape")]
   if len(shapes) == 1:
@@ -141,7 +189,8 @@ def summary(model: nn.Module, input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, 
 
   Rows are the submodules at most ``depth`` levels deep, in call order; a row's parameters and MACs
   include its children's. The totals give the trainable parameters, the other variables
-  (BatchNorm statistics) and the multiply-accumulates per image (``flops(method="layers")``).
+  (BatchNorm statistics), the multiply-accumulates per image (``flops(method="layers")``) and
+  torchinfo's memory estimate at the batch size of ``input_shape`` (:func:`memory`).
   """
   if depth < 1:
     raise ValueError(f"depth must be >= 1, got {depth}.")
@@ -170,4 +219,12 @@ def summary(model: nn.Module, input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, 
   lines.append(f"Parameters:                      {_size(params):,}")
   lines.append(f"Non-trainable variables:         {_size(other):,}")
   lines.append(f"Multiply-accumulates per image:  {total_macs:,} ({total_macs / 1e9:.3f} G)")
+  mem = _memory(variables, records, tuple(int(d) for d in input_shape))
+  lines.append(rule)
+  lines.append(f"Memory estimate at batch size {int(input_shape[0])} (torchinfo's convention):")
+  lines.append(f"  Parameters:                    {_mb(mem['param_bytes'])}")
+  lines.append(f"  Batch statistics:              {_mb(mem['state_bytes'])}")
+  lines.append(f"  Input:                         {_mb(mem['input_bytes'])}")
+  lines.append(f"  Forward/backward pass:         {_mb(mem['forward_backward_bytes'])}")
+  lines.append(f"  Estimated total:               {_mb(mem['total_bytes'])}")
   return "\n".join(lines)

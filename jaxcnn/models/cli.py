@@ -22,7 +22,8 @@ def list_main(argv: list[str]) -> int:
 
 
 def summary_main(argv: list[str]) -> int:
-  """Prints a model's per-layer table with its parameters and multiply-accumulates per image.
+  """Prints a model's per-layer table with its parameters and multiply-accumulates per image,
+  and torchinfo's memory estimate at ``--batch-size``.
 
   The input defaults to the model's registered input size (``model_info(name).input_size``).
   """
@@ -35,6 +36,8 @@ def summary_main(argv: list[str]) -> int:
                       help="input channels (default: the model's registered channels)")
   parser.add_argument("--num-classes", type=int, default=None, help="override the model's classes")
   parser.add_argument("--depth", type=int, default=1, help="module nesting depth of the rows")
+  parser.add_argument("--batch-size", type=int, default=1,
+                      help="batch size of the memory estimate (default 1)")
   args = parser.parse_args(argv)
   from jaxcnn.models import create_model, model_info, summary
 
@@ -44,8 +47,10 @@ def summary_main(argv: list[str]) -> int:
     if args.input_size is not None:
       height = width = args.input_size
     channels = channels if args.channels is None else args.channels
+    if args.batch_size < 1:
+      raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}.")
     model = create_model(args.name, **overrides)
-    print(summary(model, (1, height, width, channels), depth=args.depth))
+    print(summary(model, (args.batch_size, height, width, channels), depth=args.depth))
   except ValueError as e:
     print(f"jaxcnn summary: {e}", file=sys.stderr)
     return 2

@@ -93,3 +93,34 @@ def test_count_params_does_not_allocate():
   before = len(jax.live_arrays())
   assert count_params(create_model("resnet152")) == 60_192_808
   assert len(jax.live_arrays()) == before
+
+
+def test_memory_by_hand():
+  """torchinfo's convention, counted by hand for Tiny at batch 2 (float32, 4 bytes)."""
+  from jaxcnn.models.analysis import memory
+  mem = memory(Tiny(), (2, 10, 10, 3))
+  outputs = 2 * (10 * 10 * 8 + 10 * 10 * 8 + 4 * 4 * 16 + 5)  # conv, BN, conv, dense outputs
+  assert mem["forward_backward_bytes"] == 2 * 4 * outputs == 29_776  # x2: gradients
+  assert mem["param_bytes"] == 4 * 621
+  assert mem["state_bytes"] == 4 * 16  # BN mean and var
+  assert mem["input_bytes"] == 4 * 2 * 10 * 10 * 3
+  assert mem["total_bytes"] == 2484 + 64 + 2400 + 29_776
+  assert memory(Tiny(), (4, 10, 10, 3))["forward_backward_bytes"] == 2 * 29_776  # linear in batch
+
+
+def test_memory_skips_parameter_free_modules():
+  """Parent modules count through their innermost children only; parameter-free ones not at all
+  (an Activation module, a pool): ResNet-20's estimate is the sum over its convs, BNs, head."""
+  from jaxcnn.models.analysis import memory
+  model = create_model("resnet20", num_classes=10)
+  mem = memory(model, (1, 32, 32, 3))
+  # 19 convs and 19 BNs: 7 at 32x32x16, 6 at 16x16x32, 6 at 8x8x64; the head: 10 outputs
+  convs = 7 * 32 * 32 * 16 + 6 * 16 * 16 * 32 + 6 * 8 * 8 * 64
+  assert mem["forward_backward_bytes"] == 2 * 4 * (2 * convs + 10)
+
+
+def test_summary_prints_memory():
+  text = summary(Tiny(), (2, 10, 10, 3))
+  assert "Memory estimate at batch size 2" in text
+  assert "Forward/backward pass:         29,776 B (0.03 MB)" in text
+  assert "Parameters:                    2,484 B" in text

@@ -51,3 +51,11 @@ def test_summary_unknown_model_lists_known(capsys):
   assert cli.main(["summary", "resnet21"]) == 2
   err = capsys.readouterr().err
   assert "Known models:" in err and "resnet20" in err
+
+
+def test_summary_batch_size_scales_the_memory_estimate(capsys):
+  assert cli.main(["summary", "simple_cnn_small", "--batch-size", "8"]) == 0
+  out = capsys.readouterr().out
+  assert "Memory estimate at batch size 8" in out
+  assert cli.main(["summary", "simple_cnn_small", "--batch-size", "0"]) == 2
+  assert "--batch-size must be >= 1" in capsys.readouterr().err
