@@ -200,7 +200,7 @@ def data_source(name: str, split: str = "train", *,
   _prepare(builder, name, data_dir)
   try:
     return builder.as_data_source(split=split)
-  except NotImplementedError as e:  # older tfds without a usable random-access copy
+  except NotImplementedError as e:  # prepared as TFRecord only: no random access
     raise _tfrecord_only(builder, name, data_dir) from e
 
 
@@ -229,7 +229,7 @@ def read_all(source: Sequence[Mapping[str, Any]], *, num_threads: int | None = N
 
 def stream(name: str, split: str = "train", *, batch_size: int,
            data_dir: str | os.PathLike | None = None, image_size: int = 224, train: bool = True,
-           seed: int = 0, num_workers: int = 0, num_threads: int = 16,
+           seed: int = 0, num_workers: int | None = 0, num_threads: int = 16,
            num_epochs: int | None = 1) -> Any:
   """Streams host batches ``{"image": uint8 (B, S, S, 3), "label": int32 (B,)}`` through Grain.
 
@@ -240,12 +240,13 @@ def stream(name: str, split: str = "train", *, batch_size: int,
   Args:
     name, split, batch_size, data_dir, image_size, train, seed, num_epochs: as for
       :func:`grain_batches`.
-    num_workers: worker processes reading and augmenting (Grain's ``mp_prefetch``); 0 reads in
-      this process on ``num_threads`` threads.
+    num_workers: worker processes reading and augmenting (Grain's ``mp_prefetch``); 0 or None
+      reads in this process on ``num_threads`` threads.
     num_threads: reader threads (per worker process, if any).
   """
   import grain  # pylint: disable=g-import-not-at-top
 
+  num_workers = num_workers or 0
   if num_workers < 0 or num_threads < 1:
     raise ValueError(f"num_workers must be >= 0 and num_threads >= 1, got {num_workers}, "
                      f"{num_threads}.")
@@ -278,10 +279,10 @@ def grain_batches(name: str, split: str = "train", *, batch_size: int,
   """A ``grain.MapDataset`` of batches: ``ds[i]`` is batch ``i``, computed on demand.
 
   Training batches are globally shuffled (a fresh permutation each epoch, from ``seed``),
-  cropped at random (:func:`random_resized_crop`), flipped at random, resized to ``image_size``
+  cropped at random (:func:`random_resized_crop_window`), flipped at random, resized to ``image_size``
   and batched with the remainder dropped; each example's randomness is seeded by ``seed`` and its
   position, so a pipeline is reproducible and can start at any batch. Evaluation batches are
-  center crops (:func:`center_crop`) in the split's order and keep the last partial batch. Under
+  center crops (:func:`center_crop_window`) in the split's order and keep the last partial batch. Under
   ``jax.process_count() > 1`` every process reads its own shard of the examples.
 
   Args:
