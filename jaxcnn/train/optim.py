@@ -136,3 +136,52 @@ def set_hyperparams(opt_state: Any, **values: Any) -> Any:
       raise ValueError(f"Hyperparameter {key!r} needs shape {old.shape}, got {value.shape}.")
     hyperparams[key] = value
   return opt_state._replace(hyperparams=hyperparams)
+
+
+def freeze_labels(params: Any, trainable: Any) -> Any:
+  """``"trainable"``/``"frozen"`` for every leaf of ``params``, the labels of :func:`freeze`.
+
+  Args:
+    params: a parameter pytree (nested dicts, as flax makes them).
+    trainable: module path prefixes that stay trainable, e.g. ``("head",)`` or
+      ``["stage4_block2", "head"]`` (``"a/b"`` names a nested module), as given by
+      :func:`jaxcnn.models.pretrained.head_names`; or a predicate on a leaf's path (a tuple of
+      names, ``("head", "kernel")``) returning True for trainable leaves.
+  """
+  if callable(trainable):
+    keep = trainable
+  else:
+    if isinstance(trainable, str):
+      trainable = (trainable,)
+    prefixes = [tuple(p.split("/")) for p in trainable]
+    if not prefixes:
+      raise ValueError("freeze needs at least one trainable module (e.g. ('head',)), or a "
+                       "predicate on the leaf path.")
+    keep = lambda path: any(path[:len(p)] == p for p in prefixes)  # noqa: E731
+
+  def label(key_path, _):
+    path = tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+                 for k in key_path)
+    return "trainable" if keep(path) else "frozen"
+
+  labels = jax.tree_util.tree_map_with_path(label, params)
+  if not callable(trainable) and "trainable" not in jax.tree.leaves(labels):
+    top = sorted(params) if isinstance(params, Mapping) else []
+    raise ValueError(f"No parameter matches the trainable modules {list(trainable)}; the top "
+                     f"level holds {top}.")
+  return labels
+
+
+def freeze(optimizer: optax.GradientTransformation, trainable: Any) -> optax.GradientTransformation:
+  """``optimizer`` on the ``trainable`` parameters only; the others get zero updates.
+
+  ``optax.multi_transform({"trainable": optimizer, "frozen": optax.set_to_zero()}, labels)`` with
+  the labels of :func:`freeze_labels` (computed from the parameters at ``init``), so frozen
+  parameters carry no optimizer state and get neither gradient steps nor weight decay. The
+  fine-tuning recipe: convert pretrained weights, ``replace_head``, then
+  ``freeze(make_optimizer(...), head_names(model))``.
+  The optimizer state is then an ``optax.MultiTransformState``: its hyperparameters are in
+  ``state.inner_states["trainable"].inner_state.hyperparams``.
+  """
+  return optax.multi_transform({"trainable": optimizer, "frozen": optax.set_to_zero()},
+                               lambda params: freeze_labels(params, trainable))

@@ -145,3 +145,38 @@ def test_vmapped_stack_with_per_model_learning_rate_and_weight_decay(name):
   updates, _ = jax.vmap(tx.update)(zeros, state, stacked)
   for m, (lr, wd) in enumerate([(0.1, 0.01), (0.3, 0.2)]):
     np.testing.assert_allclose(updates["w"][m], -lr * wd * 2.0, rtol=1e-5)
+
+
+def test_freeze_updates_only_the_trainable_modules():
+  """A step of freeze(sgd) equals plain SGD on the head and leaves the backbone unchanged."""
+  params = {"conv": {"kernel": jnp.ones((3, 3, 2, 4)), "bias": jnp.ones(4)},
+            "head": {"kernel": jnp.full((4, 2), 2.0), "bias": jnp.zeros(2)}}
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+  labels = optim.freeze_labels(params, ("head",))
+  assert labels == {"conv": {"kernel": "frozen", "bias": "frozen"},
+                    "head": {"kernel": "trainable", "bias": "trainable"}}
+  opt = optim.freeze(optim.make_optimizer({"name": "sgd", "weight_decay": 0.1}, 0.1), ("head",))
+  state = opt.init(params)
+  updates, state = opt.update(grads, state, params)
+  new = optax.apply_updates(params, updates)
+  np.testing.assert_array_equal(new["conv"]["kernel"], params["conv"]["kernel"])
+  np.testing.assert_array_equal(new["conv"]["bias"], params["conv"]["bias"])
+  # SGD with L2 decay on kernels (rank >= 2): p - lr * (g + wd * p)
+  np.testing.assert_allclose(new["head"]["kernel"], 2.0 - 0.1 * (0.5 + 0.1 * 2.0), rtol=1e-6)
+  np.testing.assert_allclose(new["head"]["bias"], -0.1 * 0.5, rtol=1e-6)
+
+
+def test_freeze_labels_paths_predicates_and_errors():
+  params = {"stage1": {"conv": {"kernel": jnp.ones(2)}}, "stage2": {"conv": {"kernel": jnp.ones(2)}},
+            "head": {"kernel": jnp.ones(2)}}
+  labels = optim.freeze_labels(params, ["stage2/conv", "head"])
+  assert labels["stage1"]["conv"]["kernel"] == "frozen"
+  assert labels["stage2"]["conv"]["kernel"] == labels["head"]["kernel"] == "trainable"
+  by_predicate = optim.freeze_labels(params, lambda path: path[-1] == "kernel" and
+                                     path[0] == "stage1")
+  assert by_predicate["stage1"]["conv"]["kernel"] == "trainable"
+  assert by_predicate["head"]["kernel"] == "frozen"
+  with pytest.raises(ValueError, match="No parameter matches.*'fc'.*'head'"):
+    optim.freeze_labels(params, ("fc",))
+  with pytest.raises(ValueError, match="at least one trainable"):
+    optim.freeze_labels(params, ())
