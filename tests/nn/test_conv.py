@@ -1,0 +1,118 @@
+"""jaxcnn.nn.conv: values and gradients equal flax.linen.Conv's; the custom gradient is used."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcnn.models import create_model
+from jaxcnn.nn import conv
+
+CUSTOM = functools.partial(conv.conv_general_dilated, mode="custom")
+
+CASES = [
+    dict(kernel_size=(3, 3)),
+    dict(kernel_size=(3, 3), strides=2),
+    dict(kernel_size=(3, 2), strides=(2, 1), padding="VALID"),
+    dict(kernel_size=(3, 3), kernel_dilation=2),
+    dict(kernel_size=(3, 3), feature_group_count=3, use_bias=False),
+    dict(kernel_size=(3, 3), feature_group_count=6, strides=2),  # depthwise
+    dict(kernel_size=(1, 1), strides=2),
+    dict(kernel_size=(3, 3), padding=((1, 2), (0, 1)), strides=2),
+    dict(kernel_size=(5, 5), strides=3, kernel_dilation=(1, 2)),
+    dict(kernel_size=(7, 7), strides=2, padding=((3, 3), (3, 3))),  # an ImageNet stem
+    dict(kernel_size=(3, 3), padding="CIRCULAR"),
+]
+
+
+def _value_and_grads(module, variables, x):
+  loss = lambda v, x: jnp.sum(jnp.sin(module.apply(v, x)))  # noqa: E731
+  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(variables, x)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+def test_values_and_gradients_equal_flax_conv(case):
+  x = jax.random.normal(jax.random.key(0), (3, 11, 10, 6))
+  plain, fast = nn.Conv(12, **case), conv.Conv(12, **case, conv_general_dilated=CUSTOM)
+  variables = plain.init(jax.random.key(1), x)
+  fast_variables = fast.init(jax.random.key(1), x)
+  assert jax.tree.structure(variables) == jax.tree.structure(fast_variables)
+  jax.tree.map(np.testing.assert_array_equal, variables, fast_variables)  # same init too
+  (loss, grads), (fast_loss, fast_grads) = (_value_and_grads(plain, variables, x),
+                                            _value_and_grads(fast, variables, x))
+  np.testing.assert_allclose(fast_loss, loss, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+               fast_grads, grads)
+
+
+def _uses_custom_vjp(module, x):
+  variables = jax.eval_shape(module.init, jax.random.key(0), x)
+  jaxpr = jax.make_jaxpr(lambda v: module.apply(v, x))(variables)
+  return "custom_vjp_call" in str(jaxpr)
+
+
+def test_the_custom_gradient_is_used_where_it_applies():
+  x = jnp.zeros((2, 8, 8, 3))
+  assert jax.default_backend() == "cpu"
+  assert _uses_custom_vjp(conv.Conv(4, (3, 3)), x)  # auto on CPU
+  assert _uses_custom_vjp(conv.Conv(4, (3, 3), conv_general_dilated=CUSTOM), x)
+  xla = functools.partial(conv.conv_general_dilated, mode="xla")
+  assert not _uses_custom_vjp(conv.Conv(4, (3, 3), conv_general_dilated=xla), x)
+  assert not _uses_custom_vjp(nn.Conv(4, (3, 3)), x)
+  # Input dilation (a transposed convolution) falls back to XLA's gradient, with equal values.
+  kw = dict(features=4, kernel_size=(3, 3), input_dilation=2, padding=((1, 1), (1, 1)))
+  dilated = conv.Conv(**kw)
+  assert not _uses_custom_vjp(dilated, x)
+  variables = nn.Conv(**kw).init(jax.random.key(0), x + 1)
+  np.testing.assert_array_equal(dilated.apply(variables, x + 1),
+                                nn.Conv(**kw).apply(variables, x + 1))
+  with pytest.raises(ValueError, match="Unknown conv mode"):
+    conv.conv_general_dilated(x, jnp.zeros((3, 3, 3, 4)), (1, 1), "SAME",
+                              dimension_numbers=("NHWC", "HWIO", "NHWC"), mode="fast")
+
+
+def test_nchw_falls_back_to_lax():
+  x = jax.random.normal(jax.random.key(0), (2, 3, 8, 8))
+  w = jax.random.normal(jax.random.key(1), (4, 3, 3, 3))
+  f = lambda fn: jax.grad(lambda w: jnp.sum(fn(x, w, (1, 1), "SAME") ** 2))(w)  # noqa: E731
+  np.testing.assert_array_equal(f(CUSTOM), f(jax.lax.conv_general_dilated))
+
+
+def test_bfloat16_and_vmap_over_models():
+  x = jax.random.normal(jax.random.key(0), (4, 9, 9, 8)).astype(jnp.bfloat16)
+  plain, fast = nn.Conv(8, (3, 3), strides=2), conv.Conv(8, (3, 3), strides=2)
+  stacked = jax.vmap(lambda k: plain.init(k, x))(jax.random.split(jax.random.key(0), 3))
+  stacked = jax.tree.map(lambda a: a.astype(jnp.bfloat16), stacked)
+
+  def grads(module):
+    loss = lambda v: jnp.sum(module.apply(v, x).astype(jnp.float32) ** 2)  # noqa: E731
+    return jax.jit(jax.vmap(jax.grad(loss)))(stacked)
+
+  got, want = grads(fast), grads(plain)
+  assert got["params"]["kernel"].dtype == jnp.bfloat16
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a, np.float32),
+                                                       np.asarray(b, np.float32), rtol=2e-2,
+                                                       atol=2e-2), got, want)
+
+
+def test_swapped_into_a_model_gives_the_same_training_gradients():
+  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 1))
+  labels = jnp.arange(4) % 10
+  plain, fast = (create_model("simple_cnn_small", num_classes=10),
+                 create_model("simple_cnn_small", num_classes=10, conv=conv.Conv))
+  init = lambda model: jax.jit(functools.partial(model.init, train=False))  # noqa: E731
+  variables = init(plain)(jax.random.key(1), x)
+  jax.tree.map(np.testing.assert_array_equal, variables, init(fast)(jax.random.key(1), x))
+
+  def grads(model):
+    def loss(params):
+      logits, _ = model.apply({**variables, "params": params}, x, train=True,
+                              mutable=["batch_stats"])
+      return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(4), labels])
+    return jax.jit(jax.grad(loss))(variables["params"])
+
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               grads(fast), grads(plain))
