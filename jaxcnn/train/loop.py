@@ -410,7 +410,7 @@ def fit(config: Mapping[str, Any], workdir: str | Path, *, resume: bool = False,
     np.savez(workdir / "preprocessing.npz", **jax.device_get(s.transform).to_dict())
   rec = Recorder(workdir, title=f"{s.title}, run {workdir.name}", labels=s.labels, total_steps=s.total_steps,
                  resume_step=step if resume else None, is_main=is_main,
-                 progress_bar=config.progress_bar)
+                 progress_bar=config.progress_bar, config=config)
   rec.log(f"{s.title}{' (streamed)' if s.source.kind == 'streamed' else ''}: "
           f"{s.source.num_train} training examples, {s.num_classes} classes, {s.steps_per_epoch} "
           f"steps/epoch, {config.num_epochs} epochs, {len(s.members)} model(s), "
@@ -474,6 +474,9 @@ def fit(config: Mapping[str, Any], workdir: str | Path, *, resume: bool = False,
           images_per_s.append(timed * s.batch_size * len(s.members) / seconds)
           rec.record(step // s.steps_per_epoch, int(config.num_epochs), step, epoch_values,
                      {"step_time_s": seconds / max(timed, 1), "images_per_s": images_per_s[-1]})
+          every = int(config.get("layer_stats_every_epochs", 0))
+          if every and (step // s.steps_per_epoch) % every == 0:
+            rec.layer_stats(step, state.params)
           sums, epoch_t0, timed = {"loss": 0.0, "accuracy": 0.0, "steps": 0}, time.perf_counter(), 0
         if due or (signalled and step < s.total_steps):
           save(step, sums)

@@ -20,6 +20,13 @@ def digits():
   return {split: datasets.load("digits", split) for split in ("train", "test")}
 
 
+@pytest.fixture(scope="module")
+def full(digits, tmp_path_factory):
+  """An uninterrupted run of the default test config: its results and its records."""
+  workdir = tmp_path_factory.mktemp("full")
+  return loop.fit(_config(), workdir, data=digits), _records(workdir)
+
+
 def _config(**changes):
   c = get_config()
   c.model.name = "simple_cnn_small"
@@ -153,8 +160,8 @@ def _signal_after(monkeypatch, num_steps, signum=signal.SIGINT):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_run_saves_a_checkpoint_and_resumes_to_the_uninterrupted_result(
-    tmp_path, digits, monkeypatch, capsys, signum):
-  full = loop.fit(_config(), tmp_path / "full", data=digits)
+    tmp_path, digits, full, monkeypatch, capsys, signum):
+  full, full_records = full
   with monkeypatch.context() as m:
     _signal_after(m, 15, signum)  # after epoch 1 (11 steps) and 4 steps of epoch 2
     cut = loop.fit(_config(), tmp_path / "cut", data=digits)
@@ -167,7 +174,7 @@ def test_an_interrupted_run_saves_a_checkpoint_and_resumes_to_the_uninterrupted_
   resumed = loop.fit(_config(), tmp_path / "cut", resume=True, data=digits)
   for key in ("train_loss", "val_loss", "test_loss", "test_accuracy"):
     assert resumed[key] == pytest.approx(full[key], rel=1e-6), key
-  full_records, records = _records(tmp_path / "full"), _records(tmp_path / "cut")
+  records = _records(tmp_path / "cut")
   assert [r["epoch"] for r in records] == [1, 2, 3]  # epoch 1's record kept
   for a, b in zip(full_records, records):
     assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-6)
@@ -200,19 +207,22 @@ def _damage(step_dir):
 
 
 def test_a_damaged_checkpoint_is_reported_and_resume_falls_back_to_an_intact_one(
-    tmp_path, digits, capsys):
-  full = loop.fit(_config(), tmp_path / "full", data=digits)
+    tmp_path, digits, full, capsys):
+  full, _ = full
   loop.fit(_config(checkpoint_every_steps=7, stop_after_steps=20), tmp_path / "cut", data=digits)
   mngr = checkpoint.manager(tmp_path / "cut" / "checkpoints")
   assert mngr.all_steps() == [7, 14] and checkpoint.intact_steps(mngr) == [7, 14]
   _damage(tmp_path / "cut" / "checkpoints" / "14")
   assert checkpoint.verify(mngr, 14) and "match their checksums" in checkpoint.verify(mngr, 14)
   assert checkpoint.intact_steps(mngr) == [7]
+  (tmp_path / "cut" / "checkpoints" / "7.sha256.json").unlink()  # killed before its checksums:
+  assert checkpoint.intact_steps(mngr) == [7]  # orbax's atomic write still vouches for it
   capsys.readouterr()
   resumed = loop.fit(_config(checkpoint_every_steps=7), tmp_path / "cut", resume=True, data=digits)
   err = capsys.readouterr().err
   assert "step 14" in err and "damaged" in err and "falling back" in err, err
   assert "Resuming from the checkpoint of step 7" in err, err
+  assert (tmp_path / "cut" / "checkpoints.damaged" / "14" / "state").is_dir()  # kept, aside
   assert resumed["test_loss"] == pytest.approx(full["test_loss"], rel=1e-6)
 
 
