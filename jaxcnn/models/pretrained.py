@@ -8,6 +8,7 @@
   state = pretrained.load_state_dict("mobilenet_v2.safetensors")
   variables = pretrained.convert(model, state)                # {"params", "batch_stats"}
   logits = model.apply(variables, x_nhwc, train=False)
+  model, variables = pretrained.load("mobilenet_v2", "mobilenet_v2.safetensors")  # the three
 
   model, variables = pretrained.replace_head(model, variables, num_classes=10,
                                              key=jax.random.key(0))   # fine-tuning
@@ -52,7 +53,7 @@ from jaxcnn.models import vgg as _vgg
 from jaxcnn.models._common import create_model
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TORCHVISION_OVERRIDES", "SOURCES", "convert",
-           "head_names", "load_state_dict", "replace_head", "torchvision_model"]
+           "head_names", "load", "load_state_dict", "replace_head", "torchvision_model"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -451,6 +452,17 @@ def convert(model: nn.Module, state_dict: Mapping[str, Any], *, source: str = "t
                      "is the model built with the same configuration (depth, aux_logits)? "
                      "strict=False ignores them.")
   return out
+
+
+def load(name: str, path: str | os.PathLike, *, source: str = "torchvision",
+         strict: bool = True, **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
+  """``(model, variables)`` for a registered name from a torchvision/timm weights file:
+  :func:`torchvision_model`, :func:`load_state_dict` and :func:`convert` in one call.
+
+  ``overrides`` go to ``create_model`` (e.g. ``num_classes`` matching the file's classifier).
+  """
+  model = torchvision_model(name, **overrides)
+  return model, convert(model, load_state_dict(path), source=source, strict=strict)
 
 
 # --- fine-tuning ------------------------------------------------------------------------------

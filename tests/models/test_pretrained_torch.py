@@ -63,7 +63,7 @@ def test_full_size_logits_match_torchvision(name, tmp_path):
     same = _jax_logits(model.clone(padding="same"), variables, x)
     rel = np.linalg.norm(same - want) / np.linalg.norm(want)
     print(f"{name}: padding='same' changes the logits by {100 * rel:.0f}% (relative L2)")
-    assert rel > 0.05
+    assert rel > 0.01  # float32 noise is ~1e-6
 
 
 def test_safetensors_from_torch_equals_pth(tmp_path):
