@@ -297,6 +297,18 @@ def test_center_crop_window_is_the_resnet_eval_crop():
   assert datasets.center_crop_window(375, 500, 224) == (24, 86, 328, 328)  # 224/256 * 375
 
 
+def test_crop_and_resize_takes_the_window_and_keeps_a_linear_ramp_linear():
+  # A horizontal ramp 4 * column, halved in width by a symmetric, normalized (bilinear) filter:
+  # output column k covers input columns 2k and 2k + 1, centre 2k + 0.5, so it reads 8k + 2.
+  ramp = np.broadcast_to((4 * np.arange(64)).astype(np.uint8)[None, :, None], (64, 64, 3))
+  out = datasets.crop_and_resize(ramp, (0, 0, 64, 64), 32)
+  assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+  np.testing.assert_allclose(out[5, 2:-2, 0], 8 * np.arange(2, 30) + 2, atol=1)
+  image = np.random.default_rng(0).integers(0, 256, (30, 40, 1), np.uint8)
+  np.testing.assert_array_equal(datasets.crop_and_resize(image, (3, 7, 16, 16), 16),
+                                image[3:19, 7:23])  # same size: the window itself
+
+
 def test_prefetch_to_device_keeps_order_and_values():
   batches = [{"image": np.full((2, 3), i, np.uint8), "label": np.array([i, i])} for i in range(5)]
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
