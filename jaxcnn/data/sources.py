@@ -275,7 +275,7 @@ class Streamed:
 
   def eval_batches(self, split: str) -> Iterator[dict[str, jax.Array]]:
     """The split in padded batches of ``eval_batch_size`` with a ``mask``."""
-    if split not in self._tfds_split:
+    if split not in self.eval_splits:
       raise ValueError(f"No split {split!r}; this source has {self.eval_splits}.")
     size = self.eval_batch_size // self.processes
     batches = self._iterate(self._batches(self._tfds_split[split], batch_size=size, train=False))

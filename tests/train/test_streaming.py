@@ -87,8 +87,9 @@ def test_streamed_eval_batches_are_padded_and_masked():
     source = _streamed()
     batches = list(source.eval_batches("val"))
     sample = source.sample(7)
-    with pytest.raises(ValueError, match="No split"):
-      source.eval_batches("nope")
+    for missing in ("nope", "test"):  # imagenette has no test split
+      with pytest.raises(ValueError, match="No split"):
+        source.eval_batches(missing)
   assert source.eval_splits == ["val"] and source.input_shape == (16, 16, 3)
   assert [np.asarray(b["mask"]).tolist() for b in batches] == [[1] * 4, [1] * 4, [1, 1, 0, 0]]
   assert sample.shape == (7, 16, 16, 3) and sample.dtype == np.uint8
