@@ -161,6 +161,14 @@ def _timm_cases():
           "efficientnet_b0", {"width": 0.25, "depth": 0.3, "num_classes": 10,
                               "padding": "torch"}, (2, 3, 32, 32)),
   }
+  cases["timm_tf_efficientnet"] = (  # timm's TF port: SAME padding and BN epsilon 1e-3
+      lambda: _gen_efficientnet("tf_efficientnet_b0", channel_multiplier=0.25,
+                                depth_multiplier=0.3, pretrained=False, num_classes=10,
+                                bn_eps=1e-3, pad_type="same"),
+      "timm _gen_efficientnet('tf_efficientnet_b0', channel_multiplier=0.25, "
+      "depth_multiplier=0.3, bn_eps=1e-3, pad_type='same', num_classes=10)",
+      "efficientnet_b0", {"width": 0.25, "depth": 0.3, "num_classes": 10,
+                          "norm": "batch(epsilon=0.001)"}, (2, 3, 32, 32))
   return cases, timm.__version__
 
 

@@ -52,7 +52,8 @@ from jaxcnn.models import resnet as _resnet
 from jaxcnn.models import vgg as _vgg
 from jaxcnn.models._common import create_model
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TORCHVISION_OVERRIDES", "SOURCES", "convert",
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SOURCES", "TIMM_OVERRIDES", "TORCHVISION_OVERRIDES",
+           "convert",
            "head_names", "load", "load_state_dict", "replace_head", "torchvision_model"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -68,6 +69,11 @@ TORCHVISION_OVERRIDES: dict[str, dict[str, Any]] = {
     **{f"efficientnet_b{i}": {"padding": "torch"} for i in range(5)},
     **{f"efficientnet_b{i}": {"padding": "torch", "norm": _EPS_1E3} for i in range(5, 8)},
 }
+
+# The same for timm's names: its non-``tf_`` EfficientNets pad ``k // 2``; its ``tf_`` ports keep
+# TF's SAME padding (jaxcnn's default) with BN epsilon 1e-3: ``norm="batch(epsilon=0.001)"``.
+TIMM_OVERRIDES: dict[str, dict[str, Any]] = {
+    f"efficientnet_b{i}": {"padding": "torch"} for i in range(8)}
 
 _PTH = (".pth", ".pt", ".bin")
 
@@ -131,10 +137,6 @@ def _conv_bn(path: tuple[str, ...], at: int, base: str) -> str:
   return f"{base}.{ {'Conv_0': 0, 'BatchNorm_0': 1}[path[at]] }"
 
 
-def _bad():
-  raise KeyError
-
-
 def _resnet_map(model: _resnet.ResNet, source: str) -> _Map:
   if model.fixup or model.stem != "imagenet" or model.shortcut != "projection":
     raise ValueError("torchvision/timm ResNets have the ImageNet stem and projection shortcuts "
@@ -152,7 +154,7 @@ def _resnet_map(model: _resnet.ResNet, source: str) -> _Map:
       return {"stem_conv": "conv1", "stem_norm": "bn1", "head": "fc"}[top]
     m = re.fullmatch(r"stage(\d+)_block(\d+)", top)
     if not m:
-      _bad()
+      raise KeyError(top)
     layer = f"layer{m[1]}.{int(m[2]) - 1}"
     sub = path[1]
     if sub == "shortcut":
@@ -165,7 +167,7 @@ def _resnet_map(model: _resnet.ResNet, source: str) -> _Map:
   return key
 
 
-def _vgg_map(model: _vgg.VGG, source: str, with_bn: bool) -> _Map:
+def _vgg_map(model: _vgg.VGG, with_bn: bool) -> _Map:
   # torchvision's features.N counts, per convolution, conv (+ bn) + relu; each stage ends in a pool.
   where, n = {}, 0
   for s, stage in enumerate(model.stages):
@@ -185,7 +187,7 @@ def _vgg_map(model: _vgg.VGG, source: str, with_bn: bool) -> _Map:
   return key
 
 
-def _alexnet_map(model: _alexnet.AlexNet, source: str) -> _Map:
+def _alexnet_map(model: _alexnet.AlexNet) -> _Map:
   convs = {"conv1": 0, "conv2": 3, "conv3": 6, "conv4": 8, "conv5": 10}
   fcs = {"fc1": 1, "fc2": 4, "fc3": 6}
 
@@ -196,12 +198,12 @@ def _alexnet_map(model: _alexnet.AlexNet, source: str) -> _Map:
     if top in fcs:
       prefix = f"classifier.{fcs[top]}"
       return (prefix, (256, 6, 6)) if top == "fc1" else prefix
-    _bad()
+    raise KeyError(top)
 
   return key
 
 
-def _densenet_map(model: _densenet.DenseNet, source: str) -> _Map:
+def _densenet_map(model: _densenet.DenseNet) -> _Map:
   if not model.imagenet_stem or not model.bottleneck_width:
     raise ValueError("torchvision DenseNets have the ImageNet stem and 1x1 bottlenecks; got "
                      f"imagenet_stem={model.imagenet_stem}, "
@@ -220,7 +222,7 @@ def _densenet_map(model: _densenet.DenseNet, source: str) -> _Map:
       return f"{layer}.{leaf}"
     if top.startswith("transition"):
       return f"features.{top}." + {"BatchNorm_0": "norm", "Conv_0": "conv"}[path[1]]
-    _bad()
+    raise KeyError(top)
 
   return key
 
@@ -230,7 +232,7 @@ _INCEPTION_BRANCHES = {"branch1x1": "branch1", "branch3x3_reduce": "branch2.0",
                        "branch5x5": "branch3.1", "pool_proj": "branch4.1"}
 
 
-def _googlenet_map(model: _googlenet.GoogLeNet, source: str) -> _Map:
+def _googlenet_map(model: _googlenet.GoogLeNet) -> _Map:
   stem = {"conv1": "conv1", "conv2_reduce": "conv2", "conv2": "conv3"}
 
   def key(path):
@@ -247,12 +249,12 @@ def _googlenet_map(model: _googlenet.GoogLeNet, source: str) -> _Map:
       return (f"{aux}.fc1", (128, 4, 4)) if path[1] == "fc1" else f"{aux}.fc2"
     if top == "fc":
       return "fc"
-    _bad()
+    raise KeyError(top)
 
   return key
 
 
-def _mobilenet_map(model: _mobilenet.MobileNetV2, source: str, blocks) -> _Map:
+def _mobilenet_map(model: _mobilenet.MobileNetV2, blocks) -> _Map:
   last = 1 + sum(n for _, _, n, _ in model.stages)
 
   def key(path):
@@ -330,17 +332,17 @@ def _name_map(model: nn.Module, source: str, template: Mapping[str, Any]) -> _Ma
                      f"{type(model).__name__}; use source='torchvision'.")
   if isinstance(model, _vgg.VGG):
     with_bn = any("BatchNorm_0" in v for k, v in params.items() if k.startswith("conv"))
-    return _vgg_map(model, source, with_bn)
+    return _vgg_map(model, with_bn)
   if isinstance(model, _alexnet.AlexNet):
     if any("BatchNorm_0" in v for k, v in params.items() if k.startswith("conv")):
       raise ValueError("torchvision's AlexNet has no normalization; build it with norm='none'.")
-    return _alexnet_map(model, source)
+    return _alexnet_map(model)
   if isinstance(model, _densenet.DenseNet):
-    return _densenet_map(model, source)
+    return _densenet_map(model)
   if isinstance(model, _googlenet.GoogLeNet):
-    return _googlenet_map(model, source)
+    return _googlenet_map(model)
   if isinstance(model, _mobilenet.MobileNetV2):
-    return _mobilenet_map(model, source, params)
+    return _mobilenet_map(model, params)
   if isinstance(model, _efficientnet.EfficientNet):
     return _efficientnet_map(model, source, params)
   raise ValueError(f"No torchvision/timm conversion for {type(model).__name__}; supported: "
@@ -371,7 +373,7 @@ def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
   tree[path[-1]] = value
 
 
-def _torch_leaf(kind: str, name: str, leaf: Any, array: np.ndarray,
+def _torch_leaf(kind: str, name: str, array: np.ndarray,
                 chw: tuple[int, int, int] | None) -> np.ndarray:
   """A torch tensor in jaxcnn's layout: OIHW -> HWIO, (out, in) -> (in, out)."""
   if name == "kernel" and kind == "conv":
@@ -430,7 +432,7 @@ def convert(model: nn.Module, state_dict: Mapping[str, Any], *, source: str = "t
           missing.append(torch_key)
           continue
         try:
-          value = _torch_leaf(kind, name, leaf, arrays[torch_key], chw)
+          value = _torch_leaf(kind, name, arrays[torch_key], chw)
         except ValueError as e:
           raise ValueError(f"{torch_key} -> {'/'.join((collection,) + path + (name,))}: {e}.")
         if value.shape != tuple(leaf.shape):
@@ -457,11 +459,16 @@ def convert(model: nn.Module, state_dict: Mapping[str, Any], *, source: str = "t
 def load(name: str, path: str | os.PathLike, *, source: str = "torchvision",
          strict: bool = True, **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
   """``(model, variables)`` for a registered name from a torchvision/timm weights file:
-  :func:`torchvision_model`, :func:`load_state_dict` and :func:`convert` in one call.
+  ``create_model`` with :data:`TORCHVISION_OVERRIDES` (or :data:`TIMM_OVERRIDES`),
+  :func:`load_state_dict` and :func:`convert` in one call.
 
   ``overrides`` go to ``create_model`` (e.g. ``num_classes`` matching the file's classifier).
   """
-  model = torchvision_model(name, **overrides)
+  if source == "timm":
+    base = name.split("(", 1)[0].strip()
+    model = create_model(name, **{**TIMM_OVERRIDES.get(base, {}), **overrides})
+  else:
+    model = torchvision_model(name, **overrides)
   return model, convert(model, load_state_dict(path), source=source, strict=strict)
 
 
