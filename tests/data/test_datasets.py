@@ -244,6 +244,21 @@ def test_stream_worker_processes_give_the_same_batches():
     np.testing.assert_array_equal(a["image"], b["image"])
 
 
+def test_each_process_streams_its_own_shard(monkeypatch):
+  images = [np.full((8, 8, 3), i, np.uint8) for i in range(10)]
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  shards = {}
+  with tfds.testing.mock_data(as_data_source_fn=_images_source(images)):
+    for index in (0, 1):
+      monkeypatch.setattr(jax, "process_index", lambda index=index: index)
+      for train in (False, True):
+        batches = datasets.stream("imagenette", "train", batch_size=5, image_size=8, train=train)
+        shards[index, train] = np.concatenate([b["label"] for b in batches]).tolist()
+  assert shards[0, False] == [0, 2, 4, 6, 8] and shards[1, False] == [1, 3, 5, 7, 9]
+  for index in (0, 1):  # training shuffles within the process's shard
+    assert sorted(shards[index, True]) == shards[index, False]
+
+
 def test_stream_eval_is_the_center_crop():
   # 64x64 images at image_size=32: the center crop is 32 / (32 + 32) of 64 = 32 pixels, taken at
   # rows and columns 16..47, and the resize to 32 leaves it unchanged.
