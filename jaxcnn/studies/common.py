@@ -283,6 +283,8 @@ def study_main(run_fn: Callable[[ml_collections.ConfigDict, str], Any],
   ``config.json`` there, calls ``run_fn(config, workdir)`` and lists what it wrote. A bad flag,
   an unknown config field or a bad value prints one line and returns 2.
   """
+  from jaxcnn.train.cache import enable_compilation_cache  # pylint: disable=g-import-not-at-top
+  enable_compilation_cache()  # as every jaxcnn command
   argv = list(sys.argv[1:] if argv is None else argv)
   prog = pathlib.Path(sys.argv[0]).name or "study"
   if any(a in ("-h", "--help", "--helpfull") for a in argv):
