@@ -84,8 +84,12 @@ def check_config(config: Mapping[str, Any]) -> None:
   for key, low, high in (("label_smoothing", 0.0, 1.0), ("ema_decay", 0.0, 1.0)):
     if not low <= float(config[key]) < high:
       raise ValueError(f"config.{key}={config[key]!r}: must be in [{low:g}, {high:g}).")
-  if float(config.get("checkpoint_every_minutes", 0.0)) < 0 or float(config["val_size"]) < 0:
-    raise ValueError("config.checkpoint_every_minutes and config.val_size must be >= 0.")
+  if float(config.get("checkpoint_every_minutes", 0.0)) < 0:
+    raise ValueError("config.checkpoint_every_minutes must be >= 0.")
+  val = float(config["val_size"])
+  if val < 0 or (val >= 1 and not val.is_integer()):
+    raise ValueError(f"config.val_size={config['val_size']!r}: must be a fraction in [0, 1) or a "
+                     f"whole number of examples.")
   if config["dtype"] not in DTYPES:
     raise ValueError(f"config.dtype={config['dtype']!r}: must be one of {', '.join(DTYPES)}.")
   opt = config["optimizer"]

@@ -98,6 +98,7 @@ def test_sparse_or_negative_labels_are_an_error(tmp_path, labels, says):
     ({"preprocessing": "pca(q=3)"}, r"pca.*keyword"),
     ({"augment": ("crop(pad=4)",)}, r"pad"),
     ({"label_smoothing": 1.5}, r"label_smoothing"),
+    ({"val_size": 1.5}, r"val_size=1.5: must be a fraction in \[0, 1\) or a whole number"),
     ({"schedule.warmup_epochs": 3.0}, r"warmup_epochs=3.0 must be shorter"),
 ])
 def test_bad_config_values_fail_early_with_one_clear_line(tmp_path, changes, says):
