@@ -51,7 +51,8 @@ def _source(n_train=48, n_val=16, seed=0):
 
 def _build(arch):
   """A tiny space over the zoo's SimpleCNN: arch = (width index, unused choice)."""
-  return create_model("simple_cnn_small", num_classes=3, stage_features=((4,), (8,))[int(arch[0]) % 2])
+  width = (4, 8)[int(arch[0]) % 2]
+  return create_model("simple_cnn_small", num_classes=3, stage_features=(width,))
 
 
 def test_trained_is_deterministic_groups_duplicates_and_matches_a_population():

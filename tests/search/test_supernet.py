@@ -54,33 +54,50 @@ def test_child_variables_have_the_childs_structure():
     assert jax.tree.map(lambda a: a.shape, got) == jax.tree.map(lambda a: a.shape, ref)
 
 
-def test_child_path_equals_the_standalone_child():
-  v = variables()
-  arch = np.asarray([0, 2, 4, 1, 3, 2], np.int32)  # all five ops
-  child, cv = sn.child(SUPER, arch), sn.child_variables(v, arch)
-  want = jax.jit(functools.partial(forward, child))(cv, X)
-  on_path = lambda out: (out[0], sn.child_variables({"p": out[1]}, arch)["p"],
-                         sn.child_variables({"s": out[2]}, arch)["s"], out[3])
-  # The architecture a compile-time constant: the switches fold to their branches and the
-  # supernet's program is the child's: train-mode logits, gradients and batch statistics and
-  # eval-mode logits are bitwise equal.
-  fixed = jax.jit(lambda v, x: forward(SUPER, v, x, jnp.asarray(arch)))(v, X)
-  jax.tree.map(np.testing.assert_array_equal, on_path(fixed), want)
-  # The architecture traced (one program for the whole space): equal to float noise. XLA
-  # cannot fuse a branch's element-wise ops with their neighbours across the conditional, and
-  # the other fusion rounds differently (measured: at most ~1e-6 on values of size ~1).
-  traced = SUPER_FORWARD(v, X, jnp.asarray(arch))
-  close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-5)
-  jax.tree.map(close, on_path(traced), want)
-  # The ops off the path get exactly zero gradient and keep their statistics.
+PATH_ARCH = (0, 2, 4, 1, 3, 2)  # all five ops
+
+
+@functools.lru_cache(maxsize=None)
+def standalone(arch=PATH_ARCH):
+  """The standalone child's forward pass with the supernet's weights."""
+  child, cv = sn.child(SUPER, arch), sn.child_variables(variables(), arch)
+  return jax.jit(functools.partial(forward, child))(cv, X)
+
+
+def on_path(out, arch=PATH_ARCH):
+  """The supernet's outputs restricted to the child's variables."""
+  return (out[0], sn.child_variables({"p": out[1]}, arch)["p"],
+          sn.child_variables({"s": out[2]}, arch)["s"], out[3])
+
+
+def check_off_path(grads, stats, arch=PATH_ARCH):
+  """The ops off the path get exactly zero gradient and keep their statistics."""
   chosen = dict(zip((f"edge_{j}_{i}" for j, i in nb.EDGES), nb.arch_ops(arch)))
-  for grads, stats in [(fixed[1], fixed[2]), (traced[1], traced[2])]:
-    for cell in ("cell_0_0", "cell_1_0", "cell_2_0"):
-      for edge, per_op in grads[cell].items():
-        for op in set(per_op) - {chosen[edge]}:
-          assert not any(np.asarray(g).any() for g in jax.tree.leaves(per_op[op]))
-          jax.tree.map(np.testing.assert_array_equal, stats[cell][edge][op],
-                       v["batch_stats"][cell][edge][op])
+  for cell in ("cell_0_0", "cell_1_0", "cell_2_0"):
+    for edge, per_op in grads[cell].items():
+      for op in set(per_op) - {chosen[edge]}:
+        assert not any(np.asarray(g).any() for g in jax.tree.leaves(per_op[op]))
+        jax.tree.map(np.testing.assert_array_equal, stats[cell][edge][op],
+                     variables()["batch_stats"][cell][edge][op])
+
+
+def test_child_path_with_a_constant_arch_is_bitwise_the_child():
+  # The switches fold to their branches and the supernet's program is the child's: train-mode
+  # logits, gradients and batch statistics and eval-mode logits are bitwise equal.
+  arch = jnp.asarray(PATH_ARCH)
+  fixed = jax.jit(lambda v, x: forward(SUPER, v, x, arch))(variables(), X)
+  jax.tree.map(np.testing.assert_array_equal, on_path(fixed), standalone())
+  check_off_path(fixed[1], fixed[2])
+
+
+def test_child_path_with_a_traced_arch_equals_the_child_to_float_noise():
+  # One program for the whole space. XLA cannot fuse a branch's element-wise ops with their
+  # neighbours across the conditional, and the other fusion rounds differently (measured: at
+  # most ~1e-6 on values of size ~1).
+  traced = SUPER_FORWARD(variables(), X, jnp.asarray(PATH_ARCH))
+  close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-5)
+  jax.tree.map(close, on_path(traced), standalone())
+  check_off_path(traced[1], traced[2])
 
 
 def test_vmap_and_map_agree_and_compile_once():
@@ -96,6 +113,23 @@ def test_vmap_and_map_agree_and_compile_once():
   sn.child_logits(SUPER, v, X, archs[::-1], mode="map")  # other children: no new compilation
   assert sn._compiled_logits(SUPER, "map")._cache_size() == 1
   assert sn.resolve_mode("auto") == sn.AUTO_MODE["cpu"]
+
+
+def test_shared_weights_evaluator_is_the_childs_accuracy():
+  rng = np.random.default_rng(0)
+  images = rng.normal(size=(6, 8, 8, 3)).astype(np.float32)  # two eval batches of 4, padded
+  labels = rng.integers(0, 5, 6).astype(np.int32)
+  source = sources.InMemory({"train": {"image": images, "label": labels},
+                             "val": {"image": images, "label": labels}}, eval_batch_size=4)
+  ev = evaluators.SharedWeights(SUPER, variables(), source, mode="map")
+  rewards, metrics = ev.evaluate(ARCHS)
+  padded = np.concatenate([images, images[:2]])
+  for arch, reward in zip(ARCHS, rewards):
+    logits = np.concatenate([SUPER_FORWARD(variables(), jnp.asarray(padded[i:i + 4]),
+                                           jnp.asarray(arch))[3] for i in (0, 4)])[:6]
+    assert reward == pytest.approx(float((logits.argmax(-1) == labels).mean()))
+  np.testing.assert_array_equal(ev(ARCHS[::-1]), rewards[::-1])  # deterministic
+  assert set(ev.last_metrics) == {"accuracy", "loss"} and metrics["loss"].shape == (2,)
 
 
 @pytest.mark.slow  # about 45 s of CPU: four programs over the supernet compile
