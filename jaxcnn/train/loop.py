@@ -238,7 +238,9 @@ class Setup:
 
   @property
   def title(self) -> str:
-    return f"{self.config.model.name} on {self.config.dataset}"
+    data_dir = self.config.get("data_dir")
+    return (f"{self.config.model.name} on {self.config.dataset}"
+            + (f" from {data_dir}" if data_dir else ""))
 
 
 def setup(config: ml_collections.ConfigDict, *, data: Mapping[str, Split] | None = None,
