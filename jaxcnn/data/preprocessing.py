@@ -177,6 +177,31 @@ def channel_mean(x: np.ndarray) -> Transform:
   return _make("channel_mean", x, mean, 1.0)
 
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@register
+def normalize(x: np.ndarray, mean: Any = None, std: Any = None) -> Transform:
+  """Fixed per-channel ``(x / 255 - mean) / std``, not fitted: the input normalization that
+  pretrained weights expect. The defaults are ImageNet's (as torchvision and timm use); for
+  images with other than 3 channels, their averages (0.449, 0.226).
+
+  References: torchvision's ``transforms.Normalize`` and its ImageNet weights' documented
+  mean/std.
+  """
+  channels = x.shape[-1]
+  default = lambda v: v if channels == 3 else (float(np.mean(v)),) * channels  # noqa: E731
+  mean = np.atleast_1d(np.asarray(default(IMAGENET_MEAN) if mean is None else mean, np.float64))
+  std = np.atleast_1d(np.asarray(default(IMAGENET_STD) if std is None else std, np.float64))
+  mean, std = np.broadcast_to(mean, std.shape) if mean.size == 1 else mean, std
+  if mean.shape not in ((1,), (channels,)) or std.shape not in ((1,), (channels,)) or \
+      not np.all(std > 0):
+    raise ValueError(f"normalize needs a mean and a positive std per channel ({channels}), "
+                     f"got mean={mean.tolist()}, std={std.tolist()}.")
+  return _make(f"normalize(mean={tuple(mean.tolist())!r}, std={tuple(std.tolist())!r})", x,
+               255.0 * mean, 1.0 / (255.0 * std))
+
+
 @register
 def standardize(x: np.ndarray) -> Transform:
   """Per-channel (last axis) zero mean and unit standard deviation; constant channels only centered.

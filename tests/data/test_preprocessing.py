@@ -150,3 +150,18 @@ def test_errors(digits):
   pre = preprocessing.fit("zca", digits)
   with pytest.raises(ValueError, match=r"\(8, 8, 1\).*\(5, 64\)"):
     pre(digits[:5].reshape(5, 64))
+
+
+def test_normalize_is_torchvisions_fixed_imagenet_normalization():
+  x = np.random.default_rng(0).integers(0, 256, (6, 5, 5, 3), dtype=np.uint8)
+  mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+  t = preprocessing.fit("normalize", x)
+  np.testing.assert_allclose(np.asarray(t(x)), (x / 255.0 - mean) / std, atol=1e-6)
+  assert np.asarray(t(x[:1])).shape == (1, 5, 5, 3)
+  again = preprocessing.fit(t.name, x[::-1])  # the name refits the same (data-free) transform
+  np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(t(x)))
+  gray = preprocessing.fit("normalize(mean=0.5, std=0.25)", x[..., :1])
+  np.testing.assert_allclose(np.asarray(gray(x[..., :1])), (x[..., :1] / 255 - 0.5) / 0.25,
+                             atol=1e-6)
+  with pytest.raises(ValueError, match="mean and a positive std per channel"):
+    preprocessing.fit("normalize(mean=(0.5, 0.5), std=(1.0, 1.0))", x)
