@@ -83,16 +83,13 @@ def normalize(norm: Any, x: jax.Array, *, train: bool, name: str | None = None,
 PADDINGS = ("same", "torch")
 
 
-def resolve_padding(padding: Any, kernel_size: Sequence[int],
-                    strides: Sequence[int] | None = None) -> Any:
+def resolve_padding(padding: Any, kernel_size: Sequence[int]) -> Any:
   """The ``padding`` argument of ``nn.Conv`` (or a pool) for a convention or an explicit spec.
 
   ``"same"`` (or ``"SAME"``) gives flax's "SAME"; ``"torch"`` gives ``k // 2`` on both sides of
   every spatial axis (PyTorch's ``padding=k // 2``); anything else (``"VALID"``, explicit pairs)
-  is returned unchanged. ``strides`` is accepted for symmetry with the convolution call: neither
-  convention depends on it.
+  is returned unchanged.
   """
-  del strides
   if isinstance(padding, str) and padding.lower() == "same":
     return "SAME"
   if isinstance(padding, str) and padding.lower() == "torch":
@@ -167,9 +164,9 @@ class Ops:
     """A copy with some operations replaced (``ops.replace(norm=Identity)``)."""
     return dataclasses.replace(self, **changes)
 
-  def pad(self, kernel_size: Sequence[int], strides: Sequence[int] | None = None) -> Any:
+  def pad(self, kernel_size: Sequence[int]) -> Any:
     """The ``padding`` argument of a same-style convolution or pool under this convention."""
-    return resolve_padding(self.padding, kernel_size, strides)
+    return resolve_padding(self.padding, kernel_size)
 
   def normalize(self, x: jax.Array, *, train: bool, name: str | None = None,
                 **kwargs: Any) -> jax.Array:
