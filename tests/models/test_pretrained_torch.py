@@ -100,3 +100,21 @@ def test_memory_matches_torchinfo():
   mem = memory(create_model("resnet18"), (2, 224, 224, 3))
   assert mem["forward_backward_bytes"] == stats.total_output_bytes
   assert mem["param_bytes"] == stats.total_param_bytes
+
+
+@pytest.mark.parametrize("name", [f"efficientnet_b{i}" for i in range(8)] + [
+    "googlenet", "mobilenet_v2", "resnet50", "densenet121", "vgg11_bn"])
+def test_overrides_agree_with_torchvision_layers(name):
+  """TORCHVISION_OVERRIDES against the torchvision builders: every BatchNorm's epsilon and
+  every convolution's symmetric k // 2 padding (so padding="torch")."""
+  from jaxcnn.nn.layers import get_norm
+  kwargs = {"init_weights": False} if name == "googlenet" else {}
+  tv = getattr(torchvision.models, name)(weights=None, **kwargs)
+  eps = {m.eps for m in tv.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+  assert len(eps) == 1
+  model = pretrained.torchvision_model(name)
+  assert get_norm(model.norm).keywords["epsilon"] == pytest.approx(eps.pop())
+  for m in tv.modules():
+    if isinstance(m, torch.nn.Conv2d):
+      assert m.padding == tuple(k // 2 for k in m.kernel_size), m
+  assert model.padding == "torch"
