@@ -204,6 +204,11 @@ def main() -> None:
     tensors[f"{case}/logits"] = logits.astype(np.float32)
     print(f"{case:20s} {sum(np.prod(s) for _, s in entries):>10,.0f} weights  logits "
           f"{logits.shape} std {logits.std():.3f}")
+    if case == "googlenet":  # an auxiliary head alone, at 14x14 where the pools differ
+      x_aux = synthetic_input((1, 512, 14, 14), seed + 1000)
+      with torch.no_grad():
+        tensors["googlenet/aux1_input"] = x_aux
+        tensors["googlenet/aux1_logits"] = model.aux1(torch.from_numpy(x_aux)).numpy()
     if case == "densenet":
       save_torch_file({k: v.contiguous() for k, v in model.state_dict().items()},
                       os.path.join(FIXTURES, "densenet_tiny.safetensors"))

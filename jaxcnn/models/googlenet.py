@@ -15,6 +15,8 @@ paper's network; ``branch5x5_kernel=3`` reproduces torchvision's.
 ``aux_logits=True`` adds the two auxiliary classifiers after inception 4a and 4d (5x5/3 average
 pool, 1x1 conv with 128 filters, 1024-unit dense layer, 70% dropout, classifier); in training mode
 the model then returns ``(logits, aux1, aux2)`` and the paper weights the auxiliary losses by 0.3.
+``aux_pool="torchvision"`` pools the auxiliary heads' input straight to 4x4 (adaptive average
+pooling, as torchvision's ``InceptionAux``) instead of the paper's 5x5/3 average pool.
 In evaluation mode it returns the logits only.
 
 References: Szegedy et al. 2014, "Going Deeper with Convolutions".
@@ -93,15 +95,20 @@ class Inception(OpsModule):
 class AuxHead(OpsModule):
   """Auxiliary classifier: 5x5/3 average pool, 1x1 conv (128), dense 1024, dropout 0.7, dense.
 
-  References: Szegedy et al. 2014, Sec. 5.
+  ``pool="torchvision"`` replaces the 5x5/3 pool by adaptive average pooling to 4x4
+  (torchvision's ``InceptionAux``; the bins differ: at 14x14, width 4 at offsets 0, 3, 7, 10
+  against width 5 at 0, 3, 6, 9). References: Szegedy et al. 2014, Sec. 5.
   """
 
   num_classes: int
+  pool: str = "paper"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     ops = self.get_ops()
-    if min(x.shape[1:3]) >= 5:
+    if self.pool not in ("paper", "torchvision"):
+      raise ValueError(f"Unknown auxiliary pool {self.pool!r}; use 'paper' or 'torchvision'.")
+    if self.pool == "paper" and min(x.shape[1:3]) >= 5:
       x = nn.avg_pool(x, (5, 5), strides=(3, 3))
     x = adaptive_avg_pool(x, (4, 4))  # a no-op at 224x224 (14 -> 4); fixes the size elsewhere
     x = ConvBNAct(128, (1, 1), ops=ops, name="conv")(x, train=train)
@@ -120,6 +127,7 @@ class GoogLeNet(OpsModule):
 
   num_classes: int = 1000
   aux_logits: bool = False
+  aux_pool: str = "paper"
   branch5x5_kernel: int = 5
   dropout_rate: float = 0.4
 
@@ -142,7 +150,8 @@ class GoogLeNet(OpsModule):
       x = Inception(branches, self.branch5x5_kernel, name=f"inception{name}", **common)(
           x, train=train)
       if with_aux and name in ("4a", "4d"):
-        aux.append(AuxHead(self.num_classes, name=f"aux_{name}", **common)(x, train=train))
+        aux.append(AuxHead(self.num_classes, self.aux_pool, name=f"aux_{name}", **common)(
+            x, train=train))
     logits = pooled_head(x, common["ops"], self.num_classes, dropout_rate=self.dropout_rate,
                          train=train, name="fc")
     return (logits, *aux) if with_aux and train else logits

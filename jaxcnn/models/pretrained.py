@@ -64,7 +64,8 @@ _EPS_1E3 = "batch(epsilon=0.001)"
 # create_model overrides that give torchvision's network for a registered name (the rest of the
 # registered variants of these families match torchvision as registered).
 TORCHVISION_OVERRIDES: dict[str, dict[str, Any]] = {
-    "googlenet": {"branch5x5_kernel": 3, "padding": "torch", "norm": _EPS_1E3},
+    "googlenet": {"branch5x5_kernel": 3, "padding": "torch", "norm": _EPS_1E3,
+                  "aux_pool": "torchvision"},
     "mobilenet_v2": {"padding": "torch"},
     **{f"efficientnet_b{i}": {"padding": "torch"} for i in range(5)},
     **{f"efficientnet_b{i}": {"padding": "torch", "norm": _EPS_1E3} for i in range(5, 8)},

@@ -176,3 +176,23 @@ def test_head_names_of_googlenet_with_aux():
   model = create_model("googlenet", aux_logits=True, num_classes=10)
   assert pretrained.head_names(model, (1, 64, 64, 3)) == ("aux_4a", "aux_4d", "fc")
   assert pretrained.head_names(create_model("vgg11", num_classes=10), (1, 32, 32, 3)) == ("fc3",)
+
+
+def test_googlenet_aux_head_matches_torchvision(references):
+  """An auxiliary head alone (converted aux1 weights) on a 14x14 map: aux_pool="torchvision"
+  gives torchvision's InceptionAux logits; the paper's 5x5/3 pool does not."""
+  from jaxcnn.models.googlenet import AuxHead
+  from jaxcnn.nn.layers import Ops
+  case, model, state = _case("googlenet")
+  v = pretrained.convert(model, state, input_shape=(1, 65, 65, 3))
+  head = {c: v[c]["aux_4a"] for c in ("params", "batch_stats")}
+  x = jnp.asarray(references["googlenet/aux1_input"].transpose(0, 2, 3, 1))
+  want = references["googlenet/aux1_logits"]
+  ops = Ops.create(norm="batch(epsilon=0.001)")
+  got = AuxHead(10, "torchvision", ops=ops).apply(head, x, train=False)
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())
+  paper = AuxHead(10, ops=ops).apply(head, x, train=False)
+  assert np.abs(paper - want).max() > 1e-2 * np.abs(want).max()
+  assert pretrained.torchvision_model("googlenet").aux_pool == "torchvision"
+  with pytest.raises(ValueError, match="Unknown auxiliary pool"):
+    AuxHead(10, "max", ops=ops).apply(head, x, train=False)
