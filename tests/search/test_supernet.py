@@ -20,12 +20,20 @@ ARCHS = np.asarray([[3, 3, 4, 1, 3, 1],   # the string example: conv3x3, avg poo
 
 @functools.lru_cache(maxsize=None)
 def variables():
-  v = jax.jit(lambda k: SUPER.init(k, X, jnp.zeros(6, jnp.int32), train=False))(
-      jax.random.PRNGKey(0))
-  # Running statistics away from (0, 1), so the eval path depends on them.
-  stats = jax.tree.map(lambda a: a + 0.3 * jax.random.uniform(jax.random.PRNGKey(3), a.shape),
-                       v["batch_stats"])
-  return {"params": v["params"], "batch_stats": stats}
+  """Random supernet variables filled with NumPy (no init program to compile): kernels
+  ``N(0, 1 / fan_in)``, norm scales and running variances near 1, biases and means near 0."""
+  shapes = jax.eval_shape(lambda k: SUPER.init(k, X, jnp.zeros(6, jnp.int32), train=False),
+                          jax.random.PRNGKey(0))
+  rng = np.random.default_rng(0)
+
+  def fill(path, leaf):
+    name = jax.tree_util.keystr(path[-1:])
+    if "kernel" in name:
+      return rng.normal(0, 1 / np.sqrt(np.prod(leaf.shape[:-1])), leaf.shape).astype(np.float32)
+    base = 1.0 if ("scale" in name or "var" in name) else 0.0
+    return (base + 0.3 * rng.uniform(size=leaf.shape)).astype(np.float32)
+
+  return jax.tree.map(jnp.asarray, jax.tree_util.tree_map_with_path(fill, shapes))
 
 
 def forward(model, variables, x, *arch):
@@ -144,9 +152,7 @@ def test_one_shot_training_and_shared_weight_evaluation():
                                                batch_size=8, preprocess=lambda x: x / 255.0)
   assert history["train_loss"].shape == (3, 1) and np.isfinite(history["train_loss"]).all()
   assert jax.tree.structure(trained) == jax.tree.structure(v0)
-  moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(trained["params"]),
-                                                 jax.tree.leaves(v0["params"]))]
-  assert any(moved)
+  assert (history["grad_norm"] > 0).all()  # every sampled path trains some weights
   ev = evaluators.SharedWeights(SUPER, trained, source, preprocess=lambda x: x / 255.0,
                                 mode="map")
   rewards, metrics = ev.evaluate(ARCHS)
