@@ -10,12 +10,13 @@ groups as ``batch_group_count``: the formula of JAX's own transpose rule). Value
 gradients equal the plain convolution's (tested against ``jax.grad`` of ``flax.linen.Conv``;
 bitwise equal on jaxlib 0.10.2).
 
-Measured on jaxlib 0.10.2 (2 shared CPU cores, load about 13, ResNet-20, batch 128, the two
-steps alternated in one process): custom over plain 0.96x with the default YNNPACK convolutions,
-1.02x with Eigen's. The optimized HLO of XLA's own weight gradient has the same two transposes
-and the same ``b01f_01io->b01f`` convolution, so on this jaxlib there is nothing left to gain
-here. What does help is the XLA flag that sends CPU convolutions to Eigen instead of YNNPACK,
-``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`` (1.41x on the same step).
+Measured on jaxlib 0.10.2 (2 shared CPU cores, load 8 to 14, ResNet-20, batch 128, variants
+compiled side by side in one process and their steps alternated, ``benchmarks/conv_ab.py``):
+custom over plain 0.96x to 1.03x, with XLA's default (YNNPACK) convolutions and with Eigen's
+(``xla_cpu_experimental_ynn_fusion_type`` without individual convolutions, reported elsewhere
+at 1.43x by itself; 1.04x here in the same A/B). The optimized HLO of XLA's own weight gradient
+already has the same two transposes and the same ``b01f_01io->b01f`` convolution, so on this
+jaxlib this gradient gains nothing measurable.
 The module stays the one place for a backend-specific convolution: a model takes it as its
 ``conv`` field.
 
