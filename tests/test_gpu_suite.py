@@ -124,3 +124,10 @@ def test_data_dir_errors_and_loading(tmp_path):
 def test_unknown_row_is_a_usage_error():
   out = _run(str(SUITE), "--smoke", "--rows", "resnet50,imagenet", timeout=60)
   assert out.returncode == 2 and "unknown rows ['imagenet']" in out.stderr
+
+
+def test_full_sizes_are_the_issues():
+  full = _suite().FULL
+  assert (full.resnet50, full.resnet50_batch, full.resnet50_input) == ({}, 256, (224, 224, 3))
+  assert full.population == 16 and full.search_budget % full.population == 0
+  assert full.speedrun_model == {} and full.speedrun_epochs is None and full.speedrun_train is None
