@@ -19,4 +19,5 @@ from jaxcnn.models import (  # noqa: F401  (imported to register their variants)
     speedrun,
     vgg,
 )
-from jaxcnn.models.analysis import count_params, flops, summary  # noqa: E402,F401
+from jaxcnn.models.analysis import count_params, flops, memory, summary  # noqa: E402,F401
+from jaxcnn.models import pretrained  # noqa: E402,F401  (torchvision/timm weights)

@@ -54,7 +54,8 @@ from jaxcnn.models._common import create_model
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SOURCES", "TIMM_OVERRIDES", "TORCHVISION_OVERRIDES",
            "convert",
-           "head_names", "load", "load_state_dict", "replace_head", "torchvision_model"]
+           "head_classes", "head_names", "load", "load_state_dict", "replace_head",
+           "torchvision_model"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -463,14 +464,32 @@ def load(name: str, path: str | os.PathLike, *, source: str = "torchvision",
   ``create_model`` with :data:`TORCHVISION_OVERRIDES` (or :data:`TIMM_OVERRIDES`),
   :func:`load_state_dict` and :func:`convert` in one call.
 
-  ``overrides`` go to ``create_model`` (e.g. ``num_classes`` matching the file's classifier).
+  ``overrides`` go to ``create_model``; ``num_classes`` defaults to the file's classifier's
+  (:func:`head_classes`).
   """
+  state_dict = load_state_dict(path)
+  if "num_classes" not in overrides and head_classes(state_dict):
+    overrides["num_classes"] = head_classes(state_dict)
   if source == "timm":
     base = name.split("(", 1)[0].strip()
     model = create_model(name, **{**TIMM_OVERRIDES.get(base, {}), **overrides})
   else:
     model = torchvision_model(name, **overrides)
-  return model, convert(model, load_state_dict(path), source=source, strict=strict)
+  return model, convert(model, state_dict, source=source, strict=strict)
+
+
+# The classifier's bias in torchvision's (ResNet, GoogLeNet; DenseNet; MobileNetV2, EfficientNet;
+# VGG, AlexNet) and timm's (ResNet; EfficientNet) state dicts.
+_HEAD_BIASES = ("fc.bias", "classifier.bias", "classifier.1.bias", "classifier.6.bias",
+                "head.fc.bias")
+
+
+def head_classes(state_dict: Mapping[str, Any]) -> int | None:
+  """The number of classes of a torchvision/timm state dict's classifier (None if not found)."""
+  for key in _HEAD_BIASES:
+    if key in state_dict:
+      return int(np.shape(state_dict[key])[0])
+  return None
 
 
 # --- fine-tuning ------------------------------------------------------------------------------

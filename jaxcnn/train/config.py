@@ -92,6 +92,13 @@ def get_config() -> ml_collections.ConfigDict:
   # Model: name plus keyword overrides passed to jaxcnn.models.create_model.
   c.model = ml_collections.ConfigDict(
       {"name": "simple_cnn", "act": "relu", "norm": "batch", "kernel_init": "kaiming_normal"})
+  # Fine-tuning (experiments/configs/finetune.py): start from torchvision or timm weights of
+  # model.name (jaxcnn.models.pretrained), with a new head for the data's classes.
+  c.init_from = ml_collections.ConfigDict({
+      "weights": "",          # .safetensors (or .pth, needs torch) file; "" = random init
+      "source": "torchvision",  # torchvision or timm (their parameter names differ)
+      "train": "all",         # all: fine-tune every layer; head: freeze the backbone
+  })
   # Optimization.
   c.num_epochs = 15
   c.batch_size = 64

@@ -112,6 +112,13 @@ def check_config(config: Mapping[str, Any]) -> None:
       config["schedule"]["name"] == "cosine":
     raise ValueError(f"config.schedule.warmup_epochs={config['schedule']['warmup_epochs']} must "
                      f"be shorter than the run (config.num_epochs={config['num_epochs']}).")
+  init = config.get("init_from") or {}
+  if init.get("weights"):
+    if not Path(init["weights"]).expanduser().is_file():
+      raise ValueError(f"config.init_from.weights={init['weights']!r}: no such file.")
+    if init["source"] not in ("torchvision", "timm") or init["train"] not in ("all", "head"):
+      raise ValueError(f"config.init_from: source must be torchvision or timm and train all or "
+                       f"head, got source={init['source']!r}, train={init['train']!r}.")
   model = dict(config["model"])
   try:
     created = create_model(model.pop("name"), num_classes=2, **model)
@@ -235,6 +242,7 @@ class Setup:
   batch_size: int
   steps_per_epoch: int
   total_steps: int
+  variables: Any = None  # initial variables of every model (fine-tuning), else drawn per seed
 
   @property
   def title(self) -> str:
@@ -266,7 +274,12 @@ def setup(config: ml_collections.ConfigDict, *, data: Mapping[str, Split] | None
     from jaxcnn.data.augment import make_augment  # pylint: disable=g-import-not-at-top
     augment = make_augment(tuple(config.augment))
   model_kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
-  model = create_model(config.model.name, num_classes=num_classes, **model_kwargs)
+  variables, trainable = None, None
+  if config.get("init_from") and config.init_from.weights:
+    model, variables, trainable = _pretrained(config, model_kwargs, num_classes,
+                                              tuple(source.input_shape))
+  else:
+    model = create_model(config.model.name, num_classes=num_classes, **model_kwargs)
 
   full_epoch = source.steps_per_epoch(batch_size)
   steps_per_epoch = int(config.get("steps_per_epoch", 0)) or full_epoch
@@ -275,7 +288,8 @@ def setup(config: ml_collections.ConfigDict, *, data: Mapping[str, Split] | None
                      f"{source.num_train} training examples ({full_epoch} steps).")
   schedule = make_schedule(config.schedule, learning_rate=1.0, steps_per_epoch=steps_per_epoch,
                            num_epochs=int(config.num_epochs))
-  tx = make_optimizer(config.optimizer, config.optimizer.learning_rate, schedule=schedule)
+  tx = make_optimizer(config.optimizer, config.optimizer.learning_rate, schedule=schedule,
+                      trainable=trainable)
   population = Population(model, tx, num_models=len(runs), label_smoothing=config.label_smoothing,
                           augment=augment, preprocess=transform,
                           compute_dtype=jnp.dtype(config.dtype), ema_decay=config.ema_decay,
@@ -284,7 +298,30 @@ def setup(config: ml_collections.ConfigDict, *, data: Mapping[str, Split] | None
   return Setup(config=config, source=source, num_classes=num_classes, transform=transform,
                model=model, tx=tx, schedule=schedule, population=population, members=runs,
                labels=labels, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
-               total_steps=int(config.num_epochs) * steps_per_epoch)
+               total_steps=int(config.num_epochs) * steps_per_epoch, variables=variables)
+
+
+def _pretrained(config: ml_collections.ConfigDict, model_kwargs: dict[str, Any],
+                num_classes: int, input_shape: tuple[int, ...]) -> tuple[Any, Any, Any]:
+  """``(model, variables, trainable)`` for fine-tuning: ``config.init_from.weights`` converted
+  (:mod:`jaxcnn.models.pretrained`), a fresh head for ``num_classes``, and the trainable module
+  names (None: all) when ``init_from.train == "head"``.
+
+  The weights fix the network's operations, so the model's choice fields (act, norm,
+  kernel_init, conv, dtype) are not passed on; its structural fields (depth, width ...) are.
+  """
+  from jaxcnn.models import pretrained  # pylint: disable=g-import-not-at-top
+  from jaxcnn.nn.layers import CHOICES  # pylint: disable=g-import-not-at-top
+
+  init = config.init_from
+  structural = {k: v for k, v in model_kwargs.items() if k not in CHOICES and k != "num_classes"}
+  model, variables = pretrained.load(config.model.name, init.weights, source=init.source,
+                                     **structural)
+  model, variables = pretrained.replace_head(model, variables, num_classes,
+                                             key=jax.random.PRNGKey(int(config.seed)),
+                                             input_shape=(1, *input_shape))
+  trainable = pretrained.head_names(model, (1, *input_shape)) if init.train == "head" else None
+  return model, variables, trainable
 
 
 def restore_or_init(s: Setup, mngr: Any, *, resume: bool) -> tuple[TrainState, Any, dict, int]:
@@ -294,8 +331,10 @@ def restore_or_init(s: Setup, mngr: Any, *, resume: bool) -> tuple[TrainState, A
   state), so a run resumed with a changed rate trains at the new one.
   """
   hyperparams = {k: [m.get(k, s.config.optimizer[k]) for m in s.members] for k in SWEEPABLE}
+  stacked = None if s.variables is None else jax.tree.map(
+      lambda v: jnp.broadcast_to(v, (len(s.members), *v.shape)), s.variables)
   state, data_keys = s.population.init([m["seed"] for m in s.members], s.source.input_shape,
-                                       hyperparams=hyperparams)
+                                       hyperparams=hyperparams, variables=stacked)
   sums = {"loss": 0.0, "accuracy": 0.0, "steps": 0}
   if resume and mngr.latest_step() is not None:
     state, loop_state = ckpt.restore_latest(mngr, state)

@@ -80,7 +80,8 @@ def make_schedule(config: Mapping[str, Any], *, learning_rate: float, steps_per_
 
 
 def make_optimizer(config: Mapping[str, Any], learning_rate: float, *,
-                   schedule: optax.Schedule | None = None) -> optax.GradientTransformation:
+                   schedule: optax.Schedule | None = None,
+                   trainable: Any = None) -> optax.GradientTransformation:
   """The optax chain for ``config``: ``name`` (sgd, adam, adamw), ``momentum``, ``nesterov``,
   ``b1``, ``b2``, ``eps``, ``weight_decay``, ``grad_clip_norm`` (0 = no clipping).
 
@@ -88,7 +89,9 @@ def make_optimizer(config: Mapping[str, Any], learning_rate: float, *,
   multiplier, e.g. ``make_schedule(config.schedule, learning_rate=1.0, ...)`` (None: constant).
   ``learning_rate`` and ``weight_decay`` are hyperparameters held in the optimizer state
   (``optax.inject_hyperparams``: ``opt_state.hyperparams``), so each model of a stack trained
-  under ``jax.vmap`` can carry its own values (:func:`set_hyperparams`).
+  under ``jax.vmap`` can carry its own values (:func:`set_hyperparams`). ``trainable`` (module
+  names or a predicate, see :func:`freeze_labels`) freezes every other parameter, inside the
+  injected hyperparameters, so ``opt_state.hyperparams`` stays where it is.
 
   References: Sutskever et al. 2013 (momentum, Nesterov); Kingma & Ba 2015, "Adam"; Loshchilov &
   Hutter 2019, "Decoupled Weight Decay Regularization" (AdamW); Pascanu et al. 2013 (clipping).
@@ -116,7 +119,8 @@ def make_optimizer(config: Mapping[str, Any], learning_rate: float, *,
     else:
       parts.append(optax.adamw(rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
                                mask=decay_mask))
-    return optax.chain(*parts)
+    tx = optax.chain(*parts)
+    return tx if trainable is None else freeze(tx, trainable)
 
   return optax.inject_hyperparams(chain)(learning_rate=float(learning_rate),
                                          weight_decay=float(config.get("weight_decay", 0.0)))

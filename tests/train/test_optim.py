@@ -166,6 +166,17 @@ def test_freeze_updates_only_the_trainable_modules():
   np.testing.assert_allclose(new["head"]["bias"], -0.1 * 0.5, rtol=1e-6)
 
 
+def test_make_optimizer_trainable_freezes_inside_the_injected_hyperparameters():
+  params = {"conv": {"kernel": jnp.ones((3, 3, 2, 4))}, "head": {"kernel": jnp.full((4, 2), 2.0)}}
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+  opt = optim.make_optimizer({"name": "sgd"}, 0.1, trainable=("head",))
+  state = optim.set_hyperparams(opt.init(params), learning_rate=0.2)  # still at the top
+  updates, _ = opt.update(grads, state, params)
+  new = optax.apply_updates(params, updates)
+  np.testing.assert_array_equal(new["conv"]["kernel"], params["conv"]["kernel"])
+  np.testing.assert_allclose(new["head"]["kernel"], 2.0 - 0.2 * 0.5, rtol=1e-6)
+
+
 def test_freeze_labels_paths_predicates_and_errors():
   params = {"stage1": {"conv": {"kernel": jnp.ones(2)}}, "stage2": {"conv": {"kernel": jnp.ones(2)}},
             "head": {"kernel": jnp.ones(2)}}
