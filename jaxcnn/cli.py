@@ -13,6 +13,7 @@ import sys
 # command -> ("module:function", one-line help). Each function takes argv (list[str]) -> int.
 COMMANDS = {
     "train": ("jaxcnn.train.cli:main", "train a model from an ml_collections config"),
+    "search": ("jaxcnn.search.cli:main", "architecture search from an ml_collections config"),
     "init-study": ("jaxcnn.studies.init_study:main", "activation statistics under four inits"),
     "models": ("jaxcnn.models.cli:list_main", "list registered models"),
     "summary": ("jaxcnn.models.cli:summary_main", "per-layer table of a model"),
