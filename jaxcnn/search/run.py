@@ -103,9 +103,10 @@ def load_state(path, template, *, meta: str | None = None):
           int(data["num_evaluated"]))
 
 
-def _record(space: Space, index: int, arch: np.ndarray, reward: float) -> dict[str, Any]:
+def _record(space: Space, index: int, arch: np.ndarray, reward: float,
+            metrics: dict[str, float] | None = None) -> dict[str, Any]:
   record = {"index": index, "arch": space.decode(arch), "indices": [int(i) for i in arch],
-            "reward": float(reward)}
+            "reward": float(reward), **(metrics or {})}
   # As it reads back from history.jsonl (tuples become lists, other objects their repr).
   return json.loads(json.dumps(record, default=repr))
 
@@ -136,7 +137,9 @@ def run(space: Space, strategy, evaluate: Callable[[np.ndarray], Any], budget: i
   Args:
     space: the search space.
     strategy: an object with ``init/ask/tell`` (see :mod:`jaxcnn.search.strategies`).
-    evaluate: ``evaluate(archs int32 [n, len(space)]) -> rewards [n]``, higher is better.
+    evaluate: ``evaluate(archs int32 [n, len(space)]) -> rewards [n]``, higher is better; an
+      evaluator's ``last_metrics`` (``{name: [n]}``, see :mod:`jaxcnn.search.evaluators`), if it
+      has them, are recorded beside each reward.
     budget: total number of evaluations.
     key: PRNG key of the whole search.
     workdir: folder for the history and state, or None.
@@ -176,7 +179,10 @@ def run(space: Space, strategy, evaluate: Callable[[np.ndarray], Any], budget: i
       if rewards.shape != (n,):
         raise ValueError(f"evaluate returned {rewards.shape[0]} rewards for {n} architectures.")
       state = tell(state, archs, rewards)
-      new = [_record(space, done + i, a, r) for i, (a, r) in enumerate(zip(archs, rewards))]
+      extra = getattr(evaluate, "last_metrics", None) or {}  # e.g. an evaluator's accuracies
+      new = [_record(space, done + i, a, r, {k: float(np.asarray(v).reshape(-1)[i])
+                                             for k, v in extra.items()})
+             for i, (a, r) in enumerate(zip(archs, rewards))]
       history.extend(new)
       done, step = done + n, step + 1
       if workdir is not None:

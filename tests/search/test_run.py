@@ -100,3 +100,22 @@ def test_history_with_unusual_options(tmp_path):
   again = search.run(space, search.strategies.get("random"), ev, 6, jax.random.PRNGKey(0),
                      workdir=tmp_path, batch_size=4, progress=False)
   assert again.history == res.history and len(res.history) == 6
+
+
+def test_an_evaluators_metrics_are_recorded_beside_each_reward(tmp_path):
+  space = search.Space({"a": (0, 1, 2), "b": (0, 1)})
+
+  class WithMetrics:
+    last_metrics = None
+
+    def __call__(self, archs):
+      archs = np.asarray(archs)
+      self.last_metrics = {"accuracy": archs[:, 0] / 2.0, "params": archs.sum(1) * 10.0}
+      return archs[:, 0].astype(np.float32)
+
+  result = search.run(space, search.strategies.get("random"), WithMetrics(), budget=6,
+                      key=jax.random.PRNGKey(0), workdir=tmp_path, batch_size=3, progress=False)
+  lines = [json.loads(l) for l in (tmp_path / "history.jsonl").read_text().splitlines()]
+  for record in (*result.history, *lines):
+    a, b = record["indices"]
+    assert record["accuracy"] == a / 2.0 and record["params"] == (a + b) * 10.0
