@@ -51,6 +51,20 @@ def _flags(argv: list[str]) -> flags.FlagValues:
   return fv
 
 
+def load_config(spec: str) -> Any:
+  """The ConfigDict of a config file, ``"path.py"`` or ``"path.py:arg"`` (``get_config(arg)``),
+  as ``--config`` loads it (unlocked)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+
+  path, _, arg = str(spec).partition(":")
+  module_spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+  if module_spec is None or not Path(path).is_file():
+    raise SearchConfigError(f"cannot load the config file {path!r}: no such file.")
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
 def make_space(config: Any):
   """The :class:`~jaxcnn.search.Space` a config names."""
   from jaxcnn.search import nasbench201  # pylint: disable=g-import-not-at-top
@@ -217,6 +231,16 @@ def _check_resume(workdir: Path, config: Any, resume: bool) -> None:
     return
   if not has_state:
     raise SearchConfigError(f"--resume: {workdir} holds no saved search ({STATE_FILE}).")
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  try:
+    with np.load(workdir / STATE_FILE, allow_pickle=False) as f:
+      done = int(f["num_evaluated"])
+  except Exception as e:  # a damaged file: the zip, format or key error, in one line
+    raise SearchConfigError(f"--resume: cannot read {workdir / STATE_FILE}: "
+                            f"{type(e).__name__}: {e}") from None
+  if done > config.budget:
+    raise SearchConfigError(f"--resume: {workdir} holds {done} evaluations, more than "
+                            f"budget={config.budget}; resume with a budget >= {done}.")
   saved_path = workdir / CONFIG_FILE
   if saved_path.exists():
     saved = json.loads(saved_path.read_text())
@@ -308,8 +332,9 @@ def main(argv: list[str]) -> int:
     print(f"\njaxcnn search: interrupted; {workdir} holds the search up to its last batch "
           "(continue with --resume).", file=sys.stderr)
     return 130
-  except (ValueError, OSError) as e:
-    print(f"jaxcnn search: {e}", file=sys.stderr)
+  except (ValueError, OSError, KeyError) as e:  # KeyError: an arch missing from a lookup table
+    text = e.args[0] if isinstance(e, KeyError) and e.args else e
+    print(f"jaxcnn search: {text}", file=sys.stderr)
     return 1
   top = best["best"][0]
   shown = top.get("cell") or json.dumps(top["arch"])
