@@ -18,6 +18,7 @@ search saved in ``--workdir``; only ``budget`` may differ from the saved config.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -63,6 +64,40 @@ def load_config(spec: str) -> Any:
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module.get_config(arg) if arg else module.get_config()
+
+
+def _config_spec(argv: list[str]) -> str | None:
+  for k, a in enumerate(argv):
+    if a in ("--config", "-config") and k + 1 < len(argv):
+      return argv[k + 1]
+    if a.startswith(("--config=", "-config=")):
+      return a.split("=", 1)[1]
+  return None
+
+
+def _comments(path: str) -> dict[str, str]:
+  """``{field: comment}`` of a config file's ``c.field = ...  # comment`` lines."""
+  out = {}
+  for line in Path(path).read_text().splitlines():
+    match = re.match(r"\s*c\.([\w.]+)\s*=.*?#\s*(.+)$", line)
+    if match:
+      out[match.group(1)] = match.group(2).strip()
+  return out
+
+
+def config_fields(config: Any, comments: dict[str, str] | None = None, prefix: str = "") -> str:
+  """``--config.<field>=<value>`` lines of a config's fields (for ``--help``)."""
+  comments = comments or {}
+  lines = ["config fields (each a --config.<field>=<value> override):"] if not prefix else []
+  for key, value in config.items():
+    if hasattr(value, "items") and value:
+      lines.append(config_fields(value, comments, f"{prefix}{key}."))
+    else:
+      shown = "{}" if hasattr(value, "items") else repr(value)
+      flag = f"  --config.{prefix}{key}={shown}"
+      comment = comments.get(f"{prefix}{key}")
+      lines.append(f"{flag:<56} {comment}" if comment else flag)
+  return "\n".join(lines)
 
 
 def make_space(config: Any):
@@ -300,6 +335,12 @@ def main(argv: list[str]) -> int:
     print("flags:\n  --config: search config file (required), fields overridden with "
           "--config.key=value\n  --workdir: run folder\n  --resume: continue the search in "
           "--workdir\n")
+    spec = _config_spec(argv)
+    if spec:
+      try:
+        print(config_fields(load_config(spec), _comments(spec.partition(":")[0])))
+      except Exception as e:  # pylint: disable=broad-except
+        print(f"(cannot list the fields of {spec}: {type(e).__name__}: {e})")
     return 0
   try:
     fv = _flags(argv)

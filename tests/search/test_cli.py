@@ -180,6 +180,16 @@ def test_workdir_errors(tmp_path, capsys):
   assert len(_history(tmp_path / "a")) == 6
 
 
+def test_help_lists_the_config_fields(capsys):
+  assert cli.main(["search", "--config", NASBENCH + ":quick", "--help"]) == 0
+  out = capsys.readouterr().out
+  assert "jaxcnn search --config" in out
+  assert "--config.budget=4" in out and "--config.train.num_steps=10" in out
+  assert "--config.strategy_kwargs.evolution.population_size=3" in out
+  full = search_cli.load_config(NASBENCH)
+  assert (full.budget, full.train.num_steps, full.evaluator) == (60, 200, "train")
+
+
 def test_default_workdir_is_named_after_the_config(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   assert cli.main(["search", "--config", PLANTED, "--config.budget=4"]) == 0
