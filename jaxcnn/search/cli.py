@@ -6,13 +6,16 @@
   jaxcnn search --config ... --workdir runs/s --resume --config.budget=200  # continue a search
 
 The config names the space (``"nasbench201"``, the 15,625-cell space, or ``"synthetic"``, a
-grid of ``num_options``), the strategy (``strategy``, a name of ``search.strategies``, with
-``strategy_kwargs[strategy]`` its arguments), the evaluator (``"planted"``, ``"onemax"``,
-``"lookup"`` or ``"train"``), ``budget``, ``batch_size``, ``seed`` and ``top_k``. The run folder
-(``--workdir``, default ``runs/<time>-search-<config>``) gets ``config.json``, ``history.jsonl``
-and ``search_state.npz`` (from :func:`jaxcnn.search.run`), ``best.json`` (the top-k) and the
-figures ``reward.png`` and, for the cell space, ``best_cell.png``. ``--resume`` continues the
-search saved in ``--workdir``; only ``budget`` may differ from the saved config.
+grid of ``num_options``), the strategy (``strategy``, a name of ``search.strategies`` with
+``strategy_kwargs[strategy]`` its arguments, or a spec such as ``"evolution(sample_size=3)"``),
+the evaluator (``"planted"``, ``"onemax"``, ``"lookup"`` or ``"train"``), ``budget``,
+``batch_size``, ``seed`` and ``top_k``. The run folder (``--workdir``, default
+``runs/<time>-search-<config>``) gets ``config.json``, ``history.jsonl`` and
+``search_state.npz`` (from :func:`jaxcnn.search.run`), ``metrics.jsonl`` (an evaluator's metrics
+beyond the reward, e.g. the loss and seconds of a trained candidate), ``best.json`` (the top-k
+distinct architectures) and the figures ``reward.png`` and, for the cell space,
+``best_cell.png``. ``--resume`` continues the search saved in ``--workdir``; only ``budget`` may
+differ from the saved config.
 """
 
 from __future__ import annotations
@@ -118,16 +121,18 @@ def make_space(config: Any):
 
 
 def make_strategy(config: Any):
-  """``search.strategies.get(config.strategy, **config.strategy_kwargs[name])``."""
+  """``search.strategies.get(config.strategy, **config.strategy_kwargs[name])``; arguments
+  in the spec itself (``"evolution(population_size=50)"``) take precedence."""
   from jaxcnn.search import strategies  # pylint: disable=g-import-not-at-top
   from jaxcnn.registry import parse_spec  # pylint: disable=g-import-not-at-top
 
   try:
-    name = parse_spec(config.strategy)[0]
+    name, _, spec_kwargs = parse_spec(config.strategy)
   except (ValueError, AttributeError) as e:
     raise SearchConfigError(f"bad strategy {config.strategy!r}: {e}") from None
   all_kwargs = config.get("strategy_kwargs") or {}
-  kwargs = dict(all_kwargs.get(name) or {})
+  # Arguments written in the spec ("evolution(population_size=50)") win over strategy_kwargs.
+  kwargs = {k: v for k, v in dict(all_kwargs.get(name) or {}).items() if k not in spec_kwargs}
   try:
     return strategies.get(config.strategy, **kwargs)
   except (ValueError, TypeError) as e:

@@ -92,6 +92,17 @@ def test_top_distinct_lists_each_architecture_once():
   assert len(search_cli.top_distinct(history, 10)) == 4
 
 
+def test_strategy_spec_arguments_win_over_strategy_kwargs():
+  config = search_cli.load_config(PLANTED)
+  assert search_cli.make_strategy(config).population_size == 20
+  config.strategy = "evolution(population_size=7)"
+  strategy = search_cli.make_strategy(config)
+  assert (strategy.population_size, strategy.sample_size) == (7, 5)
+  config.strategy = "evolution(population_size=2)"  # sample_size=5 > 2 from strategy_kwargs
+  with pytest.raises(search_cli.SearchConfigError, match="sample_size <= population_size"):
+    search_cli.make_strategy(config)
+
+
 def test_lookup_tables_npy_and_json(tmp_path):
   space = search_cli.make_space(search_cli.load_config(PLANTED))
   table = np.random.default_rng(1).random(tuple(int(n) for n in space.num_options))
