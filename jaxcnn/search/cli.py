@@ -11,8 +11,8 @@ grid of ``num_options``), the strategy (``strategy``, a name of ``search.strateg
 the evaluator (``"planted"``, ``"onemax"``, ``"lookup"`` or ``"train"``), ``budget``,
 ``batch_size``, ``seed`` and ``top_k``. The run folder (``--workdir``, default
 ``runs/<time>-search-<config>``) gets ``config.json``, ``history.jsonl`` and
-``search_state.npz`` (from :func:`jaxcnn.search.run`), ``metrics.jsonl`` (an evaluator's metrics
-beyond the reward, e.g. the loss and seconds of a trained candidate), ``best.json`` (the top-k
+``search_state.npz`` (from :func:`jaxcnn.search.run`; the history holds an evaluator's metrics
+beside each reward, e.g. the loss and seconds of a trained candidate), ``best.json`` (the top-k
 distinct architectures) and the figures ``reward.png`` and, for the cell space,
 ``best_cell.png``. ``--resume`` continues the search saved in ``--workdir``; only ``budget`` may
 differ from the saved config.
@@ -36,7 +36,6 @@ SPACES = ("nasbench201", "synthetic")
 EVALUATORS = ("planted", "onemax", "lookup", "train")
 CONFIG_FILE = "config.json"
 BEST_FILE = "best.json"
-METRICS_FILE = "metrics.jsonl"
 RESUMABLE = ("budget",)  # config fields a resumed search may change
 
 
@@ -296,47 +295,6 @@ def _check_resume(workdir: Path, config: Any, resume: bool) -> int:
   return done
 
 
-class MetricsLog:
-  """Wraps an evaluator: appends each evaluation's metrics (an evaluator's ``last_metrics``
-  beyond the reward: accuracy, loss, seconds, ...) to ``metrics.jsonl``, one line per
-  evaluation, ``index`` as in ``history.jsonl``.
-
-  Args:
-    evaluate: the evaluator.
-    path: the ``metrics.jsonl`` file; lines past ``start`` (written after the last saved search
-      state) are dropped.
-    start: evaluations already done (a resumed search's count).
-  """
-
-  def __init__(self, evaluate: Callable[[Any], Any], path: Path, start: int = 0):
-    self.evaluate, self.path, self.count = evaluate, Path(path), start
-    if self.path.exists():
-      lines = self.path.read_text().splitlines()[:start]
-      self.path.write_text("".join(line + "\n" for line in lines))
-
-  def __call__(self, archs: Any) -> Any:
-    import numpy as np  # pylint: disable=g-import-not-at-top
-    rewards = self.evaluate(archs)
-    metrics = getattr(self.evaluate, "last_metrics", None) or {}
-    metrics = {k: np.asarray(v).reshape(-1) for k, v in metrics.items() if k != "reward"}
-    n = len(np.asarray(archs))
-    if metrics:
-      with open(self.path, "a") as f:
-        for i in range(n):
-          record = {"index": self.count + i, **{k: float(v[i]) for k, v in metrics.items()}}
-          f.write(json.dumps(record) + "\n")
-    self.count += n
-    return rewards
-
-
-def read_metrics(path: Path) -> dict[int, dict[str, float]]:
-  """``{index: metrics}`` of a ``metrics.jsonl`` (empty when there is none)."""
-  if not Path(path).exists():
-    return {}
-  records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-  return {r.pop("index"): r for r in records}
-
-
 def search(config: Any, workdir: str | Path, *, resume: bool = False,
            progress: bool = True) -> dict[str, Any]:
   """Runs the search a config describes in ``workdir``; returns what ``best.json`` holds.
@@ -353,10 +311,9 @@ def search(config: Any, workdir: str | Path, *, resume: bool = False,
   space = make_space(config)
   strategy = make_strategy(config)
   workdir = Path(workdir)
-  done = _check_resume(workdir, config, resume)
+  _check_resume(workdir, config, resume)
   evaluate, extra = make_evaluator(config, space)
   workdir.mkdir(parents=True, exist_ok=True)
-  evaluate = MetricsLog(evaluate, workdir / METRICS_FILE, start=done)
   (workdir / CONFIG_FILE).write_text(config.to_json(indent=2) + "\n")
   result = run_search(space, strategy, evaluate, config.budget,
                       jax.random.PRNGKey(config.seed), workdir=workdir,
@@ -365,10 +322,6 @@ def search(config: Any, workdir: str | Path, *, resume: bool = False,
   best = {"space": config.space, "strategy": repr(strategy), "evaluator": config.evaluator,
           "num_evaluated": len(result.history),
           "best": _with_cells(config, top_distinct(result.history, config.get("top_k", 5)))}
-  metrics = read_metrics(workdir / METRICS_FILE)
-  for b in best["best"]:
-    if b["index"] in metrics:
-      b["metrics"] = metrics[b["index"]]
   best.update({k: _with_cells(config, [v])[0] for k, v in extra.items()})
   (workdir / BEST_FILE).write_text(json.dumps(best, indent=2) + "\n")
   reward_label = "validation accuracy" if config.evaluator == "train" else "reward"
