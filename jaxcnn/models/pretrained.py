@@ -93,7 +93,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
       from safetensors.numpy import load_file
     except ImportError as e:  # pragma: no cover - depends on the installation
       raise ImportError("Reading .safetensors needs the safetensors package: "
-                        "pip install safetensors") from e
+                        "pip install 'jaxcnn[pretrained]' (or safetensors)") from e
     return dict(load_file(path))
   if path.endswith(_PTH):
     try:
