@@ -1,15 +1,16 @@
 """ResNet-50 on Imagenette (10 ImageNet classes, 9,469 / 3,925 images), streamed, for a GPU.
 
-Imagenette is too large to hold in memory, so it streams through tf.data (JPEG decoding,
-random-resized 224x224 crops and flips for training, center crops for validation) with prefetch
-to the device; the per-channel standardization is fitted on the first 5,000 training images
+Imagenette is too large to hold in memory, so it streams through Grain from tfds's ArrayRecord
+files (JPEG decoding, random-resized 224x224 crops and flips for training, center crops for
+validation) with prefetch to the device; the per-channel standardization is fitted on the first 5,000 training images
 (center crops), not on the whole split; the reported accuracy is on the validation split.
 Recipe: SGD with Nesterov momentum 0.9, batch 256 with learning rate 0.1 and a 5-epoch linear
 warmup (Goyal et al. 2017), cosine decay (Loshchilov & Hutter 2017), weight decay 1e-4 on
 kernels, label smoothing 0.1 (Szegedy et al. 2016), bfloat16 compute. References: He et al. 2016,
 "Deep Residual Learning for Image Recognition"; https://github.com/fastai/imagenette.
 
-On a machine with internet (tfds downloads and prepares Imagenette, about 1.5 GB, on first use):
+On a machine with internet (tfds downloads and prepares Imagenette, about 1.5 GB, on first use;
+its builder needs TensorFlow for that once: pip install -e ".[tf]"):
 
   jaxcnn train --config experiments/configs/imagenette.py --workdir runs/imagenette
   jaxcnn train --config experiments/configs/imagenette.py --config.model.name=resnet18 \
