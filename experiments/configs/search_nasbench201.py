@@ -20,15 +20,19 @@ from jaxcnn.train.config import config_args
 def get_config(arg=None):
   arg = config_args(arg, quick=False)
   c = ml_collections.ConfigDict()
-  c.space = "nasbench201"
-  c.strategy = "evolution"
-  c.strategy_kwargs = ml_collections.ConfigDict({
+  c.space = "nasbench201"  # the 15,625 NAS-Bench-201 cells
+  c.strategy = "evolution"  # a search.strategies name: random, evolution, reinforce
+  c.strategy_kwargs = ml_collections.ConfigDict({  # keyword arguments of each strategy
       "random": {},
       "evolution": {"population_size": 10, "sample_size": 3},
       "reinforce": {"policy": "factorized", "learning_rate": 0.1, "baseline_decay": 0.9,
                     "entropy_weight": 0.0},
   })
-  c.evaluator = "train"
+  c.evaluator = "train"  # train each cell (train.*); or lookup, planted, onemax
+  c.lookup = ml_collections.ConfigDict({  # evaluator "lookup": a recorded table
+      "path": "",  # .npy of shape num_options, or .json {cell string or "i,j,..": reward/metrics}
+      "reward_key": "accuracy",  # the metric used as reward when the values are metrics
+  })
   c.train = ml_collections.ConfigDict({
       "dataset": "digits",
       "num_train": 1024,  # training examples (a seeded subset of digits' train split)
@@ -42,10 +46,10 @@ def get_config(arg=None):
       "momentum": 0.9,
       "seeds": (0,),  # each candidate's reward is the mean over these seeds
   })
-  c.budget = 60
-  c.batch_size = 4
-  c.seed = 0
-  c.top_k = 5
+  c.budget = 60  # candidates evaluated
+  c.batch_size = 4  # candidates asked and trained together
+  c.seed = 0  # the search's PRNG seed
+  c.top_k = 5  # architectures listed in best.json
   if arg.quick:
     c.strategy_kwargs.evolution.population_size = 3
     c.strategy_kwargs.evolution.sample_size = 2

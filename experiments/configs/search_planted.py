@@ -25,6 +25,10 @@ def get_config():
   })
   c.evaluator = "planted"  # planted, onemax, lookup or train
   c.planted_seed = 0  # the planted optimum's seed
+  c.lookup = ml_collections.ConfigDict({  # evaluator "lookup": a recorded table
+      "path": "",  # .npy of shape num_options, or .json {cell string or "i,j,..": reward/metrics}
+      "reward_key": "accuracy",  # the metric used as reward when the values are metrics
+  })
   c.budget = 200  # evaluations
   c.batch_size = 10  # architectures asked and evaluated together
   c.seed = 0  # the search's PRNG seed

@@ -79,12 +79,16 @@ def _config_spec(argv: list[str]) -> str | None:
 
 
 def _comments(path: str) -> dict[str, str]:
-  """``{field: comment}`` of a config file's ``c.field = ...  # comment`` lines."""
-  out = {}
+  """``{field: comment}`` of a config file's ``c.field = ...  # comment`` lines and of the
+  ``"key": value,  # comment`` lines inside a ``c.block = ConfigDict({`` block."""
+  out, block = {}, ""
   for line in Path(path).read_text().splitlines():
-    match = re.match(r"\s*c\.([\w.]+)\s*=.*?#\s*(.+)$", line)
+    top = re.match(r"\s*c\.(\w+)\s*=", line)
+    if top:
+      block = top.group(1) + "." if "ConfigDict(" in line else ""
+    match = re.match(r'\s*(?:c\.([\w.]+)\s*=|"(\w+)":).*?#\s*(.+)$', line)
     if match:
-      out[match.group(1)] = match.group(2).strip()
+      out[match.group(1) or f"{block}{match.group(2)}"] = match.group(3).strip()
   return out
 
 

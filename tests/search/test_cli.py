@@ -109,10 +109,10 @@ def test_lookup_tables_npy_and_json(tmp_path):
   np.save(tmp_path / "t.npy", table.astype(np.float32))
   config = search_cli.load_config(PLANTED)
   config.budget, config.batch_size = 10, 5
+  assert _search(tmp_path / "npy", "--config.budget=10", "--config.batch_size=5",
+                 "--config.evaluator=lookup", f"--config.lookup.path={tmp_path / 't.npy'}") == 0
   config.evaluator = "lookup"
-  with config.unlocked():
-    config.lookup = {"path": str(tmp_path / "t.npy"), "reward_key": "accuracy"}
-  search_cli.search(config, tmp_path / "npy", progress=False)
+  config.lookup.path = str(tmp_path / "t.npy")
   for h in _history(tmp_path / "npy"):
     assert h["reward"] == pytest.approx(table[tuple(h["indices"])])
   # A .json mapping of comma-joined indices -> metrics.
@@ -139,8 +139,7 @@ def test_cell_space_with_a_json_table_of_cell_strings(tmp_path):
   (tmp_path / "cells.json").write_text(json.dumps(table))
   config = search_cli.load_config(PLANTED)
   config.space, config.evaluator, config.budget = "nasbench201", "lookup", 12
-  with config.unlocked():
-    config.lookup = {"path": str(tmp_path / "cells.json"), "reward_key": "accuracy"}
+  config.lookup.path = str(tmp_path / "cells.json")
   best = search_cli.search(config, tmp_path / "run", progress=False)
   history = _history(tmp_path / "run")
   for h in history:
@@ -165,6 +164,8 @@ def test_cell_space_with_a_json_table_of_cell_strings(tmp_path):
     (["--config.num_options=(3, 0)"], "space 'synthetic' needs num_options"),
     (["--config.evaluator=train"], "evaluator 'train' builds NAS-Bench-201 cells"),
     (["--config.evaluator=lookup"], "evaluator 'lookup' needs --config.lookup.path"),
+    (["--config.evaluator=lookup", "--config.lookup.path=/no/such.npy"],
+     "lookup table '/no/such.npy' does not exist."),
     (["--config.strategy_kwargs.evolution.sample_size=50"], "Need 1 <= sample_size <= "),
     (["--config.nonsense=1"], "unknown config field 'nonsense' (--config.nonsense)"),
     (["--resume"], "--resume needs --workdir"),
