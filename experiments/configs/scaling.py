@@ -60,7 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.stages = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 1))
     config.max_triples = 2
     config.max_phi = 1
-    config.num_steps = 20
+    config.num_steps = 40
     config.batch_size = 32
     config.dpi = 50
   return config
