@@ -308,7 +308,7 @@ def search(config: Any, workdir: str | Path, *, resume: bool = False,
       budget < 1, a ``workdir`` that holds a search without ``resume``, and the like.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from jaxcnn.search import search_plots  # pylint: disable=g-import-not-at-top
+  from jaxcnn.search import plots  # pylint: disable=g-import-not-at-top
   from jaxcnn.search.run import run as run_search  # pylint: disable=g-import-not-at-top
 
   check_config(config)
@@ -329,12 +329,12 @@ def search(config: Any, workdir: str | Path, *, resume: bool = False,
   best.update({k: _with_cells(config, [v])[0] for k, v in extra.items()})
   (workdir / BEST_FILE).write_text(json.dumps(best, indent=2) + "\n")
   reward_label = "validation accuracy" if config.evaluator == "train" else "reward"
-  search_plots.plot_rewards(result.rewards, str(workdir / "reward.png"),
+  plots.plot_rewards(result.rewards, str(workdir / "reward.png"),
                             reward_label=reward_label,
                             title=f"{config.evaluator} evaluator, {config.strategy} search")
   if config.space == "nasbench201":
     top = best["best"][0]
-    search_plots.plot_cell(top["indices"], str(workdir / "best_cell.png"),
+    plots.plot_cell(top["indices"], str(workdir / "best_cell.png"),
                            title=f"best cell (reward {top['reward']:.4g})\n{top['cell']}")
   return best
 

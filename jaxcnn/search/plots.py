@@ -1,4 +1,11 @@
-"""Figures of a search: the Pareto front of reward against cost."""
+"""Figures of a search: reward per evaluation with the best so far, a found cell's DAG, and the
+Pareto front of reward against cost.
+
+``plot_rewards`` draws what ``history.jsonl`` holds; ``draw_cell``/``plot_cell`` draw a
+NAS-Bench-201 cell (Dong & Yang 2020, Figure 1): nodes 0 (input) to 3 (output), one arrow
+``i -> j`` per edge labelled with its op, ``none`` edges (zeros) omitted; ``plot_pareto`` the
+candidates against their cost with the front (:func:`~jaxcnn.search.costs.pareto_front`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,126 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from jaxcnn.search import nasbench201
 from jaxcnn.search.costs import pareto_front
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def best_so_far(rewards: Any) -> np.ndarray:
+  """float64 [n]: the running maximum of ``rewards`` [n]."""
+  rewards = np.asarray(rewards, np.float64).reshape(-1)
+  return np.maximum.accumulate(rewards) if rewards.size else rewards
+
+
+def plot_rewards(rewards: Any, path: str, *, reward_label: str = "reward",
+                 title: str | None = None) -> np.ndarray:
+  """Reward of every evaluation (dots) and the best so far (a staircase), in evaluation order.
+
+  Args:
+    rewards: ``[n]`` rewards in the order they were evaluated (``Result.rewards``).
+    path: the PNG to write.
+    reward_label: the y axis label.
+    title: optional figure title.
+
+  Returns:
+    The best-so-far curve, float64 [n].
+  """
+  rewards = np.asarray(rewards, np.float64).reshape(-1)
+  if not rewards.size:
+    raise ValueError("plot_rewards needs at least one reward, got none.")
+  best = best_so_far(rewards)
+  plt = _pyplot()
+  steps = np.arange(1, rewards.size + 1)
+  fig, ax = plt.subplots(figsize=(6, 4))
+  ax.scatter(steps, rewards, s=10, c="0.55", label="evaluation")
+  ax.step(steps, best, where="post", c="C3", lw=1.6, label=f"best so far ({best[-1]:.4g})")
+  ax.set_xlabel("evaluation")
+  ax.set_ylabel(reward_label)
+  if title:
+    ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(loc="lower right", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return best
+
+
+# Nodes on a line, input on the left; edge i -> i+1 straight, 0 -> 2 arcs above, 1 -> 3 below
+# and 0 -> 3 higher above, so no arc passes behind a node and the labels stay apart.
+_NODE_XY = {k: (1.4 * k, 0.0) for k in range(nasbench201.NUM_NODES)}
+_ARC = {1: 0.0, 2: -0.25, 3: -0.35}  # arc3 ``rad`` by how many nodes an edge skips
+_ARC_1_3 = 0.25
+
+
+def draw_cell(ax: Any, arch: Any) -> list[tuple[int, int, str]]:
+  """Draws a NAS-Bench-201 cell on a matplotlib axis.
+
+  Every non-``none`` edge is one ``FancyArrowPatch`` with ``gid`` ``"edge i->j"`` and one text
+  label (the op name) with the same ``gid``; nodes are circles with ``gid`` ``"node k"``.
+
+  Args:
+    ax: a matplotlib ``Axes``.
+    arch: the cell: int option indices [6], a cell string or six op names.
+
+  Returns:
+    The drawn edges ``[(from, to, op)]`` in the cell string's order.
+  """
+  from matplotlib.patches import Circle, FancyArrowPatch  # pylint: disable=g-import-not-at-top
+
+  ops = nasbench201.arch_ops(arch)
+  edges = [(i, j, op) for (j, i), op in zip(nasbench201.EDGES, ops) if op != "none"]
+  radius = 0.16
+  for k, (x, y) in _NODE_XY.items():
+    face = {0: "#cde5f7", nasbench201.NUM_NODES - 1: "#f7d9cd"}.get(k, "white")
+    ax.add_patch(Circle((x, y), radius, facecolor=face, edgecolor="k", lw=1.2, zorder=3,
+                        gid=f"node {k}"))
+    ax.text(x, y, str(k), ha="center", va="center", fontsize=11, zorder=4)
+  for i, j, op in edges:
+    (x0, y0), (x1, y1) = _NODE_XY[i], _NODE_XY[j]
+    rad = _ARC_1_3 if (i, j) == (1, 3) else _ARC[j - i]
+    ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), connectionstyle=f"arc3,rad={rad}",
+                                 arrowstyle="-|>", mutation_scale=14, lw=1.3, color="0.25",
+                                 shrinkA=radius * 72, shrinkB=radius * 72, zorder=2,
+                                 gid=f"edge {i}->{j}"))
+    # The label sits at the arc's midpoint: the chord's midpoint moved by rad * chord length
+    # along the chord's normal (arc3's control point is twice as far).
+    mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+    dx, dy = x1 - x0, y1 - y0
+    lx, ly = mx + rad * dy / 2, my - rad * dx / 2
+    ax.text(lx, ly, op, ha="center", va="center", fontsize=8, zorder=5, gid=f"edge {i}->{j}",
+            bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
+  ax.set_xlim(-0.3, 4.5)
+  ax.set_ylim(-0.65, 0.95)
+  ax.set_aspect("equal")
+  ax.axis("off")
+  return edges
+
+
+def plot_cell(arch: Any, path: str, *, title: str | None = None) -> list[tuple[int, int, str]]:
+  """Writes the cell DAG of ``arch`` (see :func:`draw_cell`) to the PNG ``path``.
+
+  Returns:
+    The drawn edges ``[(from, to, op)]``.
+  """
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6.4, 2.8))
+  edges = draw_cell(ax, arch)
+  if title is None:
+    title = nasbench201.to_string(nasbench201.arch_ops(arch))
+  ax.set_title(title, fontsize=8)
+  if not edges:
+    ax.text(2.1, -0.5, "every edge is 'none': the cell outputs zeros", ha="center", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return edges
 
 
 def plot_pareto(cost: Any, reward: Any, path: str, *, cost_label: str = "multiply-adds",
@@ -23,10 +149,7 @@ def plot_pareto(cost: Any, reward: Any, path: str, *, cost_label: str = "multipl
   Returns:
     The indices of the front, by increasing cost.
   """
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
+  plt = _pyplot()
   cost = np.asarray(cost, np.float64).reshape(-1)
   reward = np.asarray(reward, np.float64).reshape(-1)
   if cost.shape != reward.shape:

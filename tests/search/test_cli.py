@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxcnn import cli
-from jaxcnn.search import benchmarks, nasbench201, search_plots
+from jaxcnn.search import benchmarks, nasbench201, plots
 from jaxcnn.search import cli as search_cli
 
 CONFIGS = Path(__file__).resolve().parents[2] / "experiments" / "configs"
@@ -219,7 +219,7 @@ def test_default_workdir_is_named_after_the_config(tmp_path, monkeypatch):
 
 def test_plot_rewards_best_so_far(tmp_path):
   rewards = [0.2, 0.1, 0.5, 0.3, 0.7, 0.7, 0.0]
-  best = search_plots.plot_rewards(rewards, str(tmp_path / "r.png"))
+  best = plots.plot_rewards(rewards, str(tmp_path / "r.png"))
   expected, top = [], -np.inf
   for r in rewards:
     top = max(top, r)
@@ -227,7 +227,7 @@ def test_plot_rewards_best_so_far(tmp_path):
   np.testing.assert_array_equal(best, expected)
   assert _is_png(tmp_path / "r.png")
   with pytest.raises(ValueError, match="at least one reward"):
-    search_plots.plot_rewards([], str(tmp_path / "e.png"))
+    plots.plot_rewards([], str(tmp_path / "e.png"))
 
 
 def _edges_of_string(cell):
@@ -252,7 +252,7 @@ def test_cell_graph_draws_the_non_none_edges(tmp_path, cell):
 
   expected = _edges_of_string(cell)
   fig, ax = plt.subplots()
-  edges = search_plots.draw_cell(ax, nasbench201.encode(cell))
+  edges = plots.draw_cell(ax, nasbench201.encode(cell))
   assert edges == expected
   arrows = [p.get_gid() for p in ax.patches if isinstance(p, FancyArrowPatch)]
   assert arrows == [f"edge {i}->{j}" for i, j, _ in expected]
@@ -261,7 +261,7 @@ def test_cell_graph_draws_the_non_none_edges(tmp_path, cell):
   nodes = [p.get_gid() for p in ax.patches if not isinstance(p, FancyArrowPatch)]
   assert nodes == [f"node {k}" for k in range(4)]
   plt.close(fig)
-  assert search_plots.plot_cell(cell, str(tmp_path / "c.png")) == expected
+  assert plots.plot_cell(cell, str(tmp_path / "c.png")) == expected
   assert _is_png(tmp_path / "c.png")
 
 
