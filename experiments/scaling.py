@@ -13,14 +13,14 @@ import os
 import sys
 
 
-from jaxcnn.search import scaling, scaling_plots
+from jaxcnn.search import plots, scaling
 from jaxcnn.studies import common
 
 
 def run(config, workdir: str) -> scaling.Results:
   results = scaling.study(config)
   plot = os.path.abspath(os.path.join(workdir, "scaling.png"))
-  scaling_plots.plot_scaling(results.scaling, plot, dpi=int(config.dpi), title=(
+  plots.plot_scaling(results.scaling, plot, dpi=int(config.dpi), title=(
       f"{config.dataset}: scaling the proxy by phi with (alpha, beta, gamma) = "
       f"{tuple(round(c, 3) for c in results.chosen)}"))
   report = common.Report("EfficientNet compound scaling on a proxy task")

@@ -56,7 +56,13 @@ def quick_env(tmp_path, monkeypatch):
   return tmp_path
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
+# Scripts whose quick run takes minutes on 2 CPU cores (compiling EfficientNets): -m slow.
+SLOW_SCRIPTS = {"scaling.py"}
+
+
+@pytest.mark.parametrize("script", [
+    pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_SCRIPTS else p for p in SCRIPTS],
+    ids=[p.name for p in SCRIPTS])
 def test_script_runs_quick(script, quick_env):
   workdir = quick_env / "work"
   key, value = OVERRIDES.get(script.name, (None, None))

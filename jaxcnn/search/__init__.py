@@ -13,10 +13,14 @@ Spaces over the zoo's blocks: :mod:`~jaxcnn.search.nasbench201` (the NAS-Bench-2
 ``nasbench201.SPACE`` and ``nasbench201.build(arch)``) and its shared-weight
 :mod:`~jaxcnn.search.supernet`. Evaluators (:mod:`~jaxcnn.search.evaluators`): ``Lookup``,
 ``Trained`` (the population trainer), ``SharedWeights`` (the supernet); costs and constrained
-rewards (:mod:`~jaxcnn.search.costs`), the Pareto-front figure (:mod:`~jaxcnn.search.plots`).
+rewards (:mod:`~jaxcnn.search.costs`), EfficientNet compound scaling
+(:mod:`~jaxcnn.search.scaling`), and the figures (:mod:`~jaxcnn.search.plots`: rewards, the
+found cell, the Pareto front, scaling curves). The command line: ``jaxcnn search``
+(:mod:`~jaxcnn.search.cli`).
 """
 
-from jaxcnn.search import benchmarks, costs, evaluators, nasbench201, plots, strategies, supernet
+from jaxcnn.search import (benchmarks, costs, evaluators, nasbench201, plots, scaling, strategies,
+                           supernet)
 from jaxcnn.search.costs import Constrained, Costs, mnas_reward, pareto_front
 from jaxcnn.search.evaluators import Lookup, SharedWeights, Trained, train_supernet
 from jaxcnn.search.run import Result, run
@@ -25,4 +29,4 @@ from jaxcnn.search.supernet import SuperNet
 
 __all__ = ["Constrained", "Costs", "Lookup", "Result", "SharedWeights", "Space", "SuperNet",
            "Trained", "benchmarks", "costs", "evaluators", "mnas_reward", "nasbench201",
-           "pareto_front", "plots", "run", "strategies", "supernet", "train_supernet"]
+           "pareto_front", "plots", "run", "scaling", "strategies", "supernet", "train_supernet"]

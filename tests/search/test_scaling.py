@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from jaxcnn.models.efficientnet import EfficientNet
-from jaxcnn.search import scaling, scaling_plots
+from jaxcnn.search import plots, scaling
 
 
 def test_feasible_grid_matches_brute_force():
@@ -193,5 +193,5 @@ def test_scale_up_matches_macs(tmp_path):
         assert r["macs"] == scaling.macs(base(width=r["width_mult"], depth=r["depth_mult"]),
                                          r["resolution"], channels=1)
   path = tmp_path / "scaling.png"
-  scaling_plots.plot_scaling(rows, str(path), dpi=40)
+  plots.plot_scaling(rows, str(path), dpi=40)
   assert path.stat().st_size > 1000
