@@ -62,7 +62,8 @@ def _flags(argv: list[str]) -> flags.FlagValues:
   fv = flags.FlagValues()
   config_flags.DEFINE_config_file(
       "config", str(DEFAULT_CONFIG), "Config file (a .py with get_config()); its fields can be "
-      "overridden with --config.key=value.", flag_values=fv, lock_config=True, sys_argv=["jaxcnn train", *argv])
+      "overridden with --config.key=value.", flag_values=fv, lock_config=True,
+      sys_argv=["jaxcnn train", *argv])
   flags.DEFINE_string("workdir", None, "Run folder (default: a fresh runs/<time>-<config>).",
                       flag_values=fv)
   flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint in --workdir.",

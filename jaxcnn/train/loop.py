@@ -453,9 +453,9 @@ def fit(config: Mapping[str, Any], workdir: str | Path, *, resume: bool = False,
             file=sys.stderr)
     saved.write_text(config.to_json(indent=2) + "\n")
     np.savez(workdir / "preprocessing.npz", **jax.device_get(s.transform).to_dict())
-  rec = Recorder(workdir, title=f"{s.title}, run {workdir.name}", labels=s.labels, total_steps=s.total_steps,
-                 resume_step=step if resume else None, is_main=is_main,
-                 progress_bar=config.progress_bar, config=config)
+  rec = Recorder(workdir, title=f"{s.title}, run {workdir.name}", labels=s.labels,
+                 total_steps=s.total_steps, resume_step=step if resume else None,
+                 is_main=is_main, progress_bar=config.progress_bar, config=config)
   rec.log(f"{s.title}{' (streamed)' if s.source.kind == 'streamed' else ''}: "
           f"{s.source.num_train} training examples, {s.num_classes} classes, {s.steps_per_epoch} "
           f"steps/epoch, {config.num_epochs} epochs, {len(s.members)} model(s), "
@@ -509,8 +509,8 @@ def fit(config: Mapping[str, Any], workdir: str | Path, *, resume: bool = False,
         rec.progress(step, values["loss"][-1], values["accuracy"][-1])
         if epoch_end:
           seconds = time.perf_counter() - epoch_t0
-          epoch_values = {"learning_rate": np.asarray(
-                              state.opt_state.hyperparams["learning_rate"]) * float(s.schedule(step - 1)),
+          rate = np.asarray(state.opt_state.hyperparams["learning_rate"])
+          epoch_values = {"learning_rate": rate * float(s.schedule(step - 1)),
                           "train_loss": sums["loss"] / sums["steps"],
                           "train_accuracy": sums["accuracy"] / sums["steps"]}
           for split in s.source.eval_splits:
