@@ -329,13 +329,12 @@ def search(config: Any, workdir: str | Path, *, resume: bool = False,
   best.update({k: _with_cells(config, [v])[0] for k, v in extra.items()})
   (workdir / BEST_FILE).write_text(json.dumps(best, indent=2) + "\n")
   reward_label = "validation accuracy" if config.evaluator == "train" else "reward"
-  plots.plot_rewards(result.rewards, str(workdir / "reward.png"),
-                            reward_label=reward_label,
-                            title=f"{config.evaluator} evaluator, {config.strategy} search")
+  plots.plot_rewards(result.rewards, str(workdir / "reward.png"), reward_label=reward_label,
+                     title=f"{config.evaluator} evaluator, {config.strategy} search")
   if config.space == "nasbench201":
     top = best["best"][0]
     plots.plot_cell(top["indices"], str(workdir / "best_cell.png"),
-                           title=f"best cell (reward {top['reward']:.4g})\n{top['cell']}")
+                    title=f"best cell (reward {top['reward']:.4g})\n{top['cell']}")
   return best
 
 

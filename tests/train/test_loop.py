@@ -12,31 +12,13 @@ from jaxcnn.train import checkpoint, cli
 from jaxcnn.train.config import get_config
 from jaxcnn.train.loop import NonFiniteLossError, fit
 
+from fit_helpers import records as _records  # tests/train/fit_helpers.py
+from fit_helpers import small_config as _config
+
 
 @pytest.fixture(scope="module")
 def digits():
   return {split: datasets.load("digits", split) for split in ("train", "test")}
-
-
-def _config(**changes):
-  c = get_config()
-  c.model.name = "simple_cnn_small"
-  c.num_epochs = 3
-  c.batch_size = 128  # 1456 training examples: 11 steps per epoch
-  c.eval_batch_size = 200
-  c.log_every_steps = 4
-  c.progress_bar = False
-  for k, v in changes.items():
-    target = c
-    *path, last = k.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = v
-  return c
-
-
-def _records(workdir):
-  return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, digits):

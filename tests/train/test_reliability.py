@@ -1,7 +1,6 @@
 """No silent wrong runs, nothing lost: labels beyond the data set's default, bad config values,
 bad workdirs, Ctrl-C / SIGTERM, checkpoints by time, damaged checkpoints and the NaN advice."""
 
-import json
 import signal
 
 import jax
@@ -11,8 +10,10 @@ import pytest
 
 from jaxcnn.data import datasets
 from jaxcnn.train import checkpoint, cli, loop
-from jaxcnn.train.config import get_config
 from jaxcnn.train.population import Population
+
+from fit_helpers import records as _records  # tests/train/fit_helpers.py
+from fit_helpers import small_config as _config
 
 
 @pytest.fixture(scope="module")
@@ -25,27 +26,6 @@ def full(digits, tmp_path_factory):
   """An uninterrupted run of the default test config: its results and its records."""
   workdir = tmp_path_factory.mktemp("full")
   return loop.fit(_config(), workdir, data=digits), _records(workdir)
-
-
-def _config(**changes):
-  c = get_config()
-  c.model.name = "simple_cnn_small"
-  c.num_epochs = 3
-  c.batch_size = 128  # 1456 training examples: 11 steps per epoch
-  c.eval_batch_size = 200
-  c.log_every_steps = 4
-  c.progress_bar = False
-  for k, v in changes.items():
-    target = c
-    *path, last = k.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = v
-  return c
-
-
-def _records(workdir):
-  return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
 def _write_npz(folder, labels_train, labels_test, seed=0):
