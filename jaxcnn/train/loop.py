@@ -116,9 +116,10 @@ def check_config(config: Mapping[str, Any]) -> None:
   if init.get("weights"):
     if not Path(init["weights"]).expanduser().is_file():
       raise ValueError(f"config.init_from.weights={init['weights']!r}: no such file.")
-    if init["source"] not in ("torchvision", "timm") or init["train"] not in ("all", "head"):
-      raise ValueError(f"config.init_from: source must be torchvision or timm and train all or "
-                       f"head, got source={init['source']!r}, train={init['train']!r}.")
+    from jaxcnn.models.pretrained import SOURCES  # pylint: disable=g-import-not-at-top
+    if init["source"] not in SOURCES or init["train"] not in ("all", "head"):
+      raise ValueError(f"config.init_from: source must be one of {', '.join(SOURCES)} and train "
+                       f"all or head, got source={init['source']!r}, train={init['train']!r}.")
   model = dict(config["model"])
   try:
     created = create_model(model.pop("name"), num_classes=2, **model)
