@@ -91,6 +91,60 @@ def check_ops(ops: Sequence[str]) -> tuple[str, ...]:
 LARGEST = to_string(("nor_conv_3x3",) * 6)  # the default: every edge a 3x3 convolution
 
 
+class Subspace:
+  """Cells of NAS-Bench-201 with some edges free (each over a subset of the ops) and the others
+  fixed to one op; its :attr:`space` indexes the free edges only.
+
+  Args:
+    free: ordered mapping edge name (``"j<-i"``) -> the ops it may take.
+    fixed: the op of every other edge.
+
+  Example:
+    >>> SMALL.space.size, SMALL.to_full([3, 3, 3, 1]).tolist()
+    (256, [3, 0, 3, 1, 0, 3])
+  """
+
+  def __init__(self, free: dict[str, Sequence[str]], fixed: str = "none"):
+    for name, ops in free.items():
+      if name not in SPACE.names:
+        raise ValueError(f"Unknown edge {name!r}. Edges: {', '.join(SPACE.names)}.")
+      check_ops(list(ops) + [fixed] * (len(EDGES) - len(ops)))
+    check_ops([fixed] * len(EDGES))
+    self.space = Space({name: tuple(ops) for name, ops in free.items()})
+    self.fixed = fixed
+    self._edge = np.asarray([SPACE.names.index(n) for n in free], np.int32)
+    self._op = [np.asarray([OPS.index(o) for o in ops], np.int32) for ops in free.values()]
+
+  def to_full(self, archs: Any) -> np.ndarray:
+    """Architectures of :attr:`space` (int [k] or [n, k]) -> NAS-Bench-201 ones (int32 [.., 6])."""
+    a = self.space.validate(archs)
+    out = np.full(a.shape[:-1] + (len(EDGES),), OPS.index(self.fixed), np.int32)
+    for k, (edge, ops) in enumerate(zip(self._edge, self._op)):
+      out[..., edge] = ops[a[..., k]]
+    return out
+
+  @property
+  def mask(self) -> np.ndarray:
+    """bool [6, 5]: the ops each edge may take (a fixed edge: only its op), e.g. for DARTS."""
+    m = np.zeros((len(EDGES), len(OPS)), bool)
+    m[:, OPS.index(self.fixed)] = True
+    for edge, ops in zip(self._edge, self._op):
+      m[edge] = False
+      m[edge, ops] = True
+    return m
+
+  def all(self) -> np.ndarray:
+    """Every architecture of :attr:`space`, int32 [size, k], in row-major index order."""
+    n = np.asarray(self.space.num_options)
+    return np.stack(np.unravel_index(np.arange(self.space.size), tuple(n)), -1).astype(np.int32)
+
+
+# 4 free edges (the chain 0->1->2->3 and the skip 0->3) x 4 ops = 256 cells; the table
+# benchmark of jaxcnn.search and study 7 use it.
+SMALL = Subspace({name: ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3")
+                  for name in ("1<-0", "2<-1", "3<-2", "3<-0")})
+
+
 def arch_ops(arch: Any) -> tuple[str, ...]:
   """An architecture as six op names: from int indices [6], a cell string or op names."""
   if isinstance(arch, str):

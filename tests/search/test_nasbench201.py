@@ -115,3 +115,19 @@ def test_bad_input():
     nb.build(["none"] * 5)
   with pytest.raises(ValueError, match="NHWC"):
     nb.build(EXAMPLE, **TINY).init(jax.random.PRNGKey(0), jnp.ones((8, 8, 3)), train=False)
+
+
+def test_small_subspace():
+  """SMALL: 4 free edges x 4 ops; the fixed edges are none; mask and to_full agree."""
+  sub = nb.SMALL
+  assert sub.space.size == 256 and len(set(map(tuple, sub.all()))) == 256
+  full = sub.to_full(sub.all())
+  assert full.shape == (256, 6) and (full[:, [1, 4]] == nb.OPS.index("none")).all()
+  assert nb.to_string(nb.arch_ops(sub.to_full([3, 3, 3, 1]))) == (
+      "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|")
+  assert all(sub.mask[e, a] for row in full for e, a in enumerate(row))  # every cell allowed
+  assert sub.mask.sum() == 4 * 4 + 2  # and nothing else
+  with pytest.raises(ValueError, match="Unknown edge"):
+    nb.Subspace({"4<-0": ("none",)})
+  with pytest.raises(ValueError, match="out of range"):
+    sub.to_full([4, 0, 0, 0])
