@@ -1,10 +1,10 @@
 """EfficientNet-B0 and its compound-scaled family B1..B7.
 
 B0 is the searched baseline (Tan & Le 2019, Table 1): a 3x3/2 stem, seven stages of MBConv blocks
-(:class:`jaxcnn.nn.layers.InvertedResidual` with squeeze-excite of ratio 0.25 of the block input
-channels), a 1x1 head convolution, global pooling, dropout and a classifier; swish (SiLU)
-activations; stochastic depth whose drop rate grows linearly from 0 to ``drop_path_rate`` (0.2)
-over the blocks.
+(:class:`jaxcnn.models.mbconv.Stage` specs run by :func:`jaxcnn.models.mbconv.mbconv_stages`,
+with squeeze-excite of ratio 0.25 of the block input channels), a 1x1 head convolution, global
+pooling, dropout and a classifier; swish (SiLU) activations; stochastic depth whose drop rate
+grows linearly from 0 to ``drop_path_rate`` (0.2) over the blocks.
 
 Compound scaling (section 3.3): depth ``d = alpha**phi``, width ``w = beta**phi``, resolution
 ``r = gamma**phi`` with ``alpha * beta**2 * gamma**2 ~ 2``, so FLOPs grow by about ``2**phi``
@@ -19,18 +19,28 @@ Networks".
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 
 from jaxcnn.models._common import Published, check_nhwc, pooled_head, register_model
-from jaxcnn.nn.layers import ConvBNAct, InvertedResidual, OpsModule, choice, make_divisible
+from jaxcnn.models.mbconv import (Stage, as_stages, mbconv_stages, round_filters,
+                                  round_repeats)  # noqa: F401 (round_repeats: part of this API)
+from jaxcnn.nn.layers import ConvBNAct, OpsModule, choice
 
-# Tan & Le 2019, Table 1: (expansion, kernel, stride, output channels, repeats) per stage.
-B0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
-             (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+
+def table1_stage(expansion: float, kernel: int, stride: int, channels: int, repeats: int
+                 ) -> Stage:
+  """A row of Tan & Le 2019, Table 1 as a :class:`~jaxcnn.models.mbconv.Stage`, with B0's
+  squeeze-excite ratio 0.25."""
+  return Stage(expansion, kernel, stride, channels, repeats, se_ratio=0.25)
+
+
+# Tan & Le 2019, Table 1: the stages of B0.
+B0_STAGES = tuple(table1_stage(*row) for row in (
+    (1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)))
 
 # Published figures: the "params" collection (weights, biases, norm scales and offsets; no running
 # statistics) for 1000 classes, from torchvision (exact; the paper rounds them, "paper_params").
@@ -75,17 +85,6 @@ def compound_scale(phi: float, alpha: float = 1.2, beta: float = 1.1,
   return alpha**phi, beta**phi, gamma**phi
 
 
-def round_filters(filters: int, width: float, divisor: int = 8) -> int:
-  """``width * filters`` rounded to the nearest multiple of ``divisor``, at least 90% of it
-  (:func:`jaxcnn.nn.layers.make_divisible`)."""
-  return make_divisible(filters * width, divisor)
-
-
-def round_repeats(repeats: int, depth: float) -> int:
-  """``depth * repeats`` rounded up."""
-  return int(math.ceil(depth * repeats))
-
-
 class EfficientNet(OpsModule):
   """EfficientNet with width multiplier ``width`` and depth multiplier ``depth`` over B0.
 
@@ -96,7 +95,9 @@ class EfficientNet(OpsModule):
     dropout_rate: dropout before the classifier (needs the ``"dropout"`` rng when training).
     drop_path_rate: stochastic depth rate of the last block; block ``i`` of ``n`` uses
       ``drop_path_rate * i / n`` (needs the ``"dropout"`` rng when training).
-    se_ratio: squeeze-excite bottleneck as a fraction of each block's input channels.
+    stages: :class:`~jaxcnn.models.mbconv.Stage` specs (each with its own ``se_ratio``); a plain
+      5-tuple ``(expansion, kernel, stride, channels, repeats)`` is a row of Table 1
+      (:func:`table1_stage`, ``se_ratio`` 0.25), a 6-tuple the fields of a Stage.
   """
 
   width: float = 1.0
@@ -104,10 +105,13 @@ class EfficientNet(OpsModule):
   default_resolution: int = 224
   dropout_rate: float = 0.2
   drop_path_rate: float = 0.2
-  se_ratio: float = 0.25
-  stages: Sequence[tuple[int, int, int, int, int]] = B0_STAGES
+  stages: Sequence[Stage] = B0_STAGES
   num_classes: int = 1000
   act: Any = choice("swish")
+
+  def __post_init__(self):
+    object.__setattr__(self, "stages", as_stages(self.stages, table1_stage))
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -115,15 +119,8 @@ class EfficientNet(OpsModule):
     ops = self.get_ops()
     x = ConvBNAct(round_filters(32, self.width), (3, 3), (2, 2), name="stem",
                   ops=ops)(x, train=train)
-    repeats = [round_repeats(stage[4], self.depth) for stage in self.stages]
-    total, block = sum(repeats), 0
-    for (expand, kernel, stride, features, _), n in zip(self.stages, repeats):
-      for i in range(n):
-        x = InvertedResidual(
-            round_filters(features, self.width), stride if i == 0 else 1, expand, kernel,
-            se_ratio=self.se_ratio, drop_path_rate=self.drop_path_rate * block / total,
-            name=f"block{block + 1}", ops=ops)(x, train=train)
-        block += 1
+    x = mbconv_stages(x, self.stages, ops, train=train, width=self.width, depth=self.depth,
+                      drop_path_rate=self.drop_path_rate)
     x = ConvBNAct(round_filters(1280, self.width), (1, 1), name="head_conv",
                   ops=ops)(x, train=train)
     return pooled_head(x, ops, self.num_classes, dropout_rate=self.dropout_rate, train=train)

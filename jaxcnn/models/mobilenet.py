@@ -3,8 +3,10 @@
 ``mobilenet_v1`` with width multiplier alpha in ``mobilenet_v1_075/_050/_025``: every layer has
 ``int(alpha * C)`` channels (Howard et al. 2017, Table 1 and section 4.2). ``mobilenet_v2``
 (and ``mobilenet_v2_140``, width 1.4): channels rounded to multiples of 8, the last 1x1 layer
-has ``1280 * max(1, alpha)`` channels (Sandler et al. 2018, Table 2). Both default to the papers'
-activations: ReLU (v1) and ReLU6 (v2; the projection stays linear).
+has ``1280 * max(1, alpha)`` channels (Sandler et al. 2018, Table 2); its stages are
+:class:`jaxcnn.models.mbconv.Stage` specs (3x3 kernels, no squeeze-excite), the spec EfficientNet
+uses. Both default to the papers' activations: ReLU (v1) and ReLU6 (v2; the projection stays
+linear).
 
 References: Howard et al. 2017, "MobileNets: Efficient Convolutional Neural Networks for Mobile
 Vision Applications"; Sandler et al. 2018, "MobileNetV2: Inverted Residuals and Linear
@@ -20,16 +22,24 @@ import flax.linen as nn
 import jax
 
 from jaxcnn.models._common import Published, check_nhwc, pooled_head, register_model
-from jaxcnn.nn.layers import (ConvBNAct, DepthwiseSeparable, InvertedResidual, OpsModule, choice,
-                              make_divisible)
+from jaxcnn.models.mbconv import Stage, as_stages, mbconv_stages
+from jaxcnn.nn.layers import ConvBNAct, DepthwiseSeparable, OpsModule, choice, make_divisible
 
 # Howard et al. 2017, Table 1: (output channels, stride) of the 13 depthwise separable layers.
 V1_LAYERS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
              (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
 
-# Sandler et al. 2018, Table 2: (expansion t, output channels c, repeats n, first stride s).
-V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-             (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+
+def table2_stage(t: float, c: int, n: int, s: int) -> Stage:
+  """A row ``(expansion t, output channels c, repeats n, first stride s)`` of Sandler et al.
+  2018, Table 2, as a :class:`~jaxcnn.models.mbconv.Stage` (3x3 kernel, no squeeze-excite)."""
+  return Stage(expansion=t, kernel=3, stride=s, channels=c, repeats=n)
+
+
+# Sandler et al. 2018, Table 2 (rows t, c, n, s).
+V2_STAGES = tuple(table2_stage(*row) for row in (
+    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+    (6, 320, 1, 1)))
 
 
 class MobileNetV1(OpsModule):
@@ -62,13 +72,19 @@ class MobileNetV2(OpsModule):
   Attributes:
     width: the width multiplier alpha; channels are ``make_divisible(alpha * C)``.
     dropout_rate: dropout before the classifier (needs the ``"dropout"`` rng when training).
+    stages: :class:`~jaxcnn.models.mbconv.Stage` specs; a plain 4-tuple is a row ``(t, c, n, s)``
+      of Table 2 (:func:`table2_stage`), a 6-tuple the fields of a Stage.
   """
 
   width: float = 1.0
   dropout_rate: float = 0.2
-  stages: Sequence[tuple[int, int, int, int]] = V2_STAGES
+  stages: Sequence[Stage] = V2_STAGES
   num_classes: int = 1000
   act: Any = choice("relu6")
+
+  def __post_init__(self):
+    object.__setattr__(self, "stages", as_stages(self.stages, table2_stage))
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -76,12 +92,7 @@ class MobileNetV2(OpsModule):
     ops = self.get_ops()
     x = ConvBNAct(make_divisible(32 * self.width), (3, 3), (2, 2), name="stem",
                   ops=ops)(x, train=train)
-    block = 0
-    for expand, features, repeats, stride in self.stages:
-      for i in range(repeats):
-        block += 1
-        x = InvertedResidual(make_divisible(features * self.width), stride if i == 0 else 1,
-                             expand, name=f"block{block}", ops=ops)(x, train=train)
+    x = mbconv_stages(x, self.stages, ops, train=train, width=self.width)
     last = make_divisible(1280 * max(1.0, self.width))
     x = ConvBNAct(last, (1, 1), name="head_conv", ops=ops)(x, train=train)
     return pooled_head(x, ops, self.num_classes, dropout_rate=self.dropout_rate, train=train)
