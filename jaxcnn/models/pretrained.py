@@ -257,7 +257,7 @@ def _googlenet_map(model: _googlenet.GoogLeNet) -> _Map:
 
 
 def _mobilenet_map(model: _mobilenet.MobileNetV2, blocks) -> _Map:
-  last = 1 + sum(n for _, _, n, _ in model.stages)
+  last = 1 + sum(s.repeats for s in model.stages)
 
   def key(path):
     top = path[0]
