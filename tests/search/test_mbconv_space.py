@@ -12,6 +12,7 @@ import pytest
 from jaxcnn.models import count_params, create_model
 from jaxcnn.models.efficientnet import B0_STAGES
 from jaxcnn.models.mbconv import Stage
+from jaxcnn.models.mobilenet import V2_STAGES
 from jaxcnn.search import mbconv
 from jaxcnn.search.costs import Costs
 
@@ -26,6 +27,14 @@ def test_b0_is_one_architecture_with_b0s_parameter_count():
   model = mbconv.build(mbconv.B0_ARCH)
   assert model == create_model("efficientnet_b0")
   assert count_params(model) == 5_288_548  # torchvision's efficientnet_b0
+
+
+def test_the_space_over_mobilenet_v2_holds_mobilenet_v2():
+  # The same spec type: MobileNetV2's Table 2 is a base, and its own architecture.
+  space = mbconv.MBConvSpace(V2_STAGES, model="mobilenet_v2")
+  arch = space.encode(V2_STAGES)
+  assert space.decode(arch) == V2_STAGES
+  assert count_params(space.build(arch)) == 3_504_872  # torchvision's mobilenet_v2
 
 
 def test_space_choices_and_size():
