@@ -109,17 +109,21 @@ class Distributed(Evaluator):
   raise a ``TimeoutError``.
 
   Args:
-    make_evaluator: a picklable factory (a module-level function, a ``functools.partial``, a
-      class) returning an :class:`~jaxcnn.search.evaluators.Evaluator` or any
-      ``archs -> rewards`` callable; called once in every actor.
-    num_workers: actors in the pool.
+    make_evaluator: a picklable factory (a function, a ``functools.partial``, a class)
+      returning an :class:`~jaxcnn.search.evaluators.Evaluator` or any ``archs -> rewards``
+      callable; called once in every actor. Ray pickles functions of ``__main__`` by value and
+      others by reference, so their module must be importable by the workers (else
+      ``ray.cloudpickle.register_pickle_by_value(module)``).
+    num_workers: actors in the pool; they hold ``num_workers * cpus_per_worker`` CPUs (and the
+      GPUs) while the evaluator lives, so a second pool waits until ``close()`` if the cluster
+      has no more.
     batch_size: architectures per batch sent to an actor; None: one near-equal batch per actor
       per call.
     cpus_per_worker, gpus_per_worker: the Ray resources each actor holds (a GPU actor sees only
       its device through ``CUDA_VISIBLE_DEVICES``).
-    env: environment variables of the actors' processes, e.g.
-      ``{"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}`` or ``{"JAX_PLATFORMS":
-      "cpu"}``.
+    env: environment variables of the actors' processes, e.g. ``{"JAX_PLATFORMS": "cpu"}`` or
+      one XLA CPU thread: ``{"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false "
+      "intra_op_parallelism_threads=1"}``.
     timeout: seconds a call waits for the next batch to finish; None: no limit.
     address, num_cpus, log_to_driver: for ``ray.init`` when Ray is not initialised.
   """
