@@ -1,28 +1,37 @@
-"""NASNet-A: a stack of searched normal and reduction cells (mobile setting: 4 @ 1056).
+"""NASNet: a stack of normal and reduction cells, each cell a genotype; NASNet-A (mobile, 4 @ 1056).
 
-Each cell takes the outputs of the two previous cells, ``h`` (the last) and ``p`` (the one
-before), brings both to the cell's ``filters`` channels (``p`` with a factorized reduction when
-its feature map is twice as large, or a 1x1 convolution), combines pairs of operations (separable
-convolutions applied twice, pooling, identity) by addition, and concatenates the results
-(Zoph et al. 2018, Figure 4). The network is: 3x3/2 stem convolution, two reduction cells
-("stem cells"), then N normal cells, a reduction cell, N normal cells, a reduction cell,
-N normal cells; filters double at each reduction and the last normal cell has
-``penultimate_filters`` = 6 x filters channels. "4 @ 1056" is N=4 with 1056 penultimate filters.
-No auxiliary head (it is a training aid, not part of the published parameter count).
+A cell takes the outputs of the two previous cells, ``h`` (the last) and ``p`` (the one before),
+and brings both to the cell's ``filters`` channels (``h`` with a 1x1 convolution, ``p`` with a
+factorized reduction when its feature map is twice as large, or a 1x1 convolution). Then each of
+its ``B`` blocks applies two operations of :data:`CELL_OPS` to two of the hidden states (``h``,
+``p`` or an earlier block) and adds the results; the cell's output concatenates some of the
+states (Zoph et al. 2018, Section 3 and Figure 4). Which operations read which states, and what
+is concatenated, is the cell's :class:`Genotype`; ``NASNET_A_NORMAL`` and ``NASNET_A_REDUCTION``
+are the published cells. In a reduction cell the operations on ``h`` and ``p`` have stride 2,
+those on blocks stride 1.
+
+The network is: 3x3/2 stem convolution, two reduction cells ("stem cells"), then N normal cells,
+a reduction cell, N normal cells, a reduction cell, N normal cells; filters double at each
+reduction and the last normal cell has ``penultimate_filters`` = 6 x filters channels (for
+NASNet-A's six-state normal cell). "4 @ 1056" is N=4 with 1056 penultimate filters. No auxiliary
+head (it is a training aid, not part of the published parameter count).
 
 References: Zoph et al. 2018, "Learning Transferable Architectures for Scalable Image
-Recognition" (arXiv 2017), Figure 4, Table 2, Appendix A.
+Recognition" (arXiv 2017), Section 3, Figure 4, Table 2, Appendix A.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any, Callable, NamedTuple, Sequence
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxcnn.models._common import Published, check_nhwc, pooled_head, register_model
-from jaxcnn.nn.layers import OpsModule
+from jaxcnn.nn.layers import Ops, OpsModule
+
 
 class SeparableConv(OpsModule):
   """act, separable kxk (stride s), norm, act, separable kxk, norm: the NASNet "sep kxk"."""
@@ -42,6 +51,35 @@ class SeparableConv(OpsModule):
       x = conv(self.features, (1, 1))(x)
       x = ops.normalize(x, train=train)
     return x
+
+
+class ReLUConvBN(OpsModule):
+  """act, convolution, norm: NASNet's plain convolutions.
+
+  ``kernel_size`` k: a k x k convolution with ``dilation`` (stride s), or, ``factorized``, a
+  1 x k (stride 1 x s) then a k x 1 convolution (stride s x 1), Zoph et al.'s "1x7 then 7x1".
+  """
+
+  features: int
+  kernel_size: int
+  strides: int = 1
+  dilation: int = 1
+  factorized: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    ops = self.get_ops()
+    k, s, d = self.kernel_size, self.strides, self.dilation
+    x = ops.activate(x)
+    if self.factorized:
+      layers = [((1, k), (1, s)), ((k, 1), (s, 1))]
+    else:
+      layers = [((k, k), (s, s))]
+    for kernel, strides in layers:
+      span = tuple(d * (n - 1) + 1 for n in kernel)  # the dilated kernel's extent, for padding
+      x = ops.conv(self.features, kernel, strides=strides, kernel_dilation=(d, d),
+                   padding=ops.pad(span), use_bias=False)(x)
+    return ops.normalize(x, train=train)
 
 
 class Adjust(OpsModule):
@@ -74,58 +112,168 @@ class Adjust(OpsModule):
     return p
 
 
+# ----------------------------------------------------------------------------------------------
+# The cell ops: op(x, filters, strides, ops, train) -> y with ``filters`` channels, called inside
+# Cell's compact method (weighted ops are submodules of the cell, auto-named in call order).
+
+CellOp = Callable[[jax.Array, int, int, Ops, bool], jax.Array]
+
+
+def _to_filters(x: jax.Array, filters: int, strides: int, ops: Ops, train: bool) -> jax.Array:
+  """``x`` at ``filters`` channels and ``1 / strides`` of its size: unchanged if it is, else
+  :class:`Adjust` (a factorized reduction at stride 2, as DARTS does for a strided skip, Liu et
+  al. 2019; a 1x1 convolution at stride 1, needed where the first cell's ``p`` is the stem's
+  output)."""
+  shape = (x.shape[0], -(-x.shape[1] // strides), -(-x.shape[2] // strides), filters)
+  if x.shape == shape:
+    return x
+  return Adjust(filters, ops=ops)(x, shape, train=train)
+
+
+def _sep(k: int) -> CellOp:
+  def op(x, filters, strides, ops, train):
+    return SeparableConv(filters, k, strides, ops=ops)(x, train=train)
+  return op
+
+
+def _conv(k: int, dilation: int = 1, factorized: bool = False) -> CellOp:
+  def op(x, filters, strides, ops, train):
+    return ReLUConvBN(filters, k, strides, dilation, factorized, ops=ops)(x, train=train)
+  return op
+
+
+def _pool(pool: Callable[..., jax.Array], k: int, **kwargs: Any) -> CellOp:
+  def op(x, filters, strides, ops, train):
+    x = pool(x, (k, k), (strides, strides), "SAME", **kwargs)
+    return _to_filters(x, filters, 1, ops, train)
+  return op
+
+
+# The 13 operations of the NASNet search (Zoph et al. 2018, Section 3), in the paper's order.
+CELL_OPS: dict[str, CellOp] = {
+    "identity": _to_filters,
+    "conv_1x3_3x1": _conv(3, factorized=True),
+    "conv_1x7_7x1": _conv(7, factorized=True),
+    "dil_conv_3x3": _conv(3, dilation=2),
+    "avg_pool_3x3": _pool(nn.avg_pool, 3, count_include_pad=False),
+    "max_pool_3x3": _pool(nn.max_pool, 3),
+    "max_pool_5x5": _pool(nn.max_pool, 5),
+    "max_pool_7x7": _pool(nn.max_pool, 7),
+    "conv_1x1": _conv(1),
+    "conv_3x3": _conv(3),
+    "sep_conv_3x3": _sep(3),
+    "sep_conv_5x5": _sep(5),
+    "sep_conv_7x7": _sep(7),
+}
+OPS = tuple(CELL_OPS)
+
+
+class Genotype(NamedTuple):
+  """A NASNet cell: ``blocks[b] = ((op_1, input_1), (op_2, input_2))``, block ``b`` being
+  ``op_1(state[input_1]) + op_2(state[input_2])``; the cell outputs the concatenation of
+  ``state[i] for i in concat``.
+
+  States: 0 is ``h`` (the previous cell's output), 1 is ``p`` (the one before), ``2 + b`` is
+  block ``b``; a block reads ``h``, ``p`` or earlier blocks. Ops are names of :data:`CELL_OPS`.
+  """
+
+  blocks: tuple[tuple[tuple[str, int], tuple[str, int]], ...]
+  concat: tuple[int, ...]
+
+
+def check_genotype(genotype: Any, *, reduction: bool = False) -> Genotype:
+  """Validates a genotype (tuples or lists); returns it as a :class:`Genotype` of tuples.
+
+  Raises:
+    ValueError naming the bad block or state: an unknown op, an input that is not ``h``, ``p``
+    or an earlier block, a concat index out of range or repeated, or (``reduction``) a
+    concatenated cell input, which is at twice the blocks' size.
+  """
+  try:
+    blocks, concat = genotype
+    blocks = tuple(tuple((str(op), i) for op, i in pair) for pair in blocks)
+    concat = tuple(concat)
+  except (TypeError, ValueError):
+    raise ValueError(f"A NASNet genotype is (blocks, concat) with blocks "
+                     f"((op, input), (op, input)), ...; got {genotype!r}.") from None
+  if not blocks:
+    raise ValueError("A NASNet genotype needs at least one block.")
+  for b, pair in enumerate(blocks):
+    if len(pair) != 2:
+      raise ValueError(f"Block {b} must have two (op, input) pairs, got {pair!r}.")
+    for op, i in pair:
+      if op not in CELL_OPS:
+        raise ValueError(f"Unknown NASNet cell op {op!r} in block {b}. Known ops: "
+                         f"{', '.join(OPS)}.")
+      if not isinstance(i, int) or not 0 <= i < 2 + b:
+        raise ValueError(f"Block {b} reads state {i!r}, but only h (0), p (1) and the earlier "
+                         f"blocks (2..{b + 1}) exist before it.")
+  num_states = 2 + len(blocks)
+  if not concat or len(set(concat)) != len(concat) or not all(
+      isinstance(i, int) and 0 <= i < num_states for i in concat):
+    raise ValueError(f"concat must list distinct states in [0, {num_states}), got {concat!r}.")
+  if reduction and {0, 1} & set(concat):
+    raise ValueError(f"A reduction cell cannot concatenate its inputs h (0) or p (1), which are "
+                     f"at twice the blocks' size; got concat {concat!r}.")
+  return Genotype(blocks, concat)
+
+
+# Zoph et al. 2018, Figure 4, left: the normal cell concatenates p and its five blocks.
+NASNET_A_NORMAL = Genotype(
+    blocks=((("sep_conv_5x5", 0), ("sep_conv_3x3", 1)),
+            (("sep_conv_5x5", 1), ("sep_conv_3x3", 1)),
+            (("avg_pool_3x3", 0), ("identity", 1)),
+            (("avg_pool_3x3", 1), ("avg_pool_3x3", 1)),
+            (("sep_conv_3x3", 0), ("identity", 0))),
+    concat=(1, 2, 3, 4, 5, 6))
+# Figure 4, right: block 0 feeds blocks 3 and 4; the other four are concatenated.
+NASNET_A_REDUCTION = Genotype(
+    blocks=((("sep_conv_5x5", 0), ("sep_conv_7x7", 1)),
+            (("max_pool_3x3", 0), ("sep_conv_7x7", 1)),
+            (("avg_pool_3x3", 0), ("sep_conv_5x5", 1)),
+            (("avg_pool_3x3", 2), ("identity", 3)),
+            (("sep_conv_3x3", 2), ("max_pool_3x3", 0))),
+    concat=(3, 4, 5, 6))
+
+
 class Cell(OpsModule):
-  """A NASNet-A normal cell (6 x filters channels out) or reduction cell (4 x filters, stride 2).
+  """A NASNet cell of ``genotype``: ``len(concat) x filters`` channels out, stride 2 if
+  ``reduction``.
 
   ``__call__(h, p)``: ``h`` is the previous cell's output, ``p`` the one before (``None`` for the
   first cell, which then uses ``h`` for both). Returns the cell's output.
   """
 
   filters: int
+  genotype: Genotype
   reduction: bool = False
 
   @nn.compact
   def __call__(self, h: jax.Array, p: jax.Array | None, *, train: bool) -> jax.Array:
+    genotype = check_genotype(self.genotype, reduction=self.reduction)
     ops = self.get_ops()
     p = h if p is None else Adjust(self.filters, name="adjust", ops=ops)(p, h.shape, train=train)
     h = ops.conv(self.filters, (1, 1), use_bias=False)(ops.activate(h))
     h = ops.normalize(h, train=train)
-    s = 2 if self.reduction else 1
-
-    def sep(x, k, strides=s):
-      return SeparableConv(self.filters, k, strides, ops=ops)(x, train=train)
-
-    def avg(x, strides=s):
-      return nn.avg_pool(x, (3, 3), (strides, strides), "SAME", count_include_pad=False)
-
-    def max_(x):
-      return nn.max_pool(x, (3, 3), (s, s), "SAME")
-
-    if not self.reduction:  # Figure 4, left.
-      outputs = [p,
-                 sep(h, 5) + sep(p, 3),
-                 sep(p, 5) + sep(p, 3),
-                 avg(h) + p,
-                 avg(p) + avg(p),
-                 sep(h, 3) + h]
-    else:  # Figure 4, right.
-      y1 = sep(h, 5) + sep(p, 7)
-      y2 = max_(h) + sep(p, 7)
-      y3 = avg(h) + sep(p, 5)
-      y4 = avg(y1, strides=1) + y2
-      y5 = sep(y1, 3, strides=1) + max_(h)
-      outputs = [y2, y3, y4, y5]
-    return jnp.concatenate(outputs, axis=-1)
+    states = [h, p]
+    for pair in genotype.blocks:
+      outs = [CELL_OPS[op](states[i], self.filters, 2 if self.reduction and i < 2 else 1, ops,
+                           train) for op, i in pair]
+      states.append(outs[0] + outs[1])
+    return jnp.concatenate([states[i] for i in genotype.concat], axis=-1)
 
 
-class NASNetA(OpsModule):
-  """NASNet-A ``num_cells @ penultimate_filters`` for ImageNet-sized inputs.
+class NASNet(OpsModule):
+  """NASNet ``num_cells @ penultimate_filters`` of two cell genotypes (default NASNet-A).
 
   Attributes:
     num_cells: N, normal cells between reductions (4 for mobile, 6 for large).
-    penultimate_filters: channels of the last cell, 24x the first normal cells' filters.
+    penultimate_filters: 24x the first normal cells' filters (the last cell's channels for a
+      six-state normal cell like NASNet-A's).
     stem_features: channels of the 3x3/2 stem convolution.
+    filter_multiplier: the factor on filters at each reduction.
     dropout_rate: dropout before the classifier (needs the ``"dropout"`` rng when training).
+    normal_cell, reduction_cell: the cells' :class:`Genotype` s (tuples, so hashable).
   """
 
   num_cells: int = 4
@@ -134,10 +282,12 @@ class NASNetA(OpsModule):
   filter_multiplier: int = 2
   dropout_rate: float = 0.5
   num_classes: int = 1000
+  normal_cell: Genotype = NASNET_A_NORMAL
+  reduction_cell: Genotype = NASNET_A_REDUCTION
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    check_nhwc(x, "NASNetA")
+    check_nhwc(x, "NASNet")
     filters, m = self.penultimate_filters // 24, self.filter_multiplier
     if self.penultimate_filters % 24 or filters // m**2 < 2:
       raise ValueError(f"penultimate_filters must be a multiple of 24 with at least 2 filters in "
@@ -158,7 +308,8 @@ class NASNetA(OpsModule):
       cells += [(filters * m**stage, False, f"cell{stage * self.num_cells + i}")
                 for i in range(self.num_cells)]
     for cell_filters, reduction, name in cells:
-      h, p = Cell(cell_filters, reduction, name=name, ops=ops)(h, p, train=train), h
+      genotype = self.reduction_cell if reduction else self.normal_cell
+      h, p = Cell(cell_filters, genotype, reduction, name=name, ops=ops)(h, p, train=train), h
     return pooled_head(ops.activate(h), ops, self.num_classes, dropout_rate=self.dropout_rate,
                        train=train)
 
@@ -166,7 +317,7 @@ class NASNetA(OpsModule):
 # Published: the "params" collection (weights, norm scales and offsets; no running statistics)
 # for 1000 classes; "macs": multiply-adds per 224x224 image.
 nasnet_a_mobile = register_model(
-    functools.partial(NASNetA, num_cells=4, penultimate_filters=1056, stem_features=32),
+    functools.partial(NASNet, num_cells=4, penultimate_filters=1056, stem_features=32),
     name="nasnet_a_mobile",
     published=Published(
         params=5_289_978, paper_params=5.3e6, macs=564e6,

@@ -19,8 +19,8 @@ found cell, the Pareto front, scaling curves). The command line: ``jaxcnn search
 (:mod:`~jaxcnn.search.cli`).
 """
 
-from jaxcnn.search import (benchmarks, costs, evaluators, nasbench201, plots, scaling, strategies,
-                           supernet)
+from jaxcnn.search import (benchmarks, costs, evaluators, nasbench201, nasnet, plots, scaling,
+                           strategies, supernet)
 from jaxcnn.search import mbconv
 from jaxcnn.search.costs import Constrained, Costs, mnas_reward, pareto_front
 from jaxcnn.search.distributed import Distributed
@@ -30,5 +30,5 @@ from jaxcnn.search.space import Space
 from jaxcnn.search.supernet import SuperNet
 
 __all__ = ["Constrained", "Costs", "Lookup", "Result", "SharedWeights", "Space", "SuperNet",
-           "Trained", "benchmarks", "costs", "evaluators", "mnas_reward", "nasbench201",
+           "Trained", "benchmarks", "costs", "evaluators", "mnas_reward", "nasbench201", "nasnet",
            "pareto_front", "plots", "run", "scaling", "strategies", "supernet", "train_supernet"]
