@@ -271,13 +271,17 @@ class Reinforce:
   def _optimizer(self):
     return optax.adam(self.learning_rate)
 
+  def _controller(self, num_choices: int, max_options: int) -> LSTMController:
+    """The LSTM policy module (a subclass may transform its logits, e.g. ENAS)."""
+    return LSTMController(num_choices, max_options, self.hidden)
+
   def init(self, key: jax.Array, space: Space) -> ReinforceState:
     num_options = space.num_options
     k = max(len(space.options(n)) for n in space.names)
     if self.policy == "factorized":
       params = {"logits": jnp.zeros((len(space), k), jnp.float32)}
     else:
-      ctl = LSTMController(num_choices=len(space), max_options=k, hidden=self.hidden)
+      ctl = self._controller(len(space), k)
       params = ctl.init(key, jnp.zeros((1, len(space)), jnp.int32))["params"]
     return ReinforceState(num_options=num_options, params=params,
                           opt_state=self._optimizer().init(params),
@@ -297,7 +301,7 @@ class Reinforce:
     if self.policy == "factorized":
       raw = jnp.broadcast_to(params["logits"], (archs.shape[0],) + params["logits"].shape)
     else:
-      ctl = LSTMController(num_options.shape[0], self._max_options_of(params), self.hidden)
+      ctl = self._controller(num_options.shape[0], self._max_options_of(params))
       raw = ctl.apply({"params": params}, archs)
     return jnp.where(mask, raw, _NEG)
 
@@ -318,8 +322,7 @@ class Reinforce:
       logits = jnp.where(mask, state.params["logits"], _NEG)
       archs = jax.random.categorical(key, logits, axis=-1, shape=(num, logits.shape[0]))
     else:
-      ctl = LSTMController(state.num_options.shape[0], self._max_options_of(state.params),
-                           self.hidden)
+      ctl = self._controller(state.num_options.shape[0], self._max_options_of(state.params))
       archs = ctl.apply({"params": state.params}, key, num, mask, method=LSTMController.sample)
     return archs.astype(jnp.int32), state
 
@@ -340,3 +343,20 @@ class Reinforce:
     return state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state,
                          baseline=d * baseline + (1 - d) * mean,
                          count=state.count + archs.shape[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# ENAS's controller (jaxcnn.search.enas builds on Reinforce, so it is imported when asked for).
+
+
+@register(name="enas")
+def _enas(**kwargs: Any) -> Any:
+  """:class:`jaxcnn.search.enas.ENAS`, REINFORCE with ENAS's LSTM settings (Pham et al. 2018)."""
+  from jaxcnn.search.enas import ENAS  # pylint: disable=g-import-not-at-top
+  known = [f.name for f in dataclasses.fields(ENAS)]
+  unknown = sorted(set(kwargs) - set(known))
+  if unknown:
+    raise ValueError(f"Unknown arguments {unknown} for search strategy 'enas'. Known: "
+                     f"{', '.join(known)}.")
+  return ENAS(**kwargs)
+
