@@ -22,6 +22,7 @@ found cell, the Pareto front, scaling curves). The command line: ``jaxcnn search
 from jaxcnn.search import (benchmarks, costs, evaluators, nasbench201, nasnet, plots, scaling,
                            strategies, supernet)
 from jaxcnn.search import enas
+from jaxcnn.search import darts
 from jaxcnn.search import mbconv
 from jaxcnn.search.costs import Constrained, Costs, mnas_reward, pareto_front
 from jaxcnn.search.distributed import Distributed

@@ -360,3 +360,10 @@ def _enas(**kwargs: Any) -> Any:
                      f"{', '.join(known)}.")
   return ENAS(**kwargs)
 
+
+@register(name="darts")
+def _darts(**kwargs: Any) -> Any:
+  """:class:`jaxcnn.search.darts.DARTS`: the cell DARTS derives (its ``tell`` points to
+  ``darts.search``, the gradient driver; Liu et al. 2019)."""
+  from jaxcnn.search.darts import DARTS  # pylint: disable=g-import-not-at-top
+  return DARTS(**kwargs)
