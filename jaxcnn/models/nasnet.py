@@ -23,7 +23,7 @@ Recognition" (arXiv 2017), Section 3, Figure 4, Table 2, Appendix A.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -206,8 +206,8 @@ def check_genotype(genotype: Any, *, reduction: bool = False) -> Genotype:
         raise ValueError(f"Unknown NASNet cell op {op!r} in block {b}. Known ops: "
                          f"{', '.join(OPS)}.")
       if not isinstance(i, int) or not 0 <= i < 2 + b:
-        raise ValueError(f"Block {b} reads state {i!r}, but only h (0), p (1) and the earlier "
-                         f"blocks (2..{b + 1}) exist before it.")
+        known = f"h (0), p (1) and the earlier blocks (2..{b + 1})" if b else "h (0) and p (1)"
+        raise ValueError(f"Block {b} reads state {i!r}, but only {known} exist before it.")
   num_states = 2 + len(blocks)
   if not concat or len(set(concat)) != len(concat) or not all(
       isinstance(i, int) and 0 <= i < num_states for i in concat):
