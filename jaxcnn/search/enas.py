@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxcnn.data.sources import default_mesh, put, replicated
 from jaxcnn.search import evaluators, nasbench201 as nb, strategies
 from jaxcnn.search import supernet as sn
 from jaxcnn.search.run import STATE_FILE, Result, _compiled, load_state, run, save_state
@@ -254,15 +255,21 @@ class SharedTraining(evaluators.Evaluator):
     self._step = _train_step(supernet, tx, self.preprocess)
     model_key, data_key = jax.random.split(jax.random.PRNGKey(self.seed))
     self.data_keys = data_key[None]  # one model's data order, as in the population trainer
+    self._replicated = replicated(getattr(source, "mesh", None) or default_mesh())
     if variables is None:
-      self.state: TrainState = _init_fn(supernet, tx, tuple(source.input_shape))(model_key)
+      state = _init_fn(supernet, tx, tuple(source.input_shape))(model_key)
     else:  # the step rng a fresh init would draw (unused: the path is the step's input)
-      self.state = state_from_variables(tx, jax.tree.map(jnp.array, dict(variables)),
-                                        jax.random.split(model_key, 3)[2])
+      state = state_from_variables(tx, jax.tree.map(jnp.array, dict(variables)),
+                                   jax.random.split(model_key, 3)[2])
+    self.state: TrainState = self._place(state)
     self.calls = 0
     self.workdir: Path | None = None
     self.scorer = evaluators.SharedWeights(supernet, self.variables, source, split=split,
                                            preprocess=self.preprocess, mode=mode)
+
+  def _place(self, state: TrainState) -> TrainState:
+    # Replicated on the source's mesh, where the step leaves it: one compilation of the step.
+    return jax.tree.map(lambda x: put(x, self._replicated), state)
 
   @property
   def variables(self) -> dict[str, Any]:
@@ -347,7 +354,8 @@ class SharedTraining(evaluators.Evaluator):
     if not path.exists():
       raise ValueError(f"The search in {workdir} is at step {calls}, but {path.name} (its shared "
                        "weights) is missing.")
-    self.state, saved_calls, _ = load_state(path, self.state, meta=self._meta())
+    state, saved_calls, _ = load_state(path, self.state, meta=self._meta())
+    self.state = self._place(state)
     if saved_calls != calls:
       raise ValueError(f"{path} holds the state after {saved_calls} calls, expected {calls}.")
     self.calls = calls

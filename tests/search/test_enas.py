@@ -211,6 +211,8 @@ def test_search_is_deterministic_and_resumes_exactly(tmp_path):
   check = ev.score(rows)[0]
   np.testing.assert_array_equal(check[:len(best.archs)], best.rewards)
   assert check[len(best.archs)] == best.greedy_reward
+  # One compiled train step served every architecture, fresh, resumed and restored states.
+  assert enas._train_step(NET, TX, _scale)._cache_size() == 1
 
 
 def test_bad_input(tmp_path):
@@ -226,7 +228,7 @@ def test_bad_input(tmp_path):
     enas.search(SMALL.space, STRATEGY, ev, budget=2, key=jax.random.PRNGKey(0), workdir=tmp_path)
 
 
-@pytest.mark.slow  # the full supernet's train step and init compile: about a minute of CPU
+@pytest.mark.slow  # the full supernet's init and train step compile: about a minute of CPU
 def test_enas_on_the_supernet_over_the_small_space():
   source = sources.InMemory(sources.subsets("digits", {"train": 128, "val": 64}, seed=0),
                             eval_batch_size=64)
