@@ -206,7 +206,8 @@ def test_search_is_deterministic_and_resumes_exactly(tmp_path):
   # The final pick: the greedy decode and the best of the controller's samples, scored as is.
   best = enas.final(STRATEGY, result.state, ev, jax.random.PRNGKey(3), num_samples=NUM, top_k=3)
   np.testing.assert_array_equal(best.greedy, enas.greedy(STRATEGY, result.state))
-  assert (np.diff(best.rewards) <= 0).all() and len(np.unique(best.archs, axis=0)) == len(best.archs)
+  assert (np.diff(best.rewards) <= 0).all()
+  assert len(np.unique(best.archs, axis=0)) == len(best.archs)
   rows = np.resize(np.concatenate([best.archs, best.greedy[None]]), (NUM, 4))  # NUM: compiled
   check = ev.score(rows)[0]
   np.testing.assert_array_equal(check[:len(best.archs)], best.rewards)
