@@ -1,29 +1,30 @@
-"""A drop-in ``flax.linen.Conv`` with its own weight gradient on CPU.
+"""The convolution of every model: ``flax.linen.Conv`` with its own gradients on CPU.
 
-On CPU, XLA's weight-gradient (``dw``) convolutions and the activation transposes that feed them
-were half of a ResNet-20 train step in a profile on one core (27% and 25%).
-:func:`conv_general_dilated` is ``lax.conv_general_dilated`` with a ``custom_vjp``: its forward
-pass and its input gradient are XLA's own; its weight gradient transposes the activation once
-into ``(C, H, W, N)`` and the output gradient into ``(Ho, Wo, N, O)``, so that the ``dw``
-convolution is a plain NHWC x HWIO one (batch and channel swapped, strides as kernel dilation,
-groups as ``batch_group_count``: the formula of JAX's own transpose rule). Values and both
-gradients equal the plain convolution's (tested against ``jax.grad`` of ``flax.linen.Conv``;
-bitwise equal on jaxlib 0.10.2).
+:func:`conv_general_dilated` is ``lax.conv_general_dilated`` with a ``custom_vjp`` on CPU. Its
+forward pass is XLA's own. Both gradients are written as plain NHWC x HWIO convolutions of
+explicitly materialised operands (the formulas of JAX's own transpose rules):
 
-Measured on jaxlib 0.10.2 (2 shared CPU cores, load 8 to 14, ResNet-20, batch 128, variants
-compiled side by side in one process and their steps alternated, ``benchmarks/conv_ab.py``):
-custom over plain 0.96x to 1.03x, with XLA's default (YNNPACK) convolutions and with Eigen's
-(``xla_cpu_experimental_ynn_fusion_type`` without individual convolutions, reported elsewhere
-at 1.43x by itself; 1.04x here in the same A/B). The optimized HLO of XLA's own weight gradient
-already has the same two transposes and the same ``b01f_01io->b01f`` convolution, so on this
-jaxlib this gradient gains nothing measurable.
-The module stays the one place for a backend-specific convolution: a model takes it as its
-``conv`` field.
+* the weight gradient transposes the activation once into ``(C, H, W, N)`` and the output
+  gradient into ``(Ho, Wo, N, O)`` (batch and channel swapped, strides as kernel dilation,
+  groups as ``batch_group_count``);
+* the input gradient convolves the stride-dilated output gradient with the spatially flipped
+  kernel whose in and out channels are swapped within each group.
 
-The custom gradient applies to 2-D NHWC convolutions without input dilation when the default
-backend is CPU; anywhere else this is XLA's convolution unchanged.
+Why: XLA's transpose rules leave those transposes to the convolutions' dimension labels
+(``f01b_i01o->01bf``, ``b01f_01oi->b01f``). At the top level of a program XLA:CPU rewrites such
+convolutions into its library kernels' form, but inside a loop body (``lax.scan``, ``lax.map``,
+``fori_loop``) it does not, and runs them as generic loops: a ResNet-20 train step scanned over
+3 steps took 22x the time of a Python loop of the same steps, and 0.85x with this convolution
+(``benchmarks/scan_steps.py``, BENCHMARKS.md). At the top level the two compile to the same
+kernels (the step speed is equal within the noise of the shared machine).
 
-  model = create_model("resnet20", conv=jaxcnn.nn.conv.Conv)   # same parameters as nn.Conv
+Values and gradients equal ``flax.linen.Conv``'s (``tests/nn/test_conv.py``), and the module has
+its parameters (``kernel [kh, kw, in, out]``, ``bias``) and class name, so parameter trees and
+checkpoints are unchanged. It is the default ``conv`` of every model (:class:`jaxcnn.nn.layers.Ops`);
+``create_model(name, conv=flax.linen.Conv)`` gives XLA's gradients.
+
+The custom gradients apply to 2-D NHWC convolutions without input dilation when the default
+backend is CPU; anywhere else (GPU, TPU) this is XLA's convolution unchanged.
 """
 
 from __future__ import annotations
@@ -80,13 +81,34 @@ def _conv_fwd(x, kernel, strides, padding, rhs_dilation, groups, precision):
   return _conv(x, kernel, strides, padding, rhs_dilation, groups, precision), (x, kernel)
 
 
+def _input_gradient(dy: jax.Array, kernel: jax.Array, x_shape: Sequence[int],
+                    strides: Sequence[int], padding: Sequence[tuple[int, int]],
+                    rhs_dilation: Sequence[int], groups: int, precision: Any) -> jax.Array:
+  """``d loss / d x`` as one NHWC x HWIO convolution of ``dy`` (dilated by the strides) with the
+  spatially flipped kernel, its in and out channels swapped within each group and materialised.
+
+  XLA's own transpose rule leaves the swap to the convolution's dimension labels
+  (``b01f_01oi->b01f``); inside a loop body (``lax.scan``, ``lax.map``) XLA:CPU does not bring
+  such a convolution to its library kernels' form and runs a generic loop instead."""
+  kh, kw, cin_g, cout = kernel.shape
+  w = kernel[::-1, ::-1].reshape(kh, kw, cin_g, groups, cout // groups)
+  w = jnp.transpose(w, (0, 1, 4, 3, 2)).reshape(kh, kw, cout // groups, groups * cin_g)
+  pads = []
+  for axis, (k, s, d, (lo, _)) in enumerate(zip((kh, kw), strides, rhs_dilation, padding)):
+    size, out = x_shape[1 + axis], dy.shape[1 + axis]
+    window = (k - 1) * d + 1
+    before = window - 1 - lo
+    pads.append((before, size + window - 1 - ((out - 1) * s + 1) - before))  # JAX's vjp_lhs
+  return lax.conv_general_dilated(
+      dy, w, window_strides=(1, 1), padding=pads, lhs_dilation=tuple(strides),
+      rhs_dilation=tuple(rhs_dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      feature_group_count=groups, precision=precision)
+
+
 def _conv_bwd(strides, padding, rhs_dilation, groups, precision, residuals, dy):
   x, kernel = residuals
-  _, input_vjp = jax.vjp(lambda x: lax.conv_general_dilated(
-      x, kernel, strides, padding, rhs_dilation=rhs_dilation,
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups,
-      precision=precision), x)
-  (dx,) = input_vjp(dy)  # XLA's own input gradient
+  dx = _input_gradient(dy, kernel.astype(dy.dtype), x.shape, strides, padding, rhs_dilation,
+                       groups, precision).astype(x.dtype)
   dw = _weight_gradient(x, dy, kernel.shape, strides, padding, rhs_dilation, groups, precision)
   return dx, dw.astype(kernel.dtype)
 

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.nn import activations, initializers
+from jaxcnn.nn.conv import Conv
 from jaxcnn.registry import Registry
 
 ModuleDef = Any
@@ -142,7 +143,7 @@ class Ops:
   padding: str = "same"
 
   @classmethod
-  def create(cls, act: Any = "relu", norm: Any = "batch", conv: ModuleDef = nn.Conv,
+  def create(cls, act: Any = "relu", norm: Any = "batch", conv: ModuleDef = Conv,
              kernel_init: Any = "kaiming_normal", dtype: Any = None,
              padding: str | None = None) -> "Ops":
     """Resolves the specs (names, ``"name(args)"`` or callables) into ready operations.
@@ -202,7 +203,7 @@ class OpsModule(nn.Module):
 
   act: Any = choice("relu")
   norm: Any = choice("batch")
-  conv: ModuleDef = choice(nn.Conv)
+  conv: ModuleDef = choice(Conv)
   kernel_init: Any = choice("kaiming_normal")
   dtype: Any = choice(None)
   padding: Any = choice(None)
