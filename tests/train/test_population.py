@@ -14,7 +14,7 @@ from jaxcnn.train.population import NonFiniteLossError, Population, check_finite
 from jaxcnn.train.state import create_train_state
 from jaxcnn.train.steps import make_train_step
 
-_SCALE = lambda x: x.astype(jnp.float32) / 16.0  # noqa: E731  (digits pixels are 0..16)
+_SCALE = lambda x: x.astype(jnp.float32) / 16.0  # noqa: E731  (any fixed scale; digits pixels are 0..255)
 _SGD = {"name": "sgd", "momentum": 0.9}
 
 
