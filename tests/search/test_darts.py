@@ -151,7 +151,7 @@ def test_network_alpha_gradient_is_exact_in_float64():
   assert second.dtype == np.float64
   np.testing.assert_allclose(second, reference, rtol=1e-9, atol=1e-12)
   assert np.abs(second - first).max() > 1e-4  # the second-order term matters here
-  assert np.sum(first * direction) == pytest.approx(float(fd_first), rel=1e-7)
+  assert np.sum(first * np.asarray(direction)) == pytest.approx(float(fd_first), rel=1e-7)
   np.testing.assert_allclose(hv, fd_hv, rtol=1e-6, atol=1e-9)
   assert np.abs(hv).max() > 1e-3
   for g in (second, first, hv):  # masked ops have zero weight, hence zero gradient
@@ -220,7 +220,7 @@ for edge, ops in enumerate([(1, 4), (0, 1), (1,), (0, 4), (0,), (1,)]):
 
 @pytest.mark.parametrize("xi, mask", [
     (0.0, CHEAP),  # first order
-    pytest.param(0.05, nb.SMALL.mask, marks=pytest.mark.slow),  # second order, SMALL; ~2 min CPU
+    pytest.param(0.05, nb.SMALL.mask, marks=pytest.mark.slow),  # second order; ~1 min CPU
 ])
 def test_short_run_is_deterministic_moves_alpha_and_derives_a_working_cell(xi, mask):
   source = digits()
@@ -252,3 +252,16 @@ def test_short_run_is_deterministic_moves_alpha_and_derives_a_working_cell(xi, m
   relaxed = jax.jit(lambda v, x: net.apply(v, x, one_hot, train=False))(result.variables, x)
   assert logits.shape == (16, 10)
   np.testing.assert_allclose(relaxed, logits, rtol=1e-5, atol=1e-5)
+
+
+def test_search_rejects_bad_input():
+  source = digits()
+  net = darts.DARTSNet(num_cells=1, channels=8, mask=CHEAP)
+  with pytest.raises(ValueError, match="trains alpha on split 'test'"):
+    darts.search(net, source, num_steps=1, batch_size=8, key=jax.random.PRNGKey(0),
+                 val_split="test")
+  with pytest.raises(ValueError, match="num_steps >= 1"):
+    darts.search(net, source, num_steps=0, batch_size=8, key=jax.random.PRNGKey(0))
+  with pytest.raises(ValueError, match=r"alpha must be float \[6, 5\]"):
+    jax.eval_shape(lambda: net.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)),
+                                    jnp.zeros((6, 4)), train=False))
