@@ -254,7 +254,8 @@ class Table:
   def _column(self, metric: str, seed: int | None) -> np.ndarray:
     if seed is None:
       return self.mean(metric)
-    values = self.mean(metric) if metric not in self.metrics else self.metrics[metric]
+    self.mean(metric)  # checks the name
+    values = self.metrics[metric]
     if not 0 <= seed < values.shape[1]:
       raise ValueError(f"seed must index one of the {values.shape[1]} seeds, got {seed}.")
     return values[:, seed]
@@ -279,7 +280,8 @@ class Table:
                   reward_key="reward")
 
   def regret(self, archs: Any, metric: str = "val_accuracy") -> np.ndarray:
-    """float32 [n]: best mean ``metric`` minus the mean of each architecture (int [n, 4])."""
+    """float32 [n]: best mean ``metric`` minus the mean of each architecture (int [n, 4]); like
+    :meth:`top` and the ``regret`` of :meth:`lookup`, for a higher-is-better metric."""
     a = self.space.validate(np.asarray(archs))
     return self.mean(metric).max() - self.dense(metric)[tuple(np.moveaxis(a, -1, 0))]
 
