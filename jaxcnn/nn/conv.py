@@ -1,16 +1,13 @@
 """The convolution of every model: ``flax.linen.Conv`` with its own gradients on CPU.
 
-:func:`conv_general_dilated` is ``lax.conv_general_dilated`` with a ``custom_vjp`` on CPU. Its
-forward pass is XLA's own. Both gradients are written as plain NHWC x HWIO convolutions of
-explicitly materialised operands (the formulas of JAX's own transpose rules):
+:func:`conv_general_dilated` is ``lax.conv_general_dilated`` with a ``custom_jvp`` on CPU: its
+forward pass is XLA's own, and its tangent ``conv(dx, w) + conv(x, dw)`` is written with the
+kernel materialised as ``(kh, kw, O, I)``, the activation as ``(C, H, W, N)`` and the kernel
+tangent as ``(I, kh, kw, O)``, so that JAX's own transpose rules turn it into an input gradient
+and a weight gradient that are plain NHWC x HWIO convolutions of materialised operands. Forward
+mode (``jax.jvp``, Hessian-vector products) works as for any lax op.
 
-* the weight gradient transposes the activation once into ``(C, H, W, N)`` and the output
-  gradient into ``(Ho, Wo, N, O)`` (batch and channel swapped, strides as kernel dilation,
-  groups as ``batch_group_count``);
-* the input gradient convolves the stride-dilated output gradient with the spatially flipped
-  kernel whose in and out channels are swapped within each group.
-
-Why: XLA's transpose rules leave those transposes to the convolutions' dimension labels
+Why: for the plain convolution the transpose rules leave those transposes to the dimension labels
 (``f01b_i01o->01bf``, ``b01f_01oi->b01f``). At the top level of a program XLA:CPU rewrites such
 convolutions into its library kernels' form, but inside a loop body (``lax.scan``, ``lax.map``,
 ``fori_loop``) it does not, and runs them as generic loops: a ResNet-20 train step scanned over
@@ -36,6 +33,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 MODES = ("auto", "custom", "xla")
 
@@ -49,26 +47,16 @@ def _pairs(padding: Any, lhs: jax.Array, rhs: jax.Array, strides: Sequence[int],
   return tuple((int(lo), int(hi)) for lo, hi in padding)
 
 
-def _weight_gradient(x: jax.Array, dy: jax.Array, kernel_shape: Sequence[int],
-                     strides: Sequence[int], padding: Sequence[tuple[int, int]],
-                     rhs_dilation: Sequence[int], groups: int, precision: Any) -> jax.Array:
-  """``d loss / d kernel`` of an NHWC x HWIO convolution from its input ``x`` and output
-  gradient ``dy``, as one NHWC x HWIO convolution of explicitly transposed operands."""
-  kh, kw = kernel_shape[:2]
-  lhs = jnp.transpose(x, (3, 1, 2, 0)).astype(dy.dtype)  # (C, H, W, N): C is the "batch"
-  rhs = jnp.transpose(dy, (1, 2, 0, 3))  # (Ho, Wo, N, O): the "kernel"
-  pads = []
-  for axis, (k, s, d, (lo, _)) in enumerate(zip((kh, kw), strides, rhs_dilation, padding)):
-    size, out = x.shape[1 + axis], dy.shape[1 + axis]
-    pads.append((lo, (out - 1) * s + (k - 1) * d + 1 - size - lo))  # JAX's vjp_rhs padding
-  dw = lax.conv_general_dilated(
-      lhs, rhs, window_strides=tuple(rhs_dilation), padding=pads, rhs_dilation=tuple(strides),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), batch_group_count=groups,
-      precision=precision)  # (C / groups, kh, kw, O)
-  return jnp.transpose(dw, (1, 2, 0, 3))
+# Dimension numbers of the two tangent convolutions (lax.ConvDimensionNumbers: lhs (batch,
+# feature, spatial...), rhs (out, in, spatial...), out (batch, feature, spatial...)), chosen so
+# that JAX's transpose rules turn each into a plain NHWC x HWIO convolution.
+_NHWC = (0, 3, 1, 2)
+_INPUT_TANGENT = lax.ConvDimensionNumbers(_NHWC, (2, 3, 0, 1), _NHWC)  # kernel as (kh, kw, O, I)
+# activation as (C, H, W, N), kernel tangent as (I, kh, kw, O), output as (Ho, Wo, N, O)
+_KERNEL_TANGENT = lax.ConvDimensionNumbers((3, 0, 1, 2), (3, 0, 1, 2), (2, 3, 0, 1))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6))
 def _conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, ...],
           padding: tuple[tuple[int, int], ...], rhs_dilation: tuple[int, ...], groups: int,
           precision: Any) -> jax.Array:
@@ -77,43 +65,30 @@ def _conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, ...],
                                   feature_group_count=groups, precision=precision)
 
 
-def _conv_fwd(x, kernel, strides, padding, rhs_dilation, groups, precision):
-  return _conv(x, kernel, strides, padding, rhs_dilation, groups, precision), (x, kernel)
+def _conv_jvp(strides, padding, rhs_dilation, groups, precision, primals, tangents):
+  """The convolution's tangent, ``conv(dx, w) + conv(x, dw)``, with its operands materialised in
+  the layouts that make the transposes (the input and weight gradients) plain convolutions."""
+  x, kernel = primals
+  dx, dkernel = tangents
+  y = _conv(x, kernel, strides, padding, rhs_dilation, groups, precision)
+  common = dict(window_strides=strides, padding=padding, rhs_dilation=rhs_dilation,
+                feature_group_count=groups, precision=precision)
+  dy = None
+  if not isinstance(dx, SymbolicZero):
+    dy = lax.conv_general_dilated(dx, jnp.transpose(kernel, (0, 1, 3, 2)),
+                                  dimension_numbers=_INPUT_TANGENT, **common)
+  if not isinstance(dkernel, SymbolicZero):
+    t = lax.conv_general_dilated(jnp.transpose(x, (3, 1, 2, 0)),
+                                 jnp.transpose(dkernel, (2, 0, 1, 3)),
+                                 dimension_numbers=_KERNEL_TANGENT, **common)
+    t = jnp.transpose(t, (2, 0, 1, 3))
+    dy = t if dy is None else dy + t
+  if dy is None:
+    dy = jnp.zeros_like(y)
+  return y, dy
 
 
-def _input_gradient(dy: jax.Array, kernel: jax.Array, x_shape: Sequence[int],
-                    strides: Sequence[int], padding: Sequence[tuple[int, int]],
-                    rhs_dilation: Sequence[int], groups: int, precision: Any) -> jax.Array:
-  """``d loss / d x`` as one NHWC x HWIO convolution of ``dy`` (dilated by the strides) with the
-  spatially flipped kernel, its in and out channels swapped within each group and materialised.
-
-  XLA's own transpose rule leaves the swap to the convolution's dimension labels
-  (``b01f_01oi->b01f``); inside a loop body (``lax.scan``, ``lax.map``) XLA:CPU does not bring
-  such a convolution to its library kernels' form and runs a generic loop instead."""
-  kh, kw, cin_g, cout = kernel.shape
-  w = kernel[::-1, ::-1].reshape(kh, kw, cin_g, groups, cout // groups)
-  w = jnp.transpose(w, (0, 1, 4, 3, 2)).reshape(kh, kw, cout // groups, groups * cin_g)
-  pads = []
-  for axis, (k, s, d, (lo, _)) in enumerate(zip((kh, kw), strides, rhs_dilation, padding)):
-    size, out = x_shape[1 + axis], dy.shape[1 + axis]
-    window = (k - 1) * d + 1
-    before = window - 1 - lo
-    pads.append((before, size + window - 1 - ((out - 1) * s + 1) - before))  # JAX's vjp_lhs
-  return lax.conv_general_dilated(
-      dy, w, window_strides=(1, 1), padding=pads, lhs_dilation=tuple(strides),
-      rhs_dilation=tuple(rhs_dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"),
-      feature_group_count=groups, precision=precision)
-
-
-def _conv_bwd(strides, padding, rhs_dilation, groups, precision, residuals, dy):
-  x, kernel = residuals
-  dx = _input_gradient(dy, kernel.astype(dy.dtype), x.shape, strides, padding, rhs_dilation,
-                       groups, precision).astype(x.dtype)
-  dw = _weight_gradient(x, dy, kernel.shape, strides, padding, rhs_dilation, groups, precision)
-  return dx, dw.astype(kernel.dtype)
-
-
-_conv.defvjp(_conv_fwd, _conv_bwd)
+_conv.defjvp(_conv_jvp, symbolic_zeros=True)
 
 
 def _is_nhwc(dimension_numbers: Any, ndim: int) -> bool:

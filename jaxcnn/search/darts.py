@@ -49,7 +49,7 @@ import optax
 from tqdm.auto import tqdm
 
 from jaxcnn.data import sources
-from jaxcnn.nn.layers import ModuleDef, Ops, OpsModule, choice
+from jaxcnn.nn.layers import Ops, OpsModule
 from jaxcnn.search import nasbench201 as nb
 from jaxcnn.search import supernet as sn
 from jaxcnn.search.space import Space
@@ -119,13 +119,10 @@ class DARTSNet(nb.CellNetwork):
   """NAS-Bench-201's network with every edge a :class:`DARTSEdge` over one ``alpha [6, 5]``.
 
   ``__call__(x, alpha, *, train)``; ``mask``: None (all ops) or bool [6, 5], kept as nested
-  tuples so that the module stays hashable. Its default ``conv`` is ``flax.linen.Conv``.
+  tuples so that the module stays hashable.
   """
 
   mask: Any = None
-  # flax's convolution: the second-order gradient takes jax.jvp of a gradient, which a
-  # custom_vjp convolution (jaxcnn.nn.conv.Conv) does not allow.
-  conv: ModuleDef = choice(nn.Conv)
 
   def __post_init__(self):
     if self.mask is not None:

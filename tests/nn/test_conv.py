@@ -49,24 +49,24 @@ def test_values_and_gradients_equal_flax_conv(case):
                fast_grads, grads)
 
 
-def _uses_custom_vjp(module, x):
+def _uses_custom_rule(module, x):
   variables = jax.eval_shape(module.init, jax.random.key(0), x)
   jaxpr = jax.make_jaxpr(lambda v: module.apply(v, x))(variables)
-  return "custom_vjp_call" in str(jaxpr)
+  return "custom_jvp_call" in str(jaxpr)
 
 
 def test_the_custom_gradient_is_used_where_it_applies():
   x = jnp.zeros((2, 8, 8, 3))
   assert jax.default_backend() == "cpu"
-  assert _uses_custom_vjp(conv.Conv(4, (3, 3)), x)  # auto on CPU
-  assert _uses_custom_vjp(conv.Conv(4, (3, 3), conv_general_dilated=CUSTOM), x)
+  assert _uses_custom_rule(conv.Conv(4, (3, 3)), x)  # auto on CPU
+  assert _uses_custom_rule(conv.Conv(4, (3, 3), conv_general_dilated=CUSTOM), x)
   xla = functools.partial(conv.conv_general_dilated, mode="xla")
-  assert not _uses_custom_vjp(conv.Conv(4, (3, 3), conv_general_dilated=xla), x)
-  assert not _uses_custom_vjp(nn.Conv(4, (3, 3)), x)
+  assert not _uses_custom_rule(conv.Conv(4, (3, 3), conv_general_dilated=xla), x)
+  assert not _uses_custom_rule(nn.Conv(4, (3, 3)), x)
   # Input dilation (a transposed convolution) falls back to XLA's gradient, with equal values.
   kw = dict(features=4, kernel_size=(3, 3), input_dilation=2, padding=((1, 1), (1, 1)))
   dilated = conv.Conv(**kw)
-  assert not _uses_custom_vjp(dilated, x)
+  assert not _uses_custom_rule(dilated, x)
   variables = nn.Conv(**kw).init(jax.random.key(0), x + 1)
   np.testing.assert_array_equal(dilated.apply(variables, x + 1),
                                 nn.Conv(**kw).apply(variables, x + 1))
@@ -125,7 +125,7 @@ def test_every_model_uses_it_by_default():
   model = create_model("simple_cnn_small", num_classes=10)
   variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), x)
   jaxpr = jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables)
-  assert "custom_vjp_call" in str(jaxpr)
+  assert "custom_jvp_call" in str(jaxpr)
 
 
 def _conv_labels(fn, *args):
@@ -151,3 +151,23 @@ def test_gradients_inside_a_loop_are_plain_nhwc_convolutions(strides):
   assert len(labels) == 3 and set(labels) == {"b01f_01io->b01f"}, labels
   xla = _conv_labels(scanned(nn.Conv(6, (3, 3), strides=strides)), variables, x)
   assert set(xla) != {"b01f_01io->b01f"}, xla  # what the custom gradients avoid
+
+
+def test_forward_mode_and_hessian_vector_products_equal_flax_conv():
+  """A custom_jvp (not a custom_vjp): jax.jvp, jax.hessian, jvp-of-grad work through every model
+  (DARTS's second-order term needs them), equal to flax.linen.Conv's."""
+  x = jax.random.normal(jax.random.key(0), (2, 9, 9, 6))
+  for case in (dict(strides=2), dict(feature_group_count=3)):
+    plain, fast = nn.Conv(6, (3, 3), **case), conv.Conv(6, (3, 3), **case)
+    v = plain.init(jax.random.key(1), x)
+    tangent = jax.tree.map(lambda a: 0.1 * jnp.ones_like(a), v)
+
+    def hvp(module):
+      grad = jax.grad(lambda v: jnp.sum(jnp.sin(module.apply(v, x))))
+      return jax.jvp(grad, (v,), (tangent,))[1]
+
+    np.testing.assert_allclose(jax.jvp(lambda v: fast.apply(v, x), (v,), (tangent,))[1],
+                               jax.jvp(lambda v: plain.apply(v, x), (v,), (tangent,))[1],
+                               rtol=1e-5, atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+                 hvp(fast), hvp(plain))
