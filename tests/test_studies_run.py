@@ -37,6 +37,7 @@ OVERRIDES = {
     "backprop.py": ("dpi", 50),
     "batchnorm.py": ("init.depth", 8),
     "initialization.py": ("symmetry.num_steps", 15),
+    "nas.py": ("num_seeds", 20),
     "preprocessing.py": ("num_steps", 100),
     "zoo_table.py": ("throughput_seconds", 1.0),
 }

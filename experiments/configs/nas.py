@@ -33,7 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.ws_methods = ("enas", "random_ws", "darts_v1", "darts_v2")
   config.ws_seeds = 3
   config.ws_steps = 300  # weight steps of every method (ENAS: also cells asked); a cell of the
-  #                       table trains 100 steps of the same batch size
+  #                       table trains 60 steps of the same batch size
   config.ws_batch_size = 32
   config.ws_learning_rate = 0.05  # SGD (Nesterov 0.9) of ENAS's and random's shared weights
   config.enas_train_steps = 10  # weight steps (= cells asked) per controller update

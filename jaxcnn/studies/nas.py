@@ -437,7 +437,7 @@ def write_report(config, results: Results, workdir: str, table: np.ndarray,
          f"{recipe.batch_size}) on {recipe.num_train} {recipe.dataset} images, seeds "
          f"{tuple(recipe.seeds)}, macro network num_cells={recipe.num_cells}, channels="
          f"{recipe.channels}" if recipe is not None else "")
-      + f"; the reward is the mean validation accuracy over the seeds.",
+      + "; the reward is the mean validation accuracy over the seeds.",
       f"Best table accuracy {t['best_accuracy']:.4f} ({t['num_best']} cell(s): "
       + ", ".join(f"`{c}`" for c in t["best_cells"][:3])
       + f"); top {100 * t['top_fraction']:g}%: accuracy >= {t['top_threshold']:.4f} "
