@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("jax", "jax_eigen", "torch_nchw", "torch_channels_last")
+VARIANTS = ("jax", "jax_flax_conv", "jax_eigen", "torch_nchw", "torch_channels_last")
 EIGEN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 
 
@@ -46,7 +46,8 @@ def _serve(step, params: int) -> None:
     print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
 
 
-def jax_worker(model_name: str, batch_size: int, size: int) -> None:
+def jax_worker(model_name: str, batch_size: int, size: int, flax_conv: bool) -> None:
+  import flax.linen as nn
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -56,7 +57,7 @@ def jax_worker(model_name: str, batch_size: int, size: int) -> None:
   from jaxcnn.train.state import create_train_state
   from jaxcnn.train.steps import make_train_step
 
-  model = create_model(model_name, num_classes=10)
+  model = create_model(model_name, num_classes=10, **({"conv": nn.Conv} if flax_conv else {}))
   tx = make_optimizer({"name": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
                       0.1)
   state = create_train_state(model, tx, jax.random.PRNGKey(0), (size, size, 3))
@@ -176,7 +177,7 @@ def main() -> None:
 
   if args.worker:
     if args.worker.startswith("jax"):
-      jax_worker(args.model, args.batch_size, args.size)
+      jax_worker(args.model, args.batch_size, args.size, args.worker == "jax_flax_conv")
     else:
       torch_worker(args.model, args.batch_size, args.size, args.worker == "torch_channels_last")
     return

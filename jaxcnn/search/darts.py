@@ -49,6 +49,7 @@ import optax
 from tqdm.auto import tqdm
 
 from jaxcnn.data import sources
+from jaxcnn.nn import conv as conv_lib
 from jaxcnn.nn.layers import Ops, OpsModule
 from jaxcnn.search import nasbench201 as nb
 from jaxcnn.search import supernet as sn
@@ -259,7 +260,7 @@ def make_step(net: DARTSNet, w_tx: optax.GradientTransformation,
                         alpha_opt_state=alpha_opt_state, step=state.step + 1)
     return new, {"train_loss": train_loss, "val_loss": val_loss}
 
-  return jax.jit(step)
+  return conv_lib.jit(step)
 
 
 @dataclasses.dataclass

@@ -49,6 +49,7 @@ import numpy as np
 import optax
 
 from jaxcnn.data.sources import default_mesh, put, replicated
+from jaxcnn.nn import conv as conv_lib
 from jaxcnn.search import evaluators, nasbench201 as nb, strategies
 from jaxcnn.search import supernet as sn
 from jaxcnn.search.run import STATE_FILE, Result, _compiled, load_state, run, save_state
@@ -191,7 +192,7 @@ def _train_step(supernet: sn.SuperNet, tx: optax.GradientTransformation,
     return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                          batch_stats=batch_stats, opt_state=opt_state), loss
 
-  return jax.jit(step, donate_argnums=0)
+  return conv_lib.jit(step, donate_argnums=0)
 
 
 @functools.lru_cache(maxsize=16)

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcnn.nn import conv as conv_lib
 from jaxcnn.nn.layers import Ops, OpsModule
 from jaxcnn.search import nasbench201 as nb
 
@@ -152,8 +153,8 @@ def _compiled_logits(supernet: SuperNet, mode: str):
     return supernet.apply(variables, x, arch, train=False)
 
   if mode == "vmap":
-    return jax.jit(jax.vmap(one, in_axes=(None, None, 0)))
-  return jax.jit(lambda v, x, archs: jax.lax.map(lambda a: one(v, x, a), archs))
+    return conv_lib.jit(jax.vmap(one, in_axes=(None, None, 0)))
+  return conv_lib.jit(lambda v, x, archs: jax.lax.map(lambda a: one(v, x, a), archs))
 
 
 def child_logits(supernet: SuperNet, variables: Any, x: jax.Array, archs: Any,

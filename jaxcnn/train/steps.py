@@ -37,6 +37,7 @@ import optax
 from jax.sharding import Mesh
 
 from jaxcnn.data.sources import batch_sharding, replicated
+from jaxcnn.nn.conv import jit
 from jaxcnn.train.state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -193,11 +194,11 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
 
   fn = over_models(train_step, num_models, in_axes=(0, None if shared_batch else 0, None))
   if mesh is None:
-    return BoundStep(jax.jit(fn, donate_argnums=0), transform)
+    return BoundStep(jit(fn, donate_argnums=0), transform)
   rep = replicated(mesh)
   data = batch_sharding(mesh, model_axis=num_models is not None and not shared_batch)
-  return BoundStep(jax.jit(fn, in_shardings=(rep, data, rep), out_shardings=(rep, rep),
-                           donate_argnums=0), transform)
+  return BoundStep(jit(fn, in_shardings=(rep, data, rep), out_shardings=(rep, rep),
+                       donate_argnums=0), transform)
 
 
 def make_eval_step(model: nn.Module, *, preprocess: Callable[[jax.Array], jax.Array] | None = None,
@@ -227,7 +228,7 @@ def make_eval_step(model: nn.Module, *, preprocess: Callable[[jax.Array], jax.Ar
 
   fn = over_models(eval_step, num_models, in_axes=(0, None, None))
   if mesh is None:
-    return BoundStep(jax.jit(fn), transform)
+    return BoundStep(jit(fn), transform)
   rep = replicated(mesh)
-  return BoundStep(jax.jit(fn, in_shardings=(rep, batch_sharding(mesh), rep), out_shardings=rep),
+  return BoundStep(jit(fn, in_shardings=(rep, batch_sharding(mesh), rep), out_shardings=rep),
                    transform)

@@ -171,3 +171,60 @@ def test_forward_mode_and_hessian_vector_products_equal_flax_conv():
                                rtol=1e-5, atol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
                  hvp(fast), hvp(plain))
+
+
+DEPTHWISE = [dict(kernel_size=(3, 3)), dict(kernel_size=(3, 3), strides=2),
+             dict(kernel_size=(5, 5), strides=2, padding=((2, 1), (1, 2))),
+             dict(kernel_size=(3, 3), kernel_dilation=2), dict(kernel_size=(7, 3), padding="VALID"),
+             dict(kernel_size=(3, 3), strides=(1, 2), use_bias=True)]
+
+
+@pytest.mark.parametrize("case", DEPTHWISE, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+def test_depthwise_as_slices_equals_flax_conv(case):
+  """One filter per channel: a sum of strided slices (no convolution op), equal to XLA's."""
+  case = {"use_bias": False, **case}
+  x = jax.random.normal(jax.random.key(0), (3, 11, 10, 6))
+  plain, fast = nn.Conv(6, feature_group_count=6, **case), conv.Conv(6, feature_group_count=6,
+                                                                    **case)
+  variables = plain.init(jax.random.key(1), x)
+  jaxpr = str(jax.make_jaxpr(lambda v: fast.apply(v, x))(variables))
+  assert "conv_general_dilated" not in jaxpr
+  (loss, grads), (fast_loss, fast_grads) = (_value_and_grads(plain, variables, x),
+                                            _value_and_grads(fast, variables, x))
+  np.testing.assert_allclose(fast_loss, loss, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+               fast_grads, grads)
+
+
+def test_depthwise_bfloat16_accumulates_in_float32():
+  x = jax.random.normal(jax.random.key(0), (2, 9, 9, 8))
+  w = jax.random.normal(jax.random.key(1), (5, 5, 1, 8))
+  args = ((1, 1), "SAME")
+  kw = dict(dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=8)
+  exact = jax.lax.conv_general_dilated(x, w, *args, **kw)  # float32 reference
+  got = conv.conv_general_dilated(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), *args, **kw)
+  assert got.dtype == jnp.bfloat16
+  ref = jax.lax.conv_general_dilated(x.astype(jnp.bfloat16).astype(jnp.float32),
+                                     w.astype(jnp.bfloat16).astype(jnp.float32), *args, **kw)
+  # One bfloat16 rounding of the float32 sum (relative 2^-8), not 25 of them.
+  np.testing.assert_allclose(np.asarray(got, np.float32), ref, rtol=2 ** -8, atol=1e-2)
+  assert np.abs(np.asarray(got, np.float32) - exact).max() < 0.2
+
+
+def test_compiler_options_on_cpu_and_their_fallback(monkeypatch):
+  assert conv.compiler_options() == {"xla_cpu_experimental_ynn_fusion_type":
+                                     "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
+  x = jnp.ones((2, 6, 6, 3))
+  w = jnp.ones((3, 3, 3, 4))
+  f = lambda x, w: jax.lax.conv_general_dilated(  # noqa: E731
+      x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  np.testing.assert_array_equal(conv.jit(f)(x, w), f(x, w))
+  # A jaxlib without the option: no options rather than a compile error.
+  monkeypatch.setattr(conv, "_CPU_OPTIONS", {"xla_no_such_option_for_this_test": "1"})
+  conv.compiler_options.cache_clear()
+  try:
+    assert conv.compiler_options() is None
+  finally:
+    monkeypatch.undo()
+    conv.compiler_options.cache_clear()
+  assert conv.compiler_options() is not None
