@@ -1,5 +1,5 @@
 """The library's layers (docs/architecture.md): an import only points down, and nothing in the
-library imports the studies, the search module or experiments/."""
+library below them imports the studies, the search module (the studies may) or experiments/."""
 
 import ast
 import pathlib
@@ -13,8 +13,9 @@ LAYERS = {
     "nn": 1, "data": 1,
     "models": 2, "diagnostics": 2,
     "train": 3,
-    "studies": 4, "search": 4,
-    "cli": 5, "__main__": 5, "__init__": 5,
+    "search": 4,
+    "studies": 5,
+    "cli": 6, "__main__": 6, "__init__": 6,
 }
 
 
@@ -54,5 +55,5 @@ def test_imports_point_down(module, path):
       continue
     target = _layer(name)
     assert LAYERS[target] <= own, f"{module} (layer {own}) imports {name} (layer {LAYERS[target]})"
-    if target in ("studies", "search"):
+    if target == "studies" or (target == "search" and _layer(module) != "studies"):
       assert _layer(module) in (target, "cli", "__main__"), f"{module} imports {name}"
