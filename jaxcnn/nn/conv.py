@@ -21,9 +21,11 @@ checkpoints are unchanged. It is the default ``conv`` of every model
 (:class:`jaxcnn.nn.layers.Ops`); ``create_model(name, conv=flax.linen.Conv)`` gives XLA's gradients.
 
 Depthwise convolutions (one filter per channel: MobileNet, EfficientNet, NASNet's separable
-convolutions) are computed on CPU as sums of strided slices times the taps' weights, which XLA
-fuses into one loop; its grouped convolution was 25x slower on the forward pass and 4-9x slower
-with the gradients at MobileNetV2's shapes (batch 128, 8x8 to 32x32, 32 to 384 channels).
+convolutions) with at most :data:`DEPTHWISE_MAX_TAPS` taps (3x3) are computed on CPU as sums of
+strided slices times the taps' weights, which XLA fuses into one loop; its grouped convolution
+was 25x slower on the forward pass and 4-9x slower with the gradients at MobileNetV2's shapes
+(batch 128, 8x8 to 32x32, 32 to 384 channels). Larger kernels stay XLA's: as slices a 5x5 would
+run 2.7-4.5x faster with its gradients, but compile time grows with the taps.
 
 On CPU the train and eval steps (and the search's compiled steps) are compiled by :func:`jit`,
 which adds the compile option that sends convolutions to XLA's Eigen kernels instead of YNNPACK's
@@ -47,6 +49,10 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 MODES = ("auto", "custom", "xla")
+# Depthwise kernels of at most this many taps run as sums of slices (3x3: 9). Compile time grows
+# with the taps (a tiny NASNet-A train step: 14 s with XLA's grouped convolutions, 17 s with
+# 3x3 as slices, 32 s with 5x5 too, 50 s with 7x7 too), so larger kernels stay XLA's.
+DEPTHWISE_MAX_TAPS = 9
 # Every library fusion but individual convolutions: convolutions go to Eigen, not YNNPACK.
 _CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
                 "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
@@ -164,7 +170,8 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
         batch_group_count=batch_group_count, precision=precision,
         preferred_element_type=preferred_element_type)
   pads = _pairs(padding, lhs, rhs, strides, rhs_dil)
-  if int(feature_group_count) == lhs.shape[-1] == rhs.shape[-1] > 1:
+  if int(feature_group_count) == lhs.shape[-1] == rhs.shape[-1] > 1 and (
+      rhs.shape[0] * rhs.shape[1] <= DEPTHWISE_MAX_TAPS):
     return _depthwise(lhs, rhs, strides, pads, rhs_dil)
   return _conv(lhs, rhs, strides, pads, rhs_dil, int(feature_group_count), precision)
 
