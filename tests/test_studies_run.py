@@ -57,8 +57,14 @@ def quick_env(tmp_path, monkeypatch):
   return tmp_path
 
 
-# Scripts whose quick run takes minutes on 2 CPU cores (compiling EfficientNets): -m slow.
-SLOW_SCRIPTS = {"scaling.py"}
+# -m slow: scripts whose quick run takes minutes on 2 CPU cores (compiling EfficientNets), and
+# those whose study's quick run is already in the fast suite twice, through its notebook and its
+# own test in tests/studies/ (the script adds only study_main's command line, which the other
+# scripts' runs cover).
+SLOW_SCRIPTS = {"scaling.py", "activations.py", "architectures.py", "batchnorm.py",
+                "initialization.py", "preprocessing.py"}
+# -m slow: notebooks whose quick run takes over a minute (08: compiling six EfficientNets).
+SLOW_NOTEBOOKS = {"08_scaling.ipynb"}
 
 
 @pytest.mark.parametrize("script", [
@@ -80,7 +86,9 @@ def test_script_runs_quick(script, quick_env):
   assert figures, f"{script.name} wrote no .png figure into {workdir}"
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+@pytest.mark.parametrize("notebook", [
+    pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_NOTEBOOKS else p for p in NOTEBOOKS],
+    ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs(notebook, quick_env, monkeypatch):
   import nbclient  # pylint: disable=g-import-not-at-top
   import nbformat  # pylint: disable=g-import-not-at-top
