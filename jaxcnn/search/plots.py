@@ -24,6 +24,20 @@ def _pyplot():
   return plt
 
 
+def _finish(plt: Any, fig: Any, ax: Any, path: str, *, xlabel: str, ylabel: str,
+            title: str | None, title_size: float | None = None, dpi: int = 120) -> None:
+  """Labels, the optional title, grid and legend of a reward-style axis; saves and closes."""
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  if title:
+    ax.set_title(title, fontsize=title_size)
+  ax.grid(alpha=0.3)
+  ax.legend(loc="lower right", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=dpi)
+  plt.close(fig)
+
+
 def best_so_far(rewards: Any) -> np.ndarray:
   """float64 [n]: the running maximum of ``rewards`` [n]."""
   rewards = np.asarray(rewards, np.float64).reshape(-1)
@@ -52,15 +66,7 @@ def plot_rewards(rewards: Any, path: str, *, reward_label: str = "reward",
   fig, ax = plt.subplots(figsize=(6, 4))
   ax.scatter(steps, rewards, s=10, c="0.55", label="evaluation")
   ax.step(steps, best, where="post", c="C3", lw=1.6, label=f"best so far ({best[-1]:.4g})")
-  ax.set_xlabel("evaluation")
-  ax.set_ylabel(reward_label)
-  if title:
-    ax.set_title(title)
-  ax.grid(alpha=0.3)
-  ax.legend(loc="lower right", fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  _finish(plt, fig, ax, path, xlabel="evaluation", ylabel=reward_label, title=title)
   return best
 
 
@@ -168,15 +174,7 @@ def plot_pareto(cost: Any, reward: Any, path: str, *, cost_label: str = "multipl
                   textcoords="offset points")
   if log_cost:
     ax.set_xscale("log")
-  ax.set_xlabel(cost_label)
-  ax.set_ylabel(reward_label)
-  if title:
-    ax.set_title(title)
-  ax.grid(alpha=0.3)
-  ax.legend(loc="lower right", fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  _finish(plt, fig, ax, path, xlabel=cost_label, ylabel=reward_label, title=title)
   return front
 
 
@@ -212,12 +210,5 @@ def plot_scaling(rows: Sequence[Mapping[str, Any]], path: str, *, title: str | N
       ax.annotate(f"φ={r['phi']}", (r["macs"], r["accuracy"]), fontsize=6, xytext=(3, 3),
                   textcoords="offset points", color=color)
   ax.set_xscale("log")
-  ax.set_xlabel("multiply-adds per image")
-  ax.set_ylabel("validation accuracy")
-  if title:
-    ax.set_title(title, fontsize=9)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8, loc="lower right")
-  fig.tight_layout()
-  fig.savefig(path, dpi=dpi)
-  plt.close(fig)
+  _finish(plt, fig, ax, path, xlabel="multiply-adds per image", ylabel="validation accuracy",
+          title=title, title_size=9, dpi=dpi)
