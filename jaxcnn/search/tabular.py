@@ -48,6 +48,7 @@ import optax
 from jaxcnn.search import nasbench201 as nb
 from jaxcnn.search import supernet as sn
 from jaxcnn.search.evaluators import Lookup
+from jaxcnn.train.steps import cross_entropy
 
 DATA_DIR = pathlib.Path(__file__).resolve().parent / "data"
 DATASETS = ("digits", "cifar10")
@@ -106,10 +107,6 @@ def supernet(recipe: Recipe, num_classes: int = 10) -> sn.SuperNet:
                      num_classes=num_classes)
 
 
-def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-
 @functools.lru_cache(maxsize=8)
 def _program(recipe: Recipe, num_classes: int, input_shape: tuple[int, ...]):
   """``train(arch [6], seeds [S], train_x, train_y, val_x, val_y) -> metrics [S]``, jitted.
@@ -133,7 +130,7 @@ def _program(recipe: Recipe, num_classes: int, input_shape: tuple[int, ...]):
     def loss_fn(params, stats, x, y):
       logits, new = net.apply({"params": params, "batch_stats": stats}, x, arch, train=True,
                               mutable=["batch_stats"])
-      return _cross_entropy(logits, y), new["batch_stats"]
+      return cross_entropy(logits, y).mean(), new["batch_stats"]
 
     def step(carry, s):
       params, stats, opt_state = carry
@@ -150,7 +147,7 @@ def _program(recipe: Recipe, num_classes: int, input_shape: tuple[int, ...]):
     logits = net.apply({"params": params, "batch_stats": stats},
                        val_x.astype(jnp.float32) / 255.0, arch, train=False)
     return {"val_accuracy": (jnp.argmax(logits, -1) == val_y).mean(),
-            "val_loss": _cross_entropy(logits, val_y),
+            "val_loss": cross_entropy(logits, val_y).mean(),
             "train_loss": losses[-recipe.loss_window:].mean()}
 
   return jax.jit(jax.vmap(one, in_axes=(None, 0, None, None, None, None)))
