@@ -24,7 +24,7 @@ checkpoints are unchanged. It is the default ``conv`` of every model
 Depthwise convolutions (one filter per channel: MobileNet, EfficientNet, NASNet's separable
 convolutions) with at most :data:`DEPTHWISE_MAX_TAPS` taps (3x3) are computed on CPU as sums of
 strided slices times the taps' weights, which XLA fuses into one loop; its grouped convolution
-was 25x slower on the forward pass and 4-9x slower with the gradients at MobileNetV2's shapes
+was 12-34x slower on the forward pass and 3-9x with the gradients at MobileNetV2's shapes
 (batch 128, 8x8 to 32x32, 32 to 384 channels). Larger kernels stay XLA's: as slices a 5x5 would
 run 2.7-4.5x faster with its gradients, but compile time grows with the taps.
 
@@ -181,8 +181,8 @@ def _depthwise(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
                padding: Sequence[tuple[int, int]], rhs_dilation: Sequence[int]) -> jax.Array:
   """A depthwise convolution (one filter per channel) as the sum over the kernel's taps of
   strided slices of the padded input times the tap's weights: element-wise work that XLA:CPU
-  fuses into one loop, where its grouped convolution is slow (measured 25x on the forward
-  pass, 4-9x with the gradients, at MobileNetV2's shapes). Accumulates in float32."""
+  fuses into one loop, where its grouped convolution is slow (measured 12-34x on the forward
+  pass, 3-9x with the gradients, at MobileNetV2's shapes). Accumulates in float32."""
   kh, kw = kernel.shape[:2]
   dtype = jnp.promote_types(x.dtype, jnp.float32)
   xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
