@@ -10,14 +10,16 @@ is concatenated, is the cell's :class:`Genotype`; ``NASNET_A_NORMAL`` and ``NASN
 are the published cells. In a reduction cell the operations on ``h`` and ``p`` have stride 2,
 those on blocks stride 1.
 
-The network is: 3x3/2 stem convolution, two reduction cells ("stem cells"), then N normal cells,
-a reduction cell, N normal cells, a reduction cell, N normal cells; filters double at each
-reduction and the last normal cell has ``penultimate_filters`` = 6 x filters channels (for
-NASNet-A's six-state normal cell). "4 @ 1056" is N=4 with 1056 penultimate filters. No auxiliary
+The ImageNet network (``stem="imagenet"``) is: 3x3/2 stem convolution, two reduction cells
+("stem cells"), then N normal cells, a reduction cell, N normal cells, a reduction cell, N normal
+cells; filters double at each reduction and the last normal cell has ``penultimate_filters`` = 6 x
+filters channels (for NASNet-A's six-state normal cell). "4 @ 1056" is N=4 with 1056 penultimate
+filters. The CIFAR-10 network (``stem="cifar"``, the paper's Figure 2, left, and the skeleton
+that NAS searches train) has a 3x3 stride-1 stem convolution and no stem cells. No auxiliary
 head (it is a training aid, not part of the published parameter count).
 
 References: Zoph et al. 2018, "Learning Transferable Architectures for Scalable Image
-Recognition" (arXiv 2017), Section 3, Figure 4, Table 2, Appendix A.
+Recognition" (arXiv 2017), Section 3, Figures 2 and 4, Table 2, Appendix A.
 """
 
 from __future__ import annotations
@@ -274,6 +276,8 @@ class NASNet(OpsModule):
     filter_multiplier: the factor on filters at each reduction.
     dropout_rate: dropout before the classifier (needs the ``"dropout"`` rng when training).
     normal_cell, reduction_cell: the cells' :class:`Genotype` s (tuples, so hashable).
+    stem: ``"imagenet"`` (3x3/2 convolution and two reduction cells) or ``"cifar"`` (a 3x3
+      stride-1 convolution).
   """
 
   num_cells: int = 4
@@ -284,24 +288,35 @@ class NASNet(OpsModule):
   num_classes: int = 1000
   normal_cell: Genotype = NASNET_A_NORMAL
   reduction_cell: Genotype = NASNET_A_REDUCTION
+  stem: str = "imagenet"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     check_nhwc(x, "NASNet")
+    if self.stem not in ("imagenet", "cifar"):
+      raise ValueError(f"Unknown NASNet stem {self.stem!r}; use 'imagenet' or 'cifar'.")
+    imagenet = self.stem == "imagenet"
     filters, m = self.penultimate_filters // 24, self.filter_multiplier
-    if self.penultimate_filters % 24 or filters // m**2 < 2:
+    if self.penultimate_filters % 24 or filters // (m**2 if imagenet else 1) < 2:
       raise ValueError(f"penultimate_filters must be a multiple of 24 with at least 2 filters in "
-                       f"the first stem cell (penultimate_filters // 24 // filter_multiplier**2), "
-                       f"got {self.penultimate_filters}.")
+                       f"the first cell (penultimate_filters // 24, divided by "
+                       f"filter_multiplier**2 for the ImageNet stem cells), got "
+                       f"{self.penultimate_filters}.")
     ops = self.get_ops()
-    x = ops.conv(self.stem_features, (3, 3), strides=(2, 2), padding="VALID", use_bias=False,
-                 name="stem")(x)
+    if imagenet:
+      x = ops.conv(self.stem_features, (3, 3), strides=(2, 2), padding="VALID", use_bias=False,
+                   name="stem")(x)
+    else:
+      x = ops.conv(self.stem_features, (3, 3), padding=ops.pad((3, 3)), use_bias=False,
+                   name="stem")(x)
     x = ops.normalize(x, train=train)
 
-    # Each cell takes the last two outputs (h, p); the first stem cell has no p. After a
-    # reduction cell, p is the reduction cell's input (the reference's skip_reduction=False).
+    # Each cell takes the last two outputs (h, p); the first cell has no p. After a reduction
+    # cell, p is the reduction cell's input (the reference's skip_reduction=False).
     h, p = x, None
-    cells = [(filters // m**2, True, "stem_cell1"), (filters // m, True, "stem_cell2")]
+    cells = []
+    if imagenet:
+      cells = [(filters // m**2, True, "stem_cell1"), (filters // m, True, "stem_cell2")]
     for stage in range(3):
       if stage > 0:
         cells.append((filters * m**stage, True, f"reduction{stage}"))

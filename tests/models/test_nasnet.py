@@ -252,3 +252,23 @@ def test_swapping_act_changes_every_activation_and_nothing_else():
 
 def test_swapping_norm_and_kernel_init():
   zc.check_norm_and_kernel_init_counts(TINY)
+
+
+def test_cifar_stem_matches_the_published_cifar_network():
+  """NASNet-A (6 @ 768) for CIFAR-10: 3.3M parameters (Zoph et al. 2018, Table 1), a stride-1
+  stem convolution and no stem cells; feature maps 32 -> 16 -> 8."""
+  model = NASNet(num_cells=6, penultimate_filters=768, stem_features=96, num_classes=10,
+                 stem="cifar")
+  params = zc.abstract_init(model, (1, 32, 32, 3))[1]["params"]
+  assert abs(count_params(model, (1, 32, 32, 3)) - 3.3e6) < 0.05e6
+  assert params["stem"]["kernel"].shape == (3, 3, 3, 96)
+  assert not any(name.startswith("stem_cell") for name in params)
+  tiny = TINY.clone(stem="cifar")
+  capture = lambda mdl, method_name: isinstance(mdl, Cell) and method_name == "__call__"
+  _, state = jax.eval_shape(lambda v, x: tiny.apply(
+      v, x, train=False, capture_intermediates=capture, mutable=["intermediates"]),
+      zc.abstract_init(tiny, (1, 16, 16, 3))[1], jnp.zeros((1, 16, 16, 3)))
+  sizes = {name: sub["__call__"][0].shape[1] for name, sub in state["intermediates"].items()}
+  assert sizes == {"cell0": 16, "reduction1": 8, "cell1": 8, "reduction2": 4, "cell2": 4}
+  with pytest.raises(ValueError, match="Unknown NASNet stem 'mnist'"):
+    zc.abstract_init(TINY.clone(stem="mnist"), (1, 16, 16, 3))
