@@ -29,6 +29,15 @@ minutes on a busy 2-core CPU)::
   best = enas.final(strategy, result.state, trainer, jax.random.PRNGKey(1), num_samples=50)
   best.greedy, best.archs[0], best.rewards[0]
 
+The NASNet cell space works the same way with :class:`jaxcnn.search.nasnet.SuperNet` over an op
+subset (ENAS's micro search, Section 2.3)::
+
+  trainer = enas.SharedTraining(
+      nasnet.SuperNet(num_cells=1, penultimate_filters=96, stem_features=8,
+                      cell_ops=nasnet.ENAS_OPS), tx, source, train_steps=10, batch_size=32,
+      subspace=nasnet.Subspace(nasnet.ENAS_OPS), preprocess=lambda x: x / 16.0)
+  result = enas.search(trainer.space, strategy, trainer, budget=300, key=key, batch_size=10)
+
 References:
   Pham, Guan, Zoph, Le & Dean 2018, "Efficient Neural Architecture Search via Parameter
   Sharing" (ICML), Sections 2.2 (training and deriving architectures) and 3.2 (settings).
@@ -50,7 +59,7 @@ import optax
 
 from jaxcnn.data.sources import default_mesh, put, replicated
 from jaxcnn.nn import conv as conv_lib
-from jaxcnn.search import evaluators, nasbench201 as nb, strategies
+from jaxcnn.search import evaluators, strategies
 from jaxcnn.search import supernet as sn
 from jaxcnn.search.run import STATE_FILE, Result, _compiled, load_state, run, save_state
 from jaxcnn.search.space import Space
@@ -175,9 +184,9 @@ def greedy(strategy: strategies.Reinforce, state: strategies.ReinforceState) -> 
 
 
 @functools.lru_cache(maxsize=16)
-def _train_step(supernet: sn.SuperNet, tx: optax.GradientTransformation,
+def _train_step(supernet: Any, tx: optax.GradientTransformation,
                 preprocess: Callable[[jax.Array], jax.Array]):
-  """One jitted SGD step of the supernet on the path of a traced arch (int32 [6])."""
+  """One jitted SGD step of the supernet on the path of a traced arch (int32 [L])."""
 
   def step(state: TrainState, batch: dict[str, jax.Array], arch: jax.Array):
     x, labels = preprocess(batch["image"]), batch["label"]
@@ -196,7 +205,7 @@ def _train_step(supernet: sn.SuperNet, tx: optax.GradientTransformation,
 
 
 @functools.lru_cache(maxsize=16)
-def _init_fn(supernet: sn.SuperNet, tx: optax.GradientTransformation, input_shape: tuple):
+def _init_fn(supernet: Any, tx: optax.GradientTransformation, input_shape: tuple):
   return make_init(supernet, tx, input_shape)
 
 
@@ -220,15 +229,18 @@ class SharedTraining(evaluators.Evaluator):
   changes weights without a gradient (decoupled weight decay does).
 
   Args:
-    supernet: the :class:`~jaxcnn.search.supernet.SuperNet` (or any module called as
-      ``supernet(x, arch int32 [6], train=...)``).
+    supernet: a module called as ``supernet(x, arch, train=...)`` that declares the space of
+      its architectures (:func:`~jaxcnn.search.supernet.arch_space`): the NAS-Bench-201
+      :class:`~jaxcnn.search.supernet.SuperNet` (int32 [6]; a module without ``space`` is taken
+      as one) or :class:`~jaxcnn.search.nasnet.SuperNet` (int32 [50]).
     tx: the optax chain of the shared weights (the paper: SGD with Nesterov momentum, cosine
       schedule).
     source: a :mod:`jaxcnn.data.sources` source with a training split and ``split``.
     train_steps: SGD steps per call (>= 1).
     batch_size: training examples per step.
-    subspace: a :class:`~jaxcnn.search.nasbench201.Subspace` whose architectures are asked
-      (None: the full NAS-Bench-201 space).
+    subspace: a subspace of the supernet's space whose architectures are asked (``.space``,
+      ``.to_full(archs)``: :class:`~jaxcnn.search.nasbench201.Subspace`,
+      :class:`~jaxcnn.search.nasnet.Subspace`); None: the supernet's whole space.
     seed: the weights' initialisation and the data order.
     variables: initial shared weights ``{"params", "batch_stats"}`` (e.g. from
       :func:`~jaxcnn.search.evaluators.train_supernet`, a one-shot warm start; copied); None
@@ -243,8 +255,8 @@ class SharedTraining(evaluators.Evaluator):
     workdir: where :func:`search` has the state saved after every call (None: not saved).
   """
 
-  def __init__(self, supernet: sn.SuperNet, tx: optax.GradientTransformation, source: Any, *,
-               train_steps: int, batch_size: int, subspace: nb.Subspace | None = None,
+  def __init__(self, supernet: Any, tx: optax.GradientTransformation, source: Any, *,
+               train_steps: int, batch_size: int, subspace: Any = None,
                seed: int = 0, variables: Any = None, split: str = "val",
                preprocess: Callable[[jax.Array], jax.Array] | None = None, mode: str = "auto"):
     if train_steps < 1 or batch_size < 1:
@@ -253,7 +265,7 @@ class SharedTraining(evaluators.Evaluator):
     self.supernet, self.tx, self.source = supernet, tx, source
     self.train_steps, self.batch_size = int(train_steps), int(batch_size)
     self.subspace, self.seed, self.split = subspace, int(seed), split
-    self.space = subspace.space if subspace is not None else nb.SPACE
+    self.space = subspace.space if subspace is not None else sn.arch_space(supernet)
     self.preprocess = preprocess or _as_float
     self.steps_per_epoch = source.steps_per_epoch(self.batch_size)
     self._step = _train_step(supernet, tx, self.preprocess)
@@ -284,7 +296,9 @@ class SharedTraining(evaluators.Evaluator):
     a = self.space.validate(archs)
     if a.ndim != 2:
       raise ValueError(f"archs must be int [n, {len(self.space)}], got shape {a.shape}.")
-    return self.subspace.to_full(a) if self.subspace is not None else a
+    if self.subspace is None:
+      return a
+    return sn.arch_space(self.supernet).validate(self.subspace.to_full(a))  # built by the supernet
 
   def _batches(self, start: int, stop: int) -> Iterator[dict[str, jax.Array]]:
     while start < stop:

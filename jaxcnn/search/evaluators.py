@@ -173,13 +173,15 @@ class Trained(Evaluator):
     return metrics["accuracy"].copy(), metrics
 
 
-def train_supernet(supernet: sn.SuperNet, tx: optax.GradientTransformation, source: Any, *,
+def train_supernet(supernet: Any, tx: optax.GradientTransformation, source: Any, *,
                    num_steps: int, batch_size: int, seed: int = 0, preprocess: Any = None
                    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
   """One-shot training by uniform single-path sampling (a fresh path every step).
 
   The population trainer trains the supernet unchanged (its training call draws the path from
-  the step's ``"dropout"`` key). Returns the (unstacked) variables and the training history.
+  the step's ``"dropout"`` key: :class:`~jaxcnn.search.supernet.SuperNet`,
+  :class:`~jaxcnn.search.nasnet.SuperNet`). Returns the (unstacked) variables and the training
+  history.
 
   References: Guo et al. 2020, "Single Path One-Shot Neural Architecture Search with Uniform
   Sampling".
@@ -199,7 +201,10 @@ class SharedWeights(Evaluator):
   chooses ``vmap`` over the children of a call or a ``lax.map`` (``"auto"``: per backend).
 
   Args:
-    supernet: the :class:`~jaxcnn.search.supernet.SuperNet`.
+    supernet: a supernet that declares its architectures' space
+      (:func:`~jaxcnn.search.supernet.arch_space`): the NAS-Bench-201
+      :class:`~jaxcnn.search.supernet.SuperNet` or :class:`~jaxcnn.search.nasnet.SuperNet`;
+      the archs evaluated lie in that space.
     variables: its (trained) ``{"params", "batch_stats"}``.
     source: a source holding ``split``.
     split: the evaluation split.
@@ -207,7 +212,7 @@ class SharedWeights(Evaluator):
     mode: ``"auto"``, ``"vmap"`` or ``"map"``.
   """
 
-  def __init__(self, supernet: sn.SuperNet, variables: Any, source: Any, *, split: str = "val",
+  def __init__(self, supernet: Any, variables: Any, source: Any, *, split: str = "val",
                preprocess: Callable[[jax.Array], jax.Array] | None = None, mode: str = "auto"):
     self.supernet, self.variables, self.source, self.split = supernet, variables, source, split
     self.preprocess = preprocess or (lambda x: x.astype(jnp.float32))

@@ -17,6 +17,12 @@ Trained as a one-shot model (uniform single-path sampling), ``SuperNet(...)(x, t
 without an architecture draws one from the ``"dropout"`` rng at every step, so the population
 trainer trains it unchanged: ``Population(SuperNet(...), tx).train(...)``.
 
+The evaluators (:func:`child_logits`, :class:`~jaxcnn.search.evaluators.SharedWeights`,
+:class:`~jaxcnn.search.enas.SharedTraining`) take any supernet called as
+``supernet(x, arch, train=...)`` that declares the space of its architectures as ``space``
+(:func:`arch_space`): this one ``nasbench201.SPACE``, :class:`jaxcnn.search.nasnet.SuperNet`
+``nasnet.SPACE`` (with its ops).
+
 References:
   Pham et al. 2018, "Efficient Neural Architecture Search via Parameter Sharing" (ENAS).
   Bender et al. 2018, "Understanding and Simplifying One-Shot Architecture Search".
@@ -37,6 +43,7 @@ import numpy as np
 from jaxcnn.nn import conv as conv_lib
 from jaxcnn.nn.layers import Ops, OpsModule
 from jaxcnn.search import nasbench201 as nb
+from jaxcnn.search.space import Space
 
 # Best way to evaluate many children per backend (measured; see docs/search.md).
 AUTO_MODE = {"cpu": "map", "gpu": "vmap", "tpu": "vmap"}
@@ -83,6 +90,8 @@ class SuperNet(nb.CellNetwork):
   training call draws a uniform architecture from the ``"dropout"`` rng (one-shot training by
   uniform single-path sampling, Guo et al. 2020); an evaluation call needs one.
   """
+
+  space = nb.SPACE  # the architectures it takes (a class attribute, not a field)
 
   @nn.compact
   def __call__(self, x: jax.Array, arch: jax.Array | None = None, *, train: bool) -> jax.Array:
@@ -138,6 +147,12 @@ def child_variables(variables: Any, arch: Any) -> dict[str, Any]:
   return {col: prune(dict(tree), False) for col, tree in dict(variables).items()}
 
 
+def arch_space(supernet: Any) -> Space:
+  """The space of a supernet's architectures: its ``space`` attribute (``nasbench201.SPACE`` for
+  a module without one, such as a hand-made miniature of :class:`SuperNet`)."""
+  return getattr(supernet, "space", nb.SPACE)
+
+
 def resolve_mode(mode: str) -> str:
   """``"vmap"`` or ``"map"``; ``"auto"`` is :data:`AUTO_MODE` for the default backend."""
   if mode == "auto":
@@ -148,7 +163,7 @@ def resolve_mode(mode: str) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_logits(supernet: SuperNet, mode: str):
+def _compiled_logits(supernet: Any, mode: str):
   def one(variables, x, arch):
     return supernet.apply(variables, x, arch, train=False)
 
@@ -157,17 +172,18 @@ def _compiled_logits(supernet: SuperNet, mode: str):
   return conv_lib.jit(lambda v, x, archs: jax.lax.map(lambda a: one(v, x, a), archs))
 
 
-def child_logits(supernet: SuperNet, variables: Any, x: jax.Array, archs: Any,
+def child_logits(supernet: Any, variables: Any, x: jax.Array, archs: Any,
                  mode: str = "auto") -> jax.Array:
-  """Eval-mode logits ``[n, batch, classes]`` of ``n`` children (int [n, 6]) on one batch.
+  """Eval-mode logits ``[n, batch, classes]`` of ``n`` children (int [n, L]) on one batch.
 
-  One compiled program per (supernet, mode, shapes); ``mode``: ``"vmap"`` (every branch
-  computed, children in parallel), ``"map"`` (children in sequence, one branch each) or
-  ``"auto"``.
+  ``archs`` lie in the supernet's :func:`arch_space` (int [n, 6] for :class:`SuperNet`). One
+  compiled program per (supernet, mode, shapes); ``mode``: ``"vmap"`` (every branch computed,
+  children in parallel), ``"map"`` (children in sequence, one branch each) or ``"auto"``.
   """
-  archs = jnp.asarray(nb.SPACE.validate(archs))
+  space = arch_space(supernet)
+  archs = jnp.asarray(space.validate(archs))
   if archs.ndim != 2:
-    raise ValueError(f"archs must be int [n, {len(nb.EDGES)}], got shape {archs.shape}.")
+    raise ValueError(f"archs must be int [n, {len(space)}], got shape {archs.shape}.")
   return _compiled_logits(supernet, resolve_mode(mode))(variables, x, archs)
 
 
