@@ -4,22 +4,35 @@
   jaxcnn search --config experiments/configs/search_nasbench201.py:quick  # trains each cell
   jaxcnn search --config experiments/configs/search_planted.py --config.strategy=reinforce
   jaxcnn search --config ... --workdir runs/s --resume --config.budget=200  # continue a search
+  jaxcnn search --config experiments/configs/search_enas.py:quick         # ENAS, shared weights
+  jaxcnn search --config experiments/configs/search_darts.py:quick        # DARTS, gradients
 
-The config names the space (``"nasbench201"``, the 15,625-cell space, or ``"synthetic"``, a
-grid of ``num_options``), the strategy (``strategy``, a name of ``search.strategies`` with
-``strategy_kwargs[strategy]`` its arguments, or a spec such as ``"evolution(sample_size=3)"``),
-the evaluator (``"planted"``, ``"onemax"``, ``"lookup"`` or ``"train"``), ``budget``,
-``batch_size``, ``seed`` and ``top_k``. The run folder (``--workdir``, default
-``runs/<time>-search-<config>``) gets ``config.json``, ``history.jsonl`` and
-``search_state.npz`` (from :func:`jaxcnn.search.run`; the history holds an evaluator's metrics
-beside each reward, e.g. the loss and seconds of a trained candidate), ``best.json`` (the top-k
-distinct architectures) and the figures ``reward.png`` and, for the cell space,
-``best_cell.png``. ``--resume`` continues the search saved in ``--workdir``; only ``budget`` may
-differ from the saved config.
+The config names the space (``"nasbench201"``, the 15,625-cell space, ``"nasbench201_small"``,
+its 256-cell ``nasbench201.SMALL``, or ``"synthetic"``, a grid of ``num_options``), the strategy
+(``strategy``, a name of ``search.strategies`` with ``strategy_kwargs[strategy]`` its arguments,
+or a spec such as ``"evolution(sample_size=3)"``), the evaluator (``"planted"``, ``"onemax"``,
+``"lookup"``, ``"train"`` or ``"shared_training"``), ``budget``, ``batch_size``, ``seed`` and
+``top_k``. The run folder (``--workdir``, default ``runs/<time>-search-<config>``) gets
+``config.json``, ``history.jsonl`` and ``search_state.npz`` (from :func:`jaxcnn.search.run`; the
+history holds an evaluator's metrics beside each reward, e.g. the loss and seconds of a trained
+candidate), ``best.json`` (the top-k distinct architectures) and the figures ``reward.png`` and,
+for the cell spaces, ``best_cell.png``. ``--resume`` continues the search saved in
+``--workdir``; only ``budget`` may differ from the saved config.
+
+ENAS (Pham et al. 2018) is strategy ``"enas"`` with evaluator ``"shared_training"``
+(:class:`jaxcnn.search.enas.SharedTraining`), run by :func:`jaxcnn.search.enas.search`: the
+shared weights are saved beside the controller (``shared_weights_<step>.npz``), so ``--resume``
+continues exactly, and ``best.json`` adds :func:`jaxcnn.search.enas.final`'s greedy and best
+sampled cells. DARTS (Liu et al. 2019) is strategy ``"darts"`` with the ``darts.*`` and ``data.*``
+fields of ``experiments/configs/search_darts.py``, run by :func:`jaxcnn.search.darts.search` in
+one go (it keeps no state to resume from): the run folder gets ``config.json``, ``darts.npz``
+(alpha and the op weights after every step, the losses), ``best.json`` (the derived cell),
+``edge_weights.png`` and ``best_cell.png``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -32,10 +45,12 @@ from ml_collections import config_flags
 
 from jaxcnn.train.cli import config_error
 
-SPACES = ("nasbench201", "synthetic")
-EVALUATORS = ("planted", "onemax", "lookup", "train")
+SPACES = ("nasbench201", "nasbench201_small", "synthetic")
+CELL_SPACES = ("nasbench201", "nasbench201_small")  # NAS-Bench-201 cells: the whole space, SMALL
+EVALUATORS = ("planted", "onemax", "lookup", "train", "shared_training")
 CONFIG_FILE = "config.json"
 BEST_FILE = "best.json"
+DARTS_FILE = "darts.npz"  # a DARTS run's alpha and op weights after every step, its losses
 RESUMABLE = ("budget",)  # config fields a resumed search may change
 
 
@@ -114,6 +129,8 @@ def make_space(config: Any):
 
   if config.space == "nasbench201":
     return nasbench201.SPACE
+  if config.space == "nasbench201_small":
+    return nasbench201.SMALL.space
   if config.space == "synthetic":
     num_options = tuple(config.get("num_options") or ())
     if not num_options or any(not isinstance(n, int) or n < 1 for n in num_options):
@@ -121,6 +138,29 @@ def make_space(config: Any):
                               f">= 1, got {num_options!r}.")
     return Space({f"c{j}": tuple(range(n)) for j, n in enumerate(num_options)})
   raise SearchConfigError(f"unknown space {config.space!r}; known spaces: {', '.join(SPACES)}.")
+
+
+def subspace(config: Any):
+  """The :class:`~jaxcnn.search.nasbench201.Subspace` of a cell space (None: all the cells)."""
+  from jaxcnn.search import nasbench201  # pylint: disable=g-import-not-at-top
+  return nasbench201.SMALL if config.space == "nasbench201_small" else None
+
+
+def full_arch(config: Any, indices: Any) -> Any:
+  """A cell space's architecture (int [len(space)]) as the six NAS-Bench-201 op indices."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  sub = subspace(config)
+  indices = np.asarray(indices, np.int32)
+  return sub.to_full(indices) if sub is not None else indices
+
+
+def strategy_name(config: Any) -> str:
+  """The registry name of ``config.strategy`` (``"evolution(sample_size=3)"`` -> evolution)."""
+  from jaxcnn.registry import parse_spec  # pylint: disable=g-import-not-at-top
+  try:
+    return parse_spec(config.strategy)[0]
+  except (ValueError, AttributeError) as e:
+    raise SearchConfigError(f"bad strategy {config.strategy!r}: {e}") from None
 
 
 def make_strategy(config: Any):
@@ -162,13 +202,15 @@ def make_evaluator(config: Any, space: Any) -> tuple[Callable[[Any], Any], dict[
     return _lookup(config, space), {}
   if name == "train":
     return _trained(config, space), {}
+  if name == "shared_training":
+    return _shared_training(config), {}
   raise SearchConfigError(f"unknown evaluator {name!r}; known evaluators: "
                           f"{', '.join(EVALUATORS)}.")
 
 
 def _lookup(config: Any, space: Any):
   """``config.lookup.path``: a ``.npy`` table of shape ``num_options`` or a ``.json`` mapping
-  (cell strings for the cell space, else comma-joined option indices) -> reward or metrics."""
+  (cell strings for the cell spaces, else comma-joined option indices) -> reward or metrics."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from jaxcnn.search import evaluators, nasbench201  # pylint: disable=g-import-not-at-top
 
@@ -188,31 +230,44 @@ def _lookup(config: Any, space: Any):
     return evaluators.Lookup(table)
   if path.suffix == ".json":
     table = json.loads(path.read_text())
-    if config.space == "nasbench201":
-      key = lambda a: nasbench201.to_string(nasbench201.arch_ops(a))
+    if config.space in CELL_SPACES:
+      key = lambda a: nasbench201.to_string(nasbench201.arch_ops(full_arch(config, a)))
     else:
       key = lambda a: ",".join(str(int(i)) for i in a)
     return evaluators.Lookup(table, key=key, reward_key=lookup.get("reward_key", "accuracy"))
   raise SearchConfigError(f"lookup table {str(path)!r} must be a .npy or .json file.")
 
 
+def _needs_cells(config: Any, evaluator: str) -> None:
+  if config.space not in CELL_SPACES:
+    raise SearchConfigError(f"evaluator {evaluator!r} builds NAS-Bench-201 cells: it needs space "
+                            f"'nasbench201' or 'nasbench201_small', got {config.space!r}.")
+
+
+def _digits(data: Any):
+  """``(source, num_classes)``: an :class:`~jaxcnn.data.sources.InMemory` of seeded ``train``
+  and ``val`` subsets of ``data.dataset``."""
+  from jaxcnn.data import sources  # pylint: disable=g-import-not-at-top
+
+  subsets = sources.subsets(data.dataset, {"train": data.num_train, "val": data.num_val},
+                            seed=data.data_seed)
+  num_classes = int(max(int(s["label"].max()) for s in subsets.values()) + 1)
+  return sources.InMemory(subsets, eval_batch_size=min(data.num_val, 500)), num_classes
+
+
 def _trained(config: Any, space: Any):
-  """:class:`~jaxcnn.search.evaluators.Trained` on a digits subset (cell space only)."""
+  """:class:`~jaxcnn.search.evaluators.Trained` on a digits subset (cell spaces only)."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
-  from jaxcnn.data import sources  # pylint: disable=g-import-not-at-top
   from jaxcnn.search import evaluators, nasbench201  # pylint: disable=g-import-not-at-top
 
-  if config.space != "nasbench201":
-    raise SearchConfigError("evaluator 'train' builds NAS-Bench-201 cells: it needs space "
-                            f"'nasbench201', got {config.space!r}.")
+  del space
+  _needs_cells(config, "train")
   t = config.train
-  data = sources.subsets(t.dataset, {"train": t.num_train, "val": t.num_val}, seed=t.data_seed)
-  source = sources.InMemory(data, eval_batch_size=min(t.num_val, 500))
-  num_classes = int(max(int(data["train"]["label"].max()), int(data["val"]["label"].max())) + 1)
+  source, num_classes = _digits(t)
 
   def build(arch):
-    return nasbench201.build(arch, num_cells=t.num_cells, channels=t.channels,
+    return nasbench201.build(full_arch(config, arch), num_cells=t.num_cells, channels=t.channels,
                              num_classes=num_classes)
 
   tx = optax.sgd(t.learning_rate, momentum=t.momentum or None)
@@ -221,17 +276,55 @@ def _trained(config: Any, space: Any):
                             preprocess=lambda x: x.astype(jnp.float32) / 255.0)
 
 
+@functools.lru_cache(maxsize=8)
+def _shared_tx(learning_rate: float, momentum: float):
+  """The shared weights' SGD (Nesterov momentum; Pham et al. 2018, Section 3.2), one object per
+  setting so that repeated searches in a process reuse the compiled train step."""
+  import optax  # pylint: disable=g-import-not-at-top
+  return optax.sgd(learning_rate, momentum=momentum or None, nesterov=bool(momentum))
+
+
+def supernet(config: Any, num_classes: int):
+  """The :class:`~jaxcnn.search.supernet.SuperNet` of ``config.shared``."""
+  from jaxcnn.search import supernet as sn  # pylint: disable=g-import-not-at-top
+  return sn.SuperNet(num_cells=config.shared.num_cells, channels=config.shared.channels,
+                     num_classes=num_classes)
+
+
+def _shared_training(config: Any):
+  """:class:`~jaxcnn.search.enas.SharedTraining` on a digits subset (cell spaces only)."""
+  from jaxcnn.search import darts, enas  # pylint: disable=g-import-not-at-top
+
+  _needs_cells(config, "shared_training")
+  if "shared" not in config or "data" not in config:
+    raise SearchConfigError("evaluator 'shared_training' needs the shared.* and data.* fields "
+                            "of experiments/configs/search_enas.py.")
+  s = config.shared
+  source, num_classes = _digits(config.data)
+  try:
+    return enas.SharedTraining(supernet(config, num_classes),
+                               _shared_tx(s.learning_rate, s.momentum), source,
+                               train_steps=s.train_steps, batch_size=s.batch_size,
+                               subspace=subspace(config), seed=config.seed,
+                               preprocess=darts.to_unit, mode=s.mode)
+  except ValueError as e:
+    raise SearchConfigError(f"shared: {e}") from None
+
+
 def _arch_record(space: Any, arch: Any, reward: float) -> dict[str, Any]:
   record = {"arch": space.decode(arch), "indices": [int(i) for i in arch], "reward": reward}
   return json.loads(json.dumps(record, default=repr))
 
 
-def _with_cells(config: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-  if config.space != "nasbench201":
-    return records
+def _cell(config: Any, indices: Any) -> str:
   from jaxcnn.search import nasbench201  # pylint: disable=g-import-not-at-top
-  return [dict(r, cell=nasbench201.to_string(nasbench201.arch_ops(r["indices"])))
-          for r in records]
+  return nasbench201.to_string(nasbench201.arch_ops(full_arch(config, indices)))
+
+
+def _with_cells(config: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  if config.space not in CELL_SPACES:
+    return records
+  return [dict(r, cell=_cell(config, r["indices"])) for r in records]
 
 
 def top_distinct(history: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
@@ -253,11 +346,28 @@ def top_distinct(history: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
 
 
 def check_config(config: Any) -> None:
-  """Raises :class:`SearchConfigError` for a budget, batch size or top-k out of range."""
-  for field in ("space", "strategy", "evaluator", "budget", "batch_size", "seed"):
+  """Raises :class:`SearchConfigError` for a missing field, a budget, batch size or top-k out of
+  range, or a strategy that cannot run with the config's space or evaluator."""
+  darts = "strategy" in config and strategy_name(config) == "darts"
+  needed = ("space", "strategy", "seed") if darts else (
+      "space", "strategy", "evaluator", "budget", "batch_size", "seed")
+  for field in needed:
     if field not in config:
       raise SearchConfigError(f"the config has no field {field!r}; a search config needs "
-                              "space, strategy, evaluator, budget, batch_size and seed.")
+                              f"{', '.join(needed[:-1])} and {needed[-1]}.")
+  if darts:
+    if config.space not in CELL_SPACES:
+      raise SearchConfigError("strategy 'darts' relaxes the NAS-Bench-201 cells: it needs space "
+                              f"'nasbench201' or 'nasbench201_small', got {config.space!r}.")
+    if "darts" not in config or "data" not in config:
+      raise SearchConfigError("strategy 'darts' is run by darts.search, not by asking and "
+                              "telling: it needs the darts.* and data.* fields of "
+                              "experiments/configs/search_darts.py.")
+    return
+  if strategy_name(config) == "enas" and config.evaluator != "shared_training":
+    raise SearchConfigError("strategy 'enas' trains its controller in turn with the shared "
+                            "weights: it needs evaluator 'shared_training' (see "
+                            f"experiments/configs/search_enas.py), got {config.evaluator!r}.")
   for field in ("budget", "batch_size", "top_k"):
     value = config.get(field, 1)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -272,6 +382,9 @@ def _check_resume(workdir: Path, config: Any, resume: bool) -> int:
   if has_state and not resume:
     raise SearchConfigError(f"{workdir} already holds a search ({STATE_FILE}); pass --resume to "
                             "continue it, or choose another --workdir.")
+  if (workdir / DARTS_FILE).exists():
+    raise SearchConfigError(f"{workdir} already holds a DARTS search ({DARTS_FILE}); choose "
+                            "another --workdir.")
   if not resume:
     return 0
   if not has_state:
@@ -303,15 +416,22 @@ def search(config: Any, workdir: str | Path, *, resume: bool = False,
            progress: bool = True) -> dict[str, Any]:
   """Runs the search a config describes in ``workdir``; returns what ``best.json`` holds.
 
+  Strategy ``"darts"`` runs :func:`search_darts`; evaluator ``"shared_training"`` runs
+  :func:`jaxcnn.search.enas.search` (the shared weights saved beside the strategy's state) and,
+  for a REINFORCE controller such as ENAS's, :func:`jaxcnn.search.enas.final` after it; the
+  other evaluators run :func:`jaxcnn.search.run`.
+
   Raises:
     SearchConfigError: for a config that names an unknown space, strategy or evaluator, a
       budget < 1, a ``workdir`` that holds a search without ``resume``, and the like.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from jaxcnn.search import plots  # pylint: disable=g-import-not-at-top
+  from jaxcnn.search import enas, plots, strategies  # pylint: disable=g-import-not-at-top
   from jaxcnn.search.run import run as run_search  # pylint: disable=g-import-not-at-top
 
   check_config(config)
+  if strategy_name(config) == "darts":
+    return search_darts(config, workdir, resume=resume, progress=progress)
   space = make_space(config)
   strategy = make_strategy(config)
   workdir = Path(workdir)
@@ -319,22 +439,151 @@ def search(config: Any, workdir: str | Path, *, resume: bool = False,
   evaluate, extra = make_evaluator(config, space)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / CONFIG_FILE).write_text(config.to_json(indent=2) + "\n")
-  result = run_search(space, strategy, evaluate, config.budget,
-                      jax.random.PRNGKey(config.seed), workdir=workdir,
-                      batch_size=config.batch_size, top_k=config.get("top_k", 5),
-                      progress=progress)
+  shared = isinstance(evaluate, enas.SharedTraining)
+  top_k = config.get("top_k", 5)
+  result = (enas.search if shared else run_search)(
+      space, strategy, evaluate, config.budget, jax.random.PRNGKey(config.seed),
+      workdir=workdir, batch_size=config.batch_size, top_k=top_k, progress=progress)
   best = {"space": config.space, "strategy": repr(strategy), "evaluator": config.evaluator,
           "num_evaluated": len(result.history),
-          "best": _with_cells(config, top_distinct(result.history, config.get("top_k", 5)))}
+          "best": _with_cells(config, top_distinct(result.history, top_k))}
   best.update({k: _with_cells(config, [v])[0] for k, v in extra.items()})
+  pick = best["best"][0]
+  if shared and isinstance(strategy, strategies.Reinforce):
+    final = enas.final(strategy, result.state, evaluate, jax.random.PRNGKey(config.seed + 1),
+                       num_samples=config.shared.final_samples, top_k=top_k)
+    best["final"] = {
+        "num_samples": config.shared.final_samples,
+        "greedy": _with_cells(config, [_arch_record(space, final.greedy,
+                                                    final.greedy_reward)])[0],
+        "sampled": _with_cells(config, [_arch_record(space, a, float(r))
+                                        for a, r in zip(final.archs, final.rewards)])}
+    pick = best["final"]["sampled"][0]
   (workdir / BEST_FILE).write_text(json.dumps(best, indent=2) + "\n")
-  reward_label = "validation accuracy" if config.evaluator == "train" else "reward"
+  reward_label = {"train": "validation accuracy",
+                  "shared_training": "shared-weight validation accuracy"}.get(config.evaluator,
+                                                                              "reward")
   plots.plot_rewards(result.rewards, str(workdir / "reward.png"), reward_label=reward_label,
                      title=f"{config.evaluator} evaluator, {config.strategy} search")
-  if config.space == "nasbench201":
-    top = best["best"][0]
-    plots.plot_cell(top["indices"], str(workdir / "best_cell.png"),
-                    title=f"best cell (reward {top['reward']:.4g})\n{top['cell']}")
+  if config.space in CELL_SPACES:
+    source = "enas.final's pick" if "final" in best else "best cell"
+    plots.plot_cell(full_arch(config, pick["indices"]), str(workdir / "best_cell.png"),
+                    title=f"{source} (reward {pick['reward']:.4g})\n{pick['cell']}")
+  return best
+
+
+# ----------------------------------------------------------------------------------------------
+# DARTS: gradient descent on the relaxed cell, not an ask/tell loop.
+
+
+@functools.lru_cache(maxsize=8)
+def _darts_optimizers(num_steps: int, learning_rate: float, min_learning_rate: float,
+                      momentum: float, weight_decay: float, alpha_learning_rate: float,
+                      alpha_weight_decay: float):
+  """``(w_tx, alpha_tx)`` of :func:`jaxcnn.search.darts.search`, one pair per setting (so
+  repeated searches in a process reuse the compiled step)."""
+  from jaxcnn.search import darts  # pylint: disable=g-import-not-at-top
+  return (darts.weight_optimizer(num_steps, learning_rate, momentum, weight_decay,
+                                 min_learning_rate),
+          darts.alpha_optimizer(alpha_learning_rate, alpha_weight_decay))
+
+
+def plot_edge_weights(alpha_history: Any, mask: Any, path: str, *, title: str | None = None
+                      ) -> Any:
+  """Every edge's op weights ``softmax(alpha)`` (over the allowed ops) against the DARTS step, one
+  panel per edge, one line per allowed op; writes the PNG ``path``.
+
+  Returns:
+    The plotted weights, float [steps + 1, 6, 5] (0 for the masked ops).
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jaxcnn.search import darts, nasbench201, plots  # pylint: disable=g-import-not-at-top
+
+  weights = np.asarray(darts.edge_weights(np.asarray(alpha_history), mask))
+  allowed = darts.check_mask(mask)
+  plt = plots._pyplot()  # pylint: disable=protected-access
+  fig, axes = plt.subplots(2, 3, figsize=(10, 5.5), sharex=True, sharey=True)
+  steps = np.arange(weights.shape[0])
+  for e, ax in enumerate(axes.flat):
+    for o, op in enumerate(nasbench201.OPS):
+      if allowed[e, o]:
+        ax.plot(steps, weights[:, e, o], c=f"C{o}", lw=1.4, label=op, gid=f"edge {e} {op}")
+    ax.set_title(f"edge {nasbench201.SPACE.names[e]}", fontsize=9)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+  for ax in axes[-1]:
+    ax.set_xlabel("DARTS step")
+  for ax in axes[:, 0]:
+    ax.set_ylabel("op weight")
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return weights
+
+
+def search_darts(config: Any, workdir: str | Path, *, resume: bool = False,
+                 progress: bool = True) -> dict[str, Any]:
+  """Runs :func:`jaxcnn.search.darts.search` as ``config.darts`` describes, in ``workdir``;
+  returns what ``best.json`` holds.
+
+  DARTS trains alpha and the weights in one run and keeps no state between steps on disk, so
+  there is nothing to resume: ``resume`` raises, and so does a ``workdir`` that holds a search.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jaxcnn.search import darts, nasbench201, plots  # pylint: disable=g-import-not-at-top
+
+  strategy = make_strategy(config)  # darts.DARTS: its keep_none is the deriving rule
+  workdir = Path(workdir)
+  if resume:
+    raise SearchConfigError("--resume: a DARTS search runs in one go (darts.search keeps no state "
+                            "to continue from); run it again in a fresh --workdir.")
+  _check_resume(workdir, config, False)
+  d = config.darts
+  for field in ("num_steps", "batch_size"):
+    value = d.get(field)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise SearchConfigError(f"darts.{field} must be an integer >= 1, got {value!r}.")
+  if not isinstance(d.xi, (int, float)) or d.xi < 0:
+    raise SearchConfigError(f"darts.xi must be >= 0 (0: first order), got {d.xi!r}.")
+  source, num_classes = _digits(config.data)
+  sub = subspace(config)
+  mask = None if sub is None else sub.mask  # SMALL's ops, or every op on every edge
+  net = darts.DARTSNet(num_cells=d.num_cells, channels=d.channels, num_classes=num_classes,
+                       mask=mask)
+  w_tx, alpha_tx = _darts_optimizers(d.num_steps, d.learning_rate, d.min_learning_rate,
+                                     d.momentum, d.weight_decay, d.alpha_learning_rate,
+                                     d.alpha_weight_decay)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / CONFIG_FILE).write_text(config.to_json(indent=2) + "\n")
+  result = darts.search(net, source, num_steps=d.num_steps, batch_size=d.batch_size,
+                        key=jax.random.PRNGKey(config.seed), xi=float(d.xi), w_tx=w_tx,
+                        alpha_tx=alpha_tx, preprocess=darts.to_unit,
+                        keep_none=strategy.keep_none, progress=progress)
+  weights = plot_edge_weights(
+      result.alpha_history, mask, str(workdir / "edge_weights.png"),
+      title=f"DARTS ({'second' if d.xi else 'first'} order), {config.space}")
+  np.savez(workdir / DARTS_FILE, alpha_history=result.alpha_history, edge_weights=weights,
+           train_loss=result.train_loss, val_loss=result.val_loss)
+  arch = np.asarray(result.arch, np.int32)
+  indices = darts.to_subspace(arch, sub) if sub is not None else arch
+  space = make_space(config)
+  cell = nasbench201.to_string(nasbench201.arch_ops(arch))
+  best = {"space": config.space, "strategy": repr(strategy),
+          "order": "second" if d.xi else "first", "xi": float(d.xi), "num_steps": d.num_steps,
+          "arch": space.decode(indices), "indices": [int(i) for i in indices], "cell": cell,
+          "edge_weights": {name: {op: float(weights[-1, e, o])
+                                  for o, op in enumerate(nasbench201.OPS)
+                                  if darts.check_mask(mask)[e, o]}
+                           for e, name in enumerate(nasbench201.SPACE.names)},
+          "train_loss": float(result.train_loss[-1]), "val_loss": float(result.val_loss[-1])}
+  best = json.loads(json.dumps(best, default=repr))
+  (workdir / BEST_FILE).write_text(json.dumps(best, indent=2) + "\n")
+  plots.plot_cell(arch, str(workdir / "best_cell.png"),
+                  title=f"DARTS's derived cell after {d.num_steps} steps\n{cell}")
   return best
 
 
@@ -387,9 +636,18 @@ def main(argv: list[str]) -> int:
     text = e.args[0] if isinstance(e, KeyError) and e.args else e
     print(f"jaxcnn search: {text}", file=sys.stderr)
     return 1
+  if "best" not in best:  # DARTS
+    print(f"DARTS ({best['order']} order, {best['num_steps']} steps) derived {best['cell']}")
+    print(f"wrote {workdir}/{{config.json, {DARTS_FILE}, {BEST_FILE}, edge_weights.png, "
+          "best_cell.png}")
+    return 0
   top = best["best"][0]
   shown = top.get("cell") or json.dumps(top["arch"])
   print(f"best of {best['num_evaluated']}: reward {top['reward']:.6g}  {shown}")
+  if "final" in best:
+    greedy, sampled = best["final"]["greedy"], best["final"]["sampled"][0]
+    print(f"enas.final: greedy {greedy['cell']} ({greedy['reward']:.4g}); best of "
+          f"{best['final']['num_samples']} samples {sampled['cell']} ({sampled['reward']:.4g})")
   print(f"wrote {workdir}/{{config.json, history.jsonl, {BEST_FILE}, reward.png"
         + (", best_cell.png" if "cell" in top else "") + "}")
   return 0

@@ -1,18 +1,25 @@
-"""``jaxcnn search``: run folders, resume, one-line errors, and the search figures."""
+"""``jaxcnn search``: run folders, resume, one-line errors, and the search figures; ENAS and
+DARTS from the command line."""
 
 import json
 from pathlib import Path
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxcnn import cli
-from jaxcnn.search import benchmarks, nasbench201, plots
+from jaxcnn.data import sources
+from jaxcnn.search import benchmarks, darts, enas, nasbench201, plots
 from jaxcnn.search import cli as search_cli
 
 CONFIGS = Path(__file__).resolve().parents[2] / "experiments" / "configs"
 PLANTED = str(CONFIGS / "search_planted.py")
 NASBENCH = str(CONFIGS / "search_nasbench201.py")
+ENAS = str(CONFIGS / "search_enas.py")
+DARTS = str(CONFIGS / "search_darts.py")
 SMALL = ["--config.budget=30", "--config.batch_size=6",
          "--config.strategy_kwargs.evolution.population_size=8",
          "--config.strategy_kwargs.evolution.sample_size=3"]
@@ -155,10 +162,11 @@ def test_cell_space_with_a_json_table_of_cell_strings(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--config.space=cells"], "unknown space 'cells'; known spaces: nasbench201, synthetic."),
+    (["--config.space=cells"], "unknown space 'cells'; known spaces: nasbench201, "
+     "nasbench201_small, synthetic."),
     (["--config.strategy=annealing"], "Unknown search strategy 'annealing'. Known strategies:"),
     (["--config.evaluator=oracle"], "unknown evaluator 'oracle'; known evaluators: planted, "
-     "onemax, lookup, train."),
+     "onemax, lookup, train, shared_training."),
     (["--config.budget=0"], "budget must be an integer >= 1, got 0."),
     (["--config.batch_size=-2"], "batch_size must be an integer >= 1, got -2."),
     (["--config.num_options=(3, 0)"], "space 'synthetic' needs num_options"),
@@ -279,3 +287,242 @@ def test_nasbench201_quick_trains_each_cell(tmp_path):
   assert top["reward"] == max(h["reward"] for h in history)
   assert top["cell"] == nasbench201.to_string(tuple(top["arch"].values()))
   assert _is_png(run / "best_cell.png") and _is_png(run / "reward.png")
+
+
+# ------------------------------------------------------------------------------------------------
+# ENAS and DARTS. The fast tests run the :quick configs without the real networks' compile (the
+# supernet's init and step, DARTS's step: about a minute of CPU each): ENAS on a linear stand-in
+# of the supernet (the controller and the alternation are ENAS's own), DARTS with darts.search
+# replaced by a recording stand-in (the run folder is what the command line adds; darts.search is
+# tested in test_darts.py). The slow tests run the real networks.
+
+
+class TinySupernet(nn.Module):
+  """The supernet's call, ``(x, arch int32 [6], *, train)``, as a linear classifier plus one
+  learned class bias per (edge, op) on the path: ``x W + b + sum_e B[e, arch[e]]``; zero initial
+  weights (random ones would compile the PRNG for seconds)."""
+
+  @nn.compact
+  def __call__(self, x, arch=None, *, train):
+    del train
+    arch = jnp.zeros(6, jnp.int32) if arch is None else arch
+    bias = self.param("op_bias", nn.initializers.zeros, (6, 5, 10))
+    head = nn.Dense(10, kernel_init=nn.initializers.zeros, name="head")
+    return head(x.reshape(x.shape[0], -1)) + bias[jnp.arange(6), arch].sum(0)
+
+
+def _accuracy(params, images, labels, full_arch):
+  """TinySupernet's accuracy, in NumPy."""
+  x = np.asarray(images, np.float64).reshape(len(images), -1) / 255.0
+  logits = (x @ np.asarray(params["head"]["kernel"]) + np.asarray(params["head"]["bias"])
+            + np.asarray(params["op_bias"])[np.arange(6), full_arch].sum(0))
+  return float(np.mean(logits.argmax(-1) == labels))
+
+
+def _cell_parts(cell):
+  """The six op names of a cell string, parsed here by hand."""
+  return [part.split("~")[0] for node in cell.split("+") for part in node.strip("|").split("|")]
+
+
+def _cell_string(ops):
+  """A cell string from six op names in edge order 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2."""
+  return f"|{ops[0]}~0|+|{ops[1]}~0|{ops[2]}~1|+|{ops[3]}~0|{ops[4]}~1|{ops[5]}~2|"
+
+
+def test_enas_run_folder_resume_and_final(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(search_cli, "supernet", lambda config, num_classes: TinySupernet())
+  trainers, final = [], enas.final
+
+  def spy(strategy, state, evaluator, key, **kwargs):
+    trainers.append(evaluator)
+    return final(strategy, state, evaluator, key, **kwargs)
+
+  monkeypatch.setattr(enas, "final", spy)
+  a, b = tmp_path / "a", tmp_path / "b"
+  assert _search(a, config=ENAS + ":quick") == 0  # budget 8 in steps of 4
+  assert {p.name for p in a.iterdir()} == {
+      "config.json", "history.jsonl", "search_state.npz", "shared_weights_1.npz",
+      "shared_weights_2.npz", "best.json", "reward.png", "best_cell.png"}
+  assert "enas.final: greedy |" in capsys.readouterr().out
+  # Resumed to a larger budget == uninterrupted: the shared weights continue exactly.
+  assert _search(a, "--config.budget=12", "--resume", config=ENAS + ":quick") == 0
+  assert _search(b, "--config.budget=12", config=ENAS + ":quick") == 0
+  history = _history(a)
+  assert history == _history(b) and len(history) == 12
+  best = json.loads((a / "best.json").read_text())
+  assert best == json.loads((b / "best.json").read_text())
+  assert sorted(p.name for p in a.glob("shared_weights_*")) == ["shared_weights_2.npz",
+                                                                "shared_weights_3.npz"]
+  # SMALL's cells: the fixed edges 2<-0 and 3<-1 are none in every cell string.
+  for h in best["best"]:
+    ops = _cell_parts(h["cell"])
+    assert ops[1] == ops[4] == "none"
+    assert [ops[0], ops[2], ops[5], ops[3]] == [h["arch"][n] for n in ("1<-0", "2<-1", "3<-2",
+                                                                      "3<-0")]
+  # enas.final's rewards: the accuracy of each cell with the final shared weights, in NumPy.
+  val = sources.subsets("digits", {"train": 64, "val": 32}, seed=0)["val"]
+  params = trainers[-1].variables["params"]
+  final_best = best["final"]
+  assert final_best["num_samples"] == 4 and 1 <= len(final_best["sampled"]) <= 3
+  for record in [final_best["greedy"], *final_best["sampled"]]:
+    full = [nasbench201.OPS.index(op) for op in _cell_parts(record["cell"])]
+    assert record["reward"] == pytest.approx(
+        _accuracy(params, val["image"], val["label"], full), abs=1e-6)
+  rewards = [r["reward"] for r in final_best["sampled"]]
+  assert rewards == sorted(rewards, reverse=True)
+  assert _is_png(a / "best_cell.png") and _is_png(a / "reward.png")
+
+
+def test_random_search_with_shared_weights(tmp_path, monkeypatch):
+  """Another strategy over the same evaluator: random search with weight sharing (no final)."""
+  monkeypatch.setattr(search_cli, "supernet", lambda config, num_classes: TinySupernet())
+  trainers, init = [], enas.SharedTraining.__init__
+
+  def spy(self, *args, **kwargs):
+    trainers.append(self)
+    init(self, *args, **kwargs)
+
+  monkeypatch.setattr(enas.SharedTraining, "__init__", spy)
+  run = tmp_path / "r"
+  assert _search(run, "--config.strategy=random", config=ENAS + ":quick") == 0
+  best = json.loads((run / "best.json").read_text())
+  assert "final" not in best and "Random" in best["strategy"]
+  history = _history(run)
+  assert len(history) == 8 and int(trainers[0].state.step) == 2 * 2  # two steps of train_steps=2
+  # The last step's rewards: each cell's accuracy with the final shared weights, in NumPy.
+  val = sources.subsets("digits", {"train": 64, "val": 32}, seed=0)["val"]
+  for h in history[4:]:  # SMALL's free edges; 2<-0 and 3<-1 are none
+    a = h["arch"]
+    ops = [a["1<-0"], "none", a["2<-1"], a["3<-0"], "none", a["3<-2"]]
+    full = [nasbench201.OPS.index(op) for op in ops]
+    assert h["reward"] == pytest.approx(_accuracy(trainers[0].variables["params"], val["image"],
+                                                  val["label"], full), abs=1e-6)
+
+
+def test_darts_run_folder(tmp_path, monkeypatch, capsys):
+  calls = []
+
+  def fake_search(net, source, **kwargs):  # darts.search's result, from NumPy
+    calls.append((net, source, kwargs))
+    steps = kwargs["num_steps"]
+    alpha = np.random.default_rng(len(calls)).normal(size=(steps + 1, 6, 5)).astype(np.float32)
+    return darts.SearchResult(
+        arch=darts.derive(alpha[-1], net.mask, keep_none=kwargs["keep_none"]), alpha=alpha[-1],
+        alpha_history=alpha, train_loss=np.linspace(2, 1, steps, dtype=np.float32),
+        val_loss=np.linspace(3, 2, steps, dtype=np.float32), variables={})
+
+  monkeypatch.setattr(darts, "search", fake_search)
+  run = tmp_path / "d"
+  assert _search(run, config=DARTS + ":quick") == 0
+  assert {p.name for p in run.iterdir()} == {"config.json", "darts.npz", "best.json",
+                                             "edge_weights.png", "best_cell.png"}
+  # The config's settings reach darts.search.
+  net, source, kwargs = calls[0]
+  assert (net.num_cells, net.channels, net.num_classes) == (1, 4, 10)
+  np.testing.assert_array_equal(net.mask, nasbench201.SMALL.mask)
+  assert {s: len(source.splits[s]["label"]) for s in ("train", "val")} == {"train": 64, "val": 32}
+  assert (kwargs["num_steps"], kwargs["batch_size"], kwargs["xi"], kwargs["keep_none"]) == (
+      3, 16, 0.0, True)
+  np.testing.assert_array_equal(kwargs["key"], jax.random.PRNGKey(0))
+  with np.load(run / "darts.npz") as f:
+    alpha, weights = f["alpha_history"], f["edge_weights"]
+    np.testing.assert_array_equal(f["train_loss"], np.linspace(2, 1, 3, dtype=np.float32))
+  assert alpha.shape == weights.shape == (4, 6, 5)  # before the first step and after each
+  # The op weights: a softmax over each edge's allowed ops, in NumPy.
+  allowed = np.asarray(nasbench201.SMALL.mask)
+  z = np.where(allowed, alpha.astype(np.float64), -np.inf)
+  expected = np.exp(z - z.max(-1, keepdims=True))
+  np.testing.assert_allclose(weights, expected / expected.sum(-1, keepdims=True), atol=1e-6)
+  # The derived cell: every edge's largest allowed alpha (none a candidate: keep_none=True), in
+  # SMALL's indices too.
+  best = json.loads((run / "best.json").read_text())
+  ops = [nasbench201.OPS[i] for i in np.argmax(z[-1], -1)]
+  assert best["cell"] == _cell_string(ops)
+  free = ("1<-0", "2<-1", "3<-2", "3<-0")
+  assert best["arch"] == {n: ops[nasbench201.SPACE.names.index(n)] for n in free}
+  small_ops = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3")
+  assert best["indices"] == [small_ops.index(best["arch"][n]) for n in free]
+  assert best["order"] == "first" and best["num_steps"] == 3 and best["val_loss"] == 2.0
+  assert best["edge_weights"]["2<-0"] == {"none": 1.0}
+  assert best["edge_weights"]["1<-0"] == pytest.approx(dict(zip(small_ops, weights[-1, 0, :4])))
+  assert _is_png(run / "edge_weights.png") and _is_png(run / "best_cell.png")
+  assert "DARTS (first order, 3 steps) derived |" in capsys.readouterr().out
+  # The original rule, second order, on all ops.
+  assert _search(tmp_path / "e", "--config.strategy=darts(keep_none=False)",
+                 "--config.darts.xi=0.025", "--config.space=nasbench201",
+                 config=DARTS + ":quick") == 0
+  net, _, kwargs = calls[1]
+  assert net.mask is None and kwargs["keep_none"] is False and kwargs["xi"] == 0.025
+  best = json.loads((tmp_path / "e" / "best.json").read_text())
+  alpha = np.load(tmp_path / "e" / "darts.npz")["alpha_history"][-1]
+  assert best["cell"] == _cell_string([nasbench201.OPS[1 + i] for i in alpha[:, 1:].argmax(-1)])
+  assert best["order"] == "second" and len(best["indices"]) == 6
+  # No resume for DARTS, and a run folder is not overwritten.
+  capsys.readouterr()
+  for extra in (["--resume"], []):
+    assert _search(run, *extra, config=DARTS + ":quick") == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and ("runs in one go" if extra else "already holds a DARTS search") \
+        in err, err
+  assert len(calls) == 2
+
+
+@pytest.mark.parametrize("config, args, message", [
+    (ENAS, ["--config.evaluator=lookup"], "strategy 'enas' trains its controller in turn with "
+     "the shared weights: it needs evaluator 'shared_training'"),
+    (PLANTED, ["--config.strategy=enas"], "it needs evaluator 'shared_training' (see "
+     "experiments/configs/search_enas.py), got 'planted'."),
+    (PLANTED, ["--config.strategy=random", "--config.evaluator=shared_training"],
+     "evaluator 'shared_training' builds NAS-Bench-201 cells: it needs space 'nasbench201' or "
+     "'nasbench201_small', got 'synthetic'."),
+    (PLANTED, ["--config.strategy=darts"], "strategy 'darts' relaxes the NAS-Bench-201 cells: "
+     "it needs space 'nasbench201' or 'nasbench201_small', got 'synthetic'."),
+    (DARTS, ["--config.space=synthetic"], "strategy 'darts' relaxes the NAS-Bench-201 cells"),
+    (NASBENCH, ["--config.strategy=darts"], "strategy 'darts' is run by darts.search, not by "
+     "asking and telling: it needs the darts.* and data.* fields of "
+     "experiments/configs/search_darts.py."),
+    (ENAS, ["--config.strategy=darts"], "the darts.* and data.* fields"),
+    (DARTS, ["--config.darts.num_steps=0"], "darts.num_steps must be an integer >= 1, got 0."),
+    (DARTS, ["--config.darts.xi=-0.1"], "darts.xi must be >= 0 (0: first order), got -0.1."),
+    (DARTS, ["--config.strategy=darts(keep=1)"], "keep"),
+    (ENAS, ["--config.shared.train_steps=0"], "shared: Need train_steps >= 1"),
+])
+def test_enas_and_darts_wrong_combinations_are_one_line(tmp_path, capsys, config, args, message):
+  assert cli.main(["search", "--config", config, "--workdir", str(tmp_path / "w"), *args]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("jaxcnn search: ") and "\n" not in err, err
+  assert message in err, err
+
+
+@pytest.mark.slow
+def test_enas_quick_on_the_supernet_resumes_exactly(tmp_path):
+  """search_enas.py:quick as documented, on the real supernet (about a minute of CPU: its init
+  and train step compile once for the three runs)."""
+  a, b = tmp_path / "a", tmp_path / "b"
+  assert _search(a, config=ENAS + ":quick") == 0
+  assert _search(a, "--config.budget=12", "--resume", config=ENAS + ":quick") == 0
+  assert _search(b, "--config.budget=12", config=ENAS + ":quick") == 0
+  assert _history(a) == _history(b) and len(_history(a)) == 12
+  best = json.loads((a / "best.json").read_text())
+  assert best == json.loads((b / "best.json").read_text())
+  assert all(0.0 <= h["reward"] <= 1.0 for h in _history(a))
+  # The greedy cell is one of final's candidates: the best of them scores at least as high.
+  assert best["final"]["sampled"][0]["reward"] >= best["final"]["greedy"]["reward"]
+  assert _is_png(a / "best_cell.png")
+
+
+@pytest.mark.slow
+def test_darts_quick_on_small(tmp_path):
+  """search_darts.py:quick as documented (SMALL's mask; about a minute of CPU)."""
+  run = tmp_path / "d"
+  assert _search(run, config=DARTS + ":quick") == 0
+  best = json.loads((run / "best.json").read_text())
+  ops = _cell_parts(best["cell"])
+  assert ops[1] == ops[4] == "none"  # SMALL's fixed edges
+  assert set(ops) <= {"none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3"}
+  assert [best["arch"][n] for n in ("1<-0", "2<-1", "3<-2", "3<-0")] == [ops[0], ops[2], ops[5],
+                                                                         ops[3]]
+  assert set(best["edge_weights"]["2<-0"]) == {"none"}
+  with np.load(run / "darts.npz") as f:
+    assert f["alpha_history"].shape == (4, 6, 5)
+  assert _is_png(run / "edge_weights.png")
