@@ -10,7 +10,7 @@ weights on a training batch. The derived cell is each edge's strongest op (``str
 ``:quick`` is a tiny first-order CPU check::
 
   jaxcnn search --config experiments/configs/search_darts.py:quick
-  jaxcnn search --config experiments/configs/search_darts.py --config.darts.xi=0.0
+  jaxcnn search --config experiments/configs/search_darts.py:quick --config.space=nasbench201
 
 References:
   Liu, Simonyan & Yang 2019, "DARTS: Differentiable Architecture Search" (ICLR), Sections

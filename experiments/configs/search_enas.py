@@ -12,7 +12,7 @@ example (the 256-cell ``nasbench201.SMALL`` space on the offline digits); ``:qui
 CPU check::
 
   jaxcnn search --config experiments/configs/search_enas.py:quick
-  jaxcnn search --config experiments/configs/search_enas.py --config.space=nasbench201
+  jaxcnn search --config experiments/configs/search_enas.py:quick --config.space=nasbench201
 
 References:
   Pham, Guan, Zoph, Le & Dean 2018, "Efficient Neural Architecture Search via Parameter

@@ -497,6 +497,7 @@ def plot_edge_weights(alpha_history: Any, mask: Any, path: str, *, title: str | 
     The plotted weights, float [steps + 1, 6, 5] (0 for the masked ops).
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from matplotlib.ticker import MaxNLocator  # pylint: disable=g-import-not-at-top
   from jaxcnn.search import darts, nasbench201, plots  # pylint: disable=g-import-not-at-top
 
   weights = np.asarray(darts.edge_weights(np.asarray(alpha_history), mask))
@@ -514,6 +515,7 @@ def plot_edge_weights(alpha_history: Any, mask: Any, path: str, *, title: str | 
     ax.legend(fontsize=7, loc="best")
   for ax in axes[-1]:
     ax.set_xlabel("DARTS step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
   for ax in axes[:, 0]:
     ax.set_ylabel("op weight")
   if title:
@@ -535,13 +537,17 @@ def search_darts(config: Any, workdir: str | Path, *, resume: bool = False,
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from jaxcnn.search import darts, nasbench201, plots  # pylint: disable=g-import-not-at-top
+  from jaxcnn.search.run import STATE_FILE  # pylint: disable=g-import-not-at-top
 
   strategy = make_strategy(config)  # darts.DARTS: its keep_none is the deriving rule
   workdir = Path(workdir)
   if resume:
     raise SearchConfigError("--resume: a DARTS search runs in one go (darts.search keeps no state "
                             "to continue from); run it again in a fresh --workdir.")
-  _check_resume(workdir, config, False)
+  for name in (STATE_FILE, DARTS_FILE):
+    if (workdir / name).exists():
+      raise SearchConfigError(f"{workdir} already holds a search ({name}); a DARTS search starts "
+                              "afresh: choose another --workdir.")
   d = config.darts
   for field in ("num_steps", "batch_size"):
     value = d.get(field)
@@ -572,12 +578,13 @@ def search_darts(config: Any, workdir: str | Path, *, resume: bool = False,
   indices = darts.to_subspace(arch, sub) if sub is not None else arch
   space = make_space(config)
   cell = nasbench201.to_string(nasbench201.arch_ops(arch))
+  allowed = darts.check_mask(mask)
   best = {"space": config.space, "strategy": repr(strategy),
           "order": "second" if d.xi else "first", "xi": float(d.xi), "num_steps": d.num_steps,
           "arch": space.decode(indices), "indices": [int(i) for i in indices], "cell": cell,
           "edge_weights": {name: {op: float(weights[-1, e, o])
                                   for o, op in enumerate(nasbench201.OPS)
-                                  if darts.check_mask(mask)[e, o]}
+                                  if allowed[e, o]}
                            for e, name in enumerate(nasbench201.SPACE.names)},
           "train_loss": float(result.train_loss[-1]), "val_loss": float(result.val_loss[-1])}
   best = json.loads(json.dumps(best, default=repr))
@@ -629,8 +636,12 @@ def main(argv: list[str]) -> int:
     print(f"jaxcnn search: {e}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
-    print(f"\njaxcnn search: interrupted; {workdir} holds the search up to its last batch "
-          "(continue with --resume).", file=sys.stderr)
+    if strategy_name(config) == "darts":
+      print("\njaxcnn search: interrupted; a DARTS search cannot be resumed; run it again "
+            "from the start.", file=sys.stderr)
+    else:
+      print(f"\njaxcnn search: interrupted; {workdir} holds the search up to its last batch "
+            "(continue with --resume).", file=sys.stderr)
     return 130
   except (ValueError, OSError, KeyError) as e:  # KeyError: an arch missing from a lookup table
     text = e.args[0] if isinstance(e, KeyError) and e.args else e

@@ -462,8 +462,10 @@ def test_darts_run_folder(tmp_path, monkeypatch, capsys):
   for extra in (["--resume"], []):
     assert _search(run, *extra, config=DARTS + ":quick") == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and ("runs in one go" if extra else "already holds a DARTS search") \
+    assert "\n" not in err and ("runs in one go" if extra else "already holds a search (darts.npz)") \
         in err, err
+  assert _search(run, config=ENAS + ":quick") == 2  # nor by another search
+  assert "already holds a DARTS search (darts.npz)" in capsys.readouterr().err
   assert len(calls) == 2
 
 
