@@ -503,14 +503,13 @@ def plot_edge_weights(alpha_history: Any, mask: Any, path: str, *, title: str | 
   weights = np.asarray(darts.edge_weights(np.asarray(alpha_history), mask))
   allowed = darts.check_mask(mask)
   plt = plots._pyplot()  # pylint: disable=protected-access
-  fig, axes = plt.subplots(2, 3, figsize=(10, 5.5), sharex=True, sharey=True)
+  fig, axes = plt.subplots(2, 3, figsize=(10, 5.5), sharex=True)  # each edge its own y range
   steps = np.arange(weights.shape[0])
   for e, ax in enumerate(axes.flat):
     for o, op in enumerate(nasbench201.OPS):
       if allowed[e, o]:
         ax.plot(steps, weights[:, e, o], c=f"C{o}", lw=1.4, label=op, gid=f"edge {e} {op}")
     ax.set_title(f"edge {nasbench201.SPACE.names[e]}", fontsize=9)
-    ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
   for ax in axes[-1]:
