@@ -161,6 +161,29 @@ def test_cell_space_with_a_json_table_of_cell_strings(tmp_path):
   assert top["params"] == 1.0 and top["accuracy"] == top["reward"]
 
 
+def test_small_cell_space_with_a_json_table(tmp_path):
+  """nasbench201_small: four free edges; the table and best.json name the full cells."""
+  import itertools
+  small_ops = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3")
+  rng = np.random.default_rng(0)
+  table = {_cell_string([a, "none", b, d, "none", c]): float(rng.random())
+           for a, b, c, d in itertools.product(small_ops, repeat=4)}  # 1<-0, 2<-1, 3<-2, 3<-0
+  (tmp_path / "small.json").write_text(json.dumps(table))
+  config = search_cli.load_config(PLANTED)
+  config.space, config.evaluator, config.budget = "nasbench201_small", "lookup", 12
+  config.strategy = "random"  # the cheapest strategy to compile
+  config.lookup.path = str(tmp_path / "small.json")
+  best = search_cli.search(config, tmp_path / "run", progress=False)
+  for h in _history(tmp_path / "run"):
+    a = h["arch"]
+    assert list(a) == ["1<-0", "2<-1", "3<-2", "3<-0"] and len(h["indices"]) == 4
+    assert h["reward"] == pytest.approx(
+        table[_cell_string([a["1<-0"], "none", a["2<-1"], a["3<-0"], "none", a["3<-2"]])])
+  top = best["best"][0]
+  assert table[top["cell"]] == pytest.approx(top["reward"])
+  assert _is_png(tmp_path / "run" / "best_cell.png")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--config.space=cells"], "unknown space 'cells'; known spaces: nasbench201, "
      "nasbench201_small, synthetic."),
