@@ -488,43 +488,6 @@ def _darts_optimizers(num_steps: int, learning_rate: float, min_learning_rate: f
           darts.alpha_optimizer(alpha_learning_rate, alpha_weight_decay))
 
 
-def plot_edge_weights(alpha_history: Any, mask: Any, path: str, *, title: str | None = None
-                      ) -> Any:
-  """Every edge's op weights ``softmax(alpha)`` (over the allowed ops) against the DARTS step, one
-  panel per edge, one line per allowed op; writes the PNG ``path``.
-
-  Returns:
-    The plotted weights, float [steps + 1, 6, 5] (0 for the masked ops).
-  """
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from matplotlib.ticker import MaxNLocator  # pylint: disable=g-import-not-at-top
-  from jaxcnn.search import darts, nasbench201, plots  # pylint: disable=g-import-not-at-top
-
-  weights = np.asarray(darts.edge_weights(np.asarray(alpha_history), mask))
-  allowed = darts.check_mask(mask)
-  plt = plots._pyplot()  # pylint: disable=protected-access
-  fig, axes = plt.subplots(2, 3, figsize=(10, 5.5), sharex=True)  # each edge its own y range
-  steps = np.arange(weights.shape[0])
-  for e, ax in enumerate(axes.flat):
-    for o, op in enumerate(nasbench201.OPS):
-      if allowed[e, o]:
-        ax.plot(steps, weights[:, e, o], c=f"C{o}", lw=1.4, label=op, gid=f"edge {e} {op}")
-    ax.set_title(f"edge {nasbench201.SPACE.names[e]}", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-  for ax in axes[-1]:
-    ax.set_xlabel("DARTS step")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-  for ax in axes[:, 0]:
-    ax.set_ylabel("op weight")
-  if title:
-    fig.suptitle(title, fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return weights
-
-
 def search_darts(config: Any, workdir: str | Path, *, resume: bool = False,
                  progress: bool = True) -> dict[str, Any]:
   """Runs :func:`jaxcnn.search.darts.search` as ``config.darts`` describes, in ``workdir``;
@@ -568,7 +531,7 @@ def search_darts(config: Any, workdir: str | Path, *, resume: bool = False,
                         key=jax.random.PRNGKey(config.seed), xi=float(d.xi), w_tx=w_tx,
                         alpha_tx=alpha_tx, preprocess=darts.to_unit,
                         keep_none=strategy.keep_none, progress=progress)
-  weights = plot_edge_weights(
+  weights = plots.plot_edge_weights(
       result.alpha_history, mask, str(workdir / "edge_weights.png"),
       title=f"DARTS ({'second' if d.xi else 'first'} order), {config.space}")
   np.savez(workdir / DARTS_FILE, alpha_history=result.alpha_history, edge_weights=weights,

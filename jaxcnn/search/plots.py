@@ -212,3 +212,39 @@ def plot_scaling(rows: Sequence[Mapping[str, Any]], path: str, *, title: str | N
   ax.set_xscale("log")
   _finish(plt, fig, ax, path, xlabel="multiply-adds per image", ylabel="validation accuracy",
           title=title, title_size=9, dpi=dpi)
+
+
+def plot_edge_weights(alpha_history: Any, mask: Any, path: str, *, title: str | None = None
+                      ) -> Any:
+  """Every edge's op weights ``softmax(alpha)`` (over the allowed ops) against the DARTS step, one
+  panel per edge, one line per allowed op; writes the PNG ``path``.
+
+  Returns:
+    The plotted weights, float [steps + 1, 6, 5] (0 for the masked ops).
+  """
+  from matplotlib.ticker import MaxNLocator  # pylint: disable=g-import-not-at-top
+  from jaxcnn.search import darts  # pylint: disable=g-import-not-at-top
+
+  weights = np.asarray(darts.edge_weights(np.asarray(alpha_history), mask))
+  allowed = darts.check_mask(mask)
+  plt = _pyplot()
+  fig, axes = plt.subplots(2, 3, figsize=(10, 5.5), sharex=True)  # each edge its own y range
+  steps = np.arange(weights.shape[0])
+  for e, ax in enumerate(axes.flat):
+    for o, op in enumerate(nasbench201.OPS):
+      if allowed[e, o]:
+        ax.plot(steps, weights[:, e, o], c=f"C{o}", lw=1.4, label=op, gid=f"edge {e} {op}")
+    ax.set_title(f"edge {nasbench201.SPACE.names[e]}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+  for ax in axes[-1]:
+    ax.set_xlabel("DARTS step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+  for ax in axes[:, 0]:
+    ax.set_ylabel("op weight")
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return weights
