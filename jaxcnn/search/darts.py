@@ -1,11 +1,15 @@
-"""DARTS over the NAS-Bench-201 cell space: a continuous relaxation searched by gradient descent.
+"""DARTS: a continuous relaxation of a cell space, searched by gradient descent.
 
-Every edge of every cell computes ``sum_o softmax(alpha[edge])[o] * o(x)`` over its ops, with one
-``alpha`` float32 ``[6, 5]`` shared by all cells (Liu et al. 2019, Eq. 1-2); an optional ``mask``
-bool ``[6, 5]`` (e.g. ``nasbench201.SMALL.mask``) gives the disallowed ops zero weight (they are
-neither built nor computed). The network uses the module names of
-:class:`~jaxcnn.search.nasbench201.NASBench201Net`, so :func:`supernet.child_variables` reads a
-derived child's weights out of its variables.
+Two relaxed networks. :class:`DARTSNet`, over the NAS-Bench-201 cell space: every edge of every
+cell computes ``sum_o softmax(alpha[edge])[o] * o(x)`` over its ops, with one ``alpha`` float32
+``[6, 5]`` shared by all cells (Liu et al. 2019, Eq. 1-2); an optional ``mask`` bool ``[6, 5]``
+(e.g. ``nasbench201.SMALL.mask``) gives the disallowed ops zero weight (they are neither built nor
+computed). The network uses the module names of :class:`~jaxcnn.search.nasbench201.NASBench201Net`,
+so :func:`supernet.child_variables` reads a derived child's weights out of its variables.
+:class:`NASNetDARTS`, over the NASNet cell space (DARTS's own, Sections 2.1 and 2.4): cells of 5
+nodes, each node the sum of mixed edges from all its predecessors, one ``alpha`` per cell kind
+(``{"normal", "reduction"}``, float32 [20, K]); :func:`derive_nasnet` keeps two edges per node and
+gives an architecture of :data:`search.nasnet.SPACE`.
 
 The bilevel search (Section 2.3): ``alpha`` descends the validation loss (Adam), the weights
 ``w`` the training loss (momentum SGD), alternately. The alpha gradient is the first-order
@@ -26,9 +30,14 @@ the one-step unrolled objective ``alpha -> L_val(w - xi grad_w L_train(w, alpha)
   result.arch                               # int32 [6], nasbench201.build(result.arch) builds
   darts.edge_weights(result.alpha_history, net.mask)   # [steps + 1, 6, 5], for a plot
 
+  net = darts.NASNetDARTS(num_cells=1, penultimate_filters=96, stem_features=16)
+  result = darts.search(net, source, num_steps=200, batch_size=64, key=jax.random.PRNGKey(0))
+  search.nasnet.decode(result.arch)         # the (normal, reduction) Genotypes
+  darts.nasnet_child(net, result.arch)      # search.nasnet.build(arch, stem="cifar", ...)
+
 References:
-  Liu, Simonyan & Yang 2019, "DARTS: Differentiable Architecture Search" (ICLR), Sections 2.2-2.4
-  and 3.1.1 (the optimizers).
+  Liu, Simonyan & Yang 2019, "DARTS: Differentiable Architecture Search" (ICLR), Sections 2.1-2.4
+  and 3.1.1 (the ops and the optimizers).
   Dong & Yang 2020, "NAS-Bench-201: Extending the Scope of Reproducible Neural Architecture
   Search" (ICLR): DARTS on this space, deriving with ``none`` as a candidate.
 """
@@ -49,9 +58,12 @@ import optax
 from tqdm.auto import tqdm
 
 from jaxcnn.data import sources
+from jaxcnn.models import nasnet as nasnet_model
+from jaxcnn.models._common import check_nhwc, pooled_head
 from jaxcnn.nn import conv as conv_lib
-from jaxcnn.nn.layers import Ops, OpsModule
+from jaxcnn.nn.layers import CHOICES, Ops, OpsModule
 from jaxcnn.search import nasbench201 as nb
+from jaxcnn.search import nasnet as ns
 from jaxcnn.search import supernet as sn
 from jaxcnn.search.space import Space
 from jaxcnn.train.steps import cross_entropy
@@ -146,6 +158,181 @@ class DARTSNet(nb.CellNetwork):
 
 
 # ----------------------------------------------------------------------------------------------
+# The relaxed NASNet network: DARTS's own search space.
+
+# The DARTS ops (Liu et al. 2019, Section 3.1.1) that the NASNet set has, in the paper's order:
+# zero, 3x3 max and average pooling, identity, 3x3 and 5x5 separable convolutions. Its dilated
+# separable convolutions have no counterpart (``dil_conv_3x3`` is a plain dilated convolution).
+NASNET_OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "identity", "sep_conv_3x3", "sep_conv_5x5")
+# The edges of a relaxed NASNet cell, (node, input state): node b reads h (0), p (1) and the
+# nodes before it (2 .. b + 1); 2 + 3 + 4 + 5 + 6 = 20.
+NASNET_EDGES = tuple((b, i) for b in range(ns.NUM_BLOCKS) for i in range(2 + b))
+
+
+def check_op_names(op_names: Any) -> tuple[str, ...]:
+  """``op_names`` as a tuple of distinct names of ``"none"`` and :data:`nasnet_model.OPS`, with
+  at least one op besides ``"none"``."""
+  names = tuple(op_names)
+  known = ("none", *nasnet_model.OPS)
+  bad = [op for op in names if op not in known]
+  if bad:
+    raise ValueError(f"Unknown op {bad[0]!r} for the relaxed NASNet cell; known: {known}.")
+  if len(set(names)) != len(names) or not set(names) - {"none"}:
+    raise ValueError(f"op_names must be distinct and hold an op besides 'none', got {names}.")
+  return names
+
+
+def check_nasnet_alpha(alpha: Any, op_names: tuple[str, ...]) -> None:
+  """Raises a ValueError unless ``alpha`` is ``{"normal", "reduction"}`` of shape [20, K]."""
+  shape = (len(NASNET_EDGES), len(op_names))
+  if not isinstance(alpha, dict) or set(alpha) != set(ns.CELLS) or any(
+      getattr(alpha[c], "shape", None) != shape for c in ns.CELLS):
+    got = ({k: getattr(v, "shape", type(v).__name__) for k, v in alpha.items()}
+           if isinstance(alpha, dict) else getattr(alpha, "shape", type(alpha).__name__))
+    raise ValueError(f"alpha must be {{'normal', 'reduction'}} of float {list(shape)} (edges x "
+                     f"ops {op_names}), got {got}.")
+
+
+def init_nasnet_alpha(key: jax.Array, op_names: tuple[str, ...] = NASNET_OPS
+                      ) -> dict[str, jax.Array]:
+  """The paper's initial logits, ``1e-3 * N(0, 1)``: ``{"normal", "reduction"}`` float32
+  [20, K]."""
+  keys = jax.random.split(key, len(ns.CELLS))
+  shape = (len(NASNET_EDGES), len(op_names))
+  return {c: 1e-3 * jax.random.normal(k, shape, jnp.float32) for c, k in zip(ns.CELLS, keys)}
+
+
+def nasnet_edge_weights(alpha: Any) -> dict[str, jax.Array]:
+  """``softmax(alpha)`` over the ops of every edge, ``"none"`` included (Eq. 1); ``alpha``
+  ``{"normal", "reduction"}`` float [..., 20, K]."""
+  return {c: jax.nn.softmax(jnp.asarray(alpha[c]), axis=-1) for c in ns.CELLS}
+
+
+class CellOp(OpsModule):
+  """One op of :data:`~jaxcnn.models.nasnet.CELL_OPS` in a scope of its own (the weights of
+  each op of a mixed edge apart)."""
+
+  op: str
+  filters: int
+  strides: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    return nasnet_model.CELL_OPS[self.op](x, self.filters, self.strides, self.get_ops(), train)
+
+
+class NASNetMixedOp(OpsModule):
+  """The ops of a mixed edge of a NASNet cell: ``o(x)`` for every ``o`` of ``op_names`` but the
+  zero op ``"none"``, stacked: float [K', N, H / strides, W / strides, filters]."""
+
+  filters: int
+  strides: int
+  op_names: tuple[str, ...]
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    ops = self.get_ops()
+    return jnp.stack([CellOp(op, self.filters, self.strides, ops=ops, name=op)(x, train=train)
+                      for op in self.op_names if op != "none"])
+
+
+class NASNetDARTSCell(OpsModule):
+  """A relaxed NASNet cell (Liu et al. 2019, Section 2.1-2.2): node ``b`` is the sum of mixed
+  edges ``sum_o weights[edge, o] * o(x)`` (Eq. 2) from ``h``, ``p`` and every earlier node; the
+  output concatenates the 5 nodes. The zero op ``"none"`` adds no term (its weight still enters
+  the softmax); a node's terms are one contraction of its edges' stacked ops with their weights.
+
+  ``h`` and ``p`` are brought to ``filters`` channels as in :class:`~jaxcnn.models.nasnet.Cell`
+  (the same modules, in the same order, so the names match a derived child's); in a reduction
+  cell the edges from ``h`` and ``p`` have stride 2. ``weights`` float [20, K].
+  """
+
+  filters: int
+  reduction: bool
+  op_names: tuple[str, ...]
+
+  @nn.compact
+  def __call__(self, h: jax.Array, p: jax.Array | None, weights: jax.Array, *, train: bool
+               ) -> jax.Array:
+    ops = self.get_ops()
+    p = h if p is None else nasnet_model.Adjust(self.filters, name="adjust", ops=ops)(
+        p, h.shape, train=train)
+    h = ops.conv(self.filters, (1, 1), use_bias=False)(ops.activate(h))
+    h = ops.normalize(h, train=train)
+    states = [h, p]
+    real = [k for k, op in enumerate(self.op_names) if op != "none"]
+    for b in range(ns.NUM_BLOCKS):
+      rows = [k for k, (j, _) in enumerate(NASNET_EDGES) if j == b]
+      outs = jnp.stack([NASNetMixedOp(self.filters, 2 if self.reduction and i < 2 else 1,
+                                      self.op_names, ops=ops, name=f"edge_{b}_{i}")(
+                                          states[i], train=train) for i in range(2 + b)])
+      w = weights[np.asarray(rows)[:, None], np.asarray(real)[None, :]]  # [2 + b, K']
+      states.append(jnp.tensordot(w.astype(outs.dtype), outs, axes=2))
+    return jnp.concatenate(states[2:], axis=-1)
+
+
+class NASNetDARTS(OpsModule):
+  """DARTS's search network over the NASNet cell space (Liu et al. 2019, Sections 2.1-2.2).
+
+  The CIFAR skeleton of :class:`~jaxcnn.models.nasnet.NASNet` (``stem="cifar"``: a 3x3 stem
+  convolution, N normal cells, a reduction cell, N normal, a reduction, N normal; the same module
+  names) with every cell a :class:`NASNetDARTSCell` of B = 5 nodes over ``op_names``.
+  ``__call__(x, alpha, *, train)``: ``alpha = {"normal": [20, K], "reduction": [20, K]}``, one
+  logit per (edge, op), shared by all cells of a kind. The defaults are DARTS's search network:
+  8 cells (``num_cells=2``), 16 initial channels (``penultimate_filters=384``), a 48-channel
+  stem. :func:`derive_nasnet` gives the discrete architecture (int32 [50] of
+  :data:`search.nasnet.SPACE`), :func:`nasnet_child` builds it on the same skeleton and
+  :func:`nasnet_child_variables` reads its weights out of this network's.
+  """
+
+  num_cells: int = 2
+  penultimate_filters: int = 384
+  stem_features: int = 48
+  filter_multiplier: int = 2
+  dropout_rate: float = 0.0
+  num_classes: int = 10
+  op_names: tuple[str, ...] = NASNET_OPS
+
+  def __post_init__(self):
+    object.__setattr__(self, "op_names", check_op_names(self.op_names))
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x: jax.Array, alpha: Any, *, train: bool) -> jax.Array:
+    check_nhwc(x, "NASNetDARTS")
+    check_nasnet_alpha(alpha, self.op_names)
+    filters, m = self.penultimate_filters // 24, self.filter_multiplier
+    if self.penultimate_filters % 24 or filters < 2:
+      raise ValueError(f"penultimate_filters must be a multiple of 24 with at least 2 filters in "
+                       f"the first cell, got {self.penultimate_filters}.")
+    weights = nasnet_edge_weights(alpha)
+    ops = self.get_ops()
+    x = ops.conv(self.stem_features, (3, 3), padding=ops.pad((3, 3)), use_bias=False,
+                 name="stem")(x)
+    x = ops.normalize(x, train=train)
+    h, p = x, None
+    for stage in range(3):
+      cells = [(True, f"reduction{stage}")] if stage else []
+      cells += [(False, f"cell{stage * self.num_cells + i}") for i in range(self.num_cells)]
+      for reduction, name in cells:
+        cell = NASNetDARTSCell(filters * m**stage, reduction, self.op_names, name=name, ops=ops)
+        kind = "reduction" if reduction else "normal"
+        h, p = cell(h, p, weights[kind].astype(x.dtype), train=train), h
+    return pooled_head(ops.activate(h), ops, self.num_classes, dropout_rate=self.dropout_rate,
+                       train=train)
+
+
+def nasnet_child(net: NASNetDARTS, arch: Any) -> nn.Module:
+  """The derived architecture (int [50] of :data:`search.nasnet.SPACE`) on ``net``'s skeleton:
+  :func:`search.nasnet.build` with ``stem="cifar"`` and ``net``'s sizes and choices."""
+  choices = {name: getattr(net, name) for name in (*CHOICES, "ops")}
+  return ns.build(arch, stem="cifar", num_cells=net.num_cells,
+                  penultimate_filters=net.penultimate_filters, stem_features=net.stem_features,
+                  filter_multiplier=net.filter_multiplier, dropout_rate=net.dropout_rate,
+                  num_classes=net.num_classes, **choices)
+
+
+# ----------------------------------------------------------------------------------------------
 # The architecture gradient.
 
 
@@ -179,7 +366,8 @@ def alpha_grad(train_loss: Loss, val_loss: Loss, params: Any, alpha: jax.Array, 
   g_w = jax.grad(train_loss)(params, alpha)
   unrolled = jax.tree.map(lambda w, g: w - xi * g, params, g_w)
   value, (g_alpha, v) = jax.value_and_grad(val_loss, argnums=(1, 0))(unrolled, alpha)
-  return value, g_alpha - xi * mixed_hvp(train_loss, params, alpha, v)
+  hv = mixed_hvp(train_loss, params, alpha, v)
+  return value, jax.tree.map(lambda g, h: g - xi * h, g_alpha, hv)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,7 +378,7 @@ def alpha_grad(train_loss: Loss, val_loss: Loss, params: Any, alpha: jax.Array, 
 class SearchState:
   params: Any  # the weights w
   batch_stats: Any  # BatchNorm running statistics (updated by the weight steps)
-  alpha: jax.Array  # float32 [6, 5]
+  alpha: Any  # float32 [6, 5] (DARTSNet) or {"normal", "reduction"}: [20, K] (NASNetDARTS)
   w_opt_state: Any
   alpha_opt_state: Any
   step: jax.Array  # int32 []
@@ -214,7 +402,7 @@ def alpha_optimizer(learning_rate: float = 3e-4, weight_decay: float = 1e-3
                      optax.adam(learning_rate, b1=0.5, b2=0.999))
 
 
-def batch_loss(net: DARTSNet, variables: Any, alpha: jax.Array, batch: dict[str, jax.Array],
+def batch_loss(net: nn.Module, variables: Any, alpha: Any, batch: dict[str, jax.Array],
                preprocess: Callable[[jax.Array], jax.Array]) -> tuple[jax.Array, Any]:
   """Mean cross-entropy of a train-mode pass (batch statistics) and the new ``batch_stats``."""
   logits, updates = net.apply(variables, preprocess(batch["image"]), alpha, train=True,
@@ -268,10 +456,14 @@ class SearchResult:
   """What :func:`search` returns.
 
   Attributes:
-    arch: int32 [6], the derived architecture (:func:`derive` of the final alpha).
-    alpha: float32 [6, 5], the final architecture logits.
-    alpha_history: float32 [num_steps + 1, 6, 5]: before the first step and after each
-      (:func:`edge_weights` turns it into the op weights over the steps).
+    arch: the derived architecture: int32 [6] (:func:`derive` of the final alpha) for a
+      :class:`DARTSNet`, int32 [50] of ``search.nasnet.SPACE`` (:func:`derive_nasnet`) for a
+      :class:`NASNetDARTS`.
+    alpha: the final architecture logits, float32 [6, 5], or ``{"normal", "reduction"}`` of
+      float32 [20, K].
+    alpha_history: alpha before the first step and after each, float32 [num_steps + 1, ...]
+      (per cell kind for NASNet; :func:`edge_weights`, :func:`nasnet_edge_weights` turn it into
+      the op weights over the steps).
     train_loss, val_loss: float32 [num_steps], each step's losses (``val_loss`` at the unrolled
       weights for ``xi > 0``).
     variables: the DARTS network's final ``{"params", "batch_stats"}``.
@@ -293,7 +485,7 @@ def _batches(source: Any, key: jax.Array, batch_size: int) -> Iterator[dict[str,
       yield jax.tree.map(lambda a: a[0], batch) if batch["label"].ndim == 2 else batch
 
 
-def search(net: DARTSNet, source: sources.InMemory, *, num_steps: int, batch_size: int,
+def search(net: DARTSNet | NASNetDARTS, source: sources.InMemory, *, num_steps: int, batch_size: int,
            key: jax.Array, xi: float = 0.0, w_tx: optax.GradientTransformation | None = None,
            alpha_tx: optax.GradientTransformation | None = None,
            preprocess: Callable[[jax.Array], jax.Array] | None = None, val_split: str = "val",
@@ -304,18 +496,20 @@ def search(net: DARTSNet, source: sources.InMemory, *, num_steps: int, batch_siz
   drawn in its own shuffled epoch order (DARTS's two halves of the training data).
 
   Args:
-    net: the :class:`DARTSNet` (its ``mask`` restricts the ops).
+    net: a :class:`DARTSNet` (its ``mask`` restricts the ops) or a :class:`NASNetDARTS`.
     source: an :class:`~jaxcnn.data.sources.InMemory` holding ``"train"`` and ``val_split``.
     num_steps: alpha-and-weight steps.
     batch_size: examples per batch, for both splits.
-    key: draws the initial weights and alpha and both data orders.
+    key: draws the initial weights and alpha (:func:`init_alpha`, :func:`init_nasnet_alpha`)
+      and both data orders.
     xi: 0 for first-order DARTS, > 0 (the paper: the weights' learning rate, 0.025) for the
       second-order gradient of :func:`alpha_grad`.
     w_tx, alpha_tx: the optimizers (default :func:`weight_optimizer`, :func:`alpha_optimizer`).
     preprocess: applied to the images (default: uint8 to float32 in [0, 1]).
     val_split: the split alpha is trained on.
     variables: initial ``{"params", "batch_stats"}`` of ``net`` (default: ``net.init``).
-    keep_none: passed to :func:`derive`.
+    keep_none: passed to :func:`derive` (a :class:`DARTSNet`'s; :func:`derive_nasnet` always
+      excludes the zero op).
     progress: show a tqdm progress bar.
   """
   if num_steps < 1 or batch_size < 1:
@@ -328,7 +522,8 @@ def search(net: DARTSNet, source: sources.InMemory, *, num_steps: int, batch_siz
   w_tx = w_tx or weight_optimizer(num_steps)
   alpha_tx = alpha_tx or alpha_optimizer()
   k_init, k_alpha, k_train, k_val = jax.random.split(key, 4)
-  alpha = init_alpha(k_alpha)
+  nasnet = isinstance(net, NASNetDARTS)
+  alpha = init_nasnet_alpha(k_alpha, net.op_names) if nasnet else init_alpha(k_alpha)
   if variables is None:
     x = preprocess(jnp.zeros((1, *source.input_shape), jnp.uint8))
     variables = jax.jit(lambda k: net.init(k, x, alpha, train=False))(k_init)
@@ -350,9 +545,11 @@ def search(net: DARTSNet, source: sources.InMemory, *, num_steps: int, batch_siz
     history.append(state.alpha)
     losses.append(metrics)
   losses = jax.device_get(losses)
-  alpha_history = np.asarray(jnp.stack(history), np.float32)
-  return SearchResult(arch=derive(alpha_history[-1], net.mask, keep_none=keep_none),
-                      alpha=alpha_history[-1], alpha_history=alpha_history,
+  alpha_history = jax.tree.map(lambda *a: np.asarray(np.stack(a), np.float32), *history)
+  final = jax.tree.map(lambda a: a[-1], alpha_history)
+  arch = (derive_nasnet(final, net.op_names) if nasnet else
+          derive(final, net.mask, keep_none=keep_none))
+  return SearchResult(arch=arch, alpha=final, alpha_history=alpha_history,
                       train_loss=np.asarray([m["train_loss"] for m in losses], np.float32),
                       val_loss=np.asarray([m["val_loss"] for m in losses], np.float32),
                       variables={"params": state.params, "batch_stats": state.batch_stats})
@@ -385,6 +582,75 @@ def derive(alpha: Any, mask: Any = None, *, keep_none: bool = True) -> np.ndarra
   is_none = np.arange(len(nb.OPS)) == nb.OPS.index("none")
   return np.asarray(_argmax(jnp.asarray(alpha), jnp.asarray(check_mask(mask)),
                             jnp.asarray(is_none), keep_none))
+
+
+def derive_nasnet(alpha: Any, op_names: tuple[str, ...] = NASNET_OPS) -> np.ndarray:
+  """The discrete NASNet cells of a relaxed one (Liu et al. 2019, Section 2.4), as int32 [50] of
+  :data:`search.nasnet.SPACE` (``search.nasnet.decode`` gives the two genotypes).
+
+  In each cell, node ``b`` keeps its two strongest incoming edges, an edge's strength being its
+  strongest op's weight ``softmax(alpha[edge])[o]`` with the zero op excluded (ties: the earlier
+  state), each with that op (ties: the earlier op); a block lists its edges strongest first, and
+  the cell concatenates all five nodes.
+  """
+  op_names = check_op_names(op_names)
+  if isinstance(alpha, dict):
+    alpha = {k: np.asarray(v, np.float64) for k, v in alpha.items()}
+  check_nasnet_alpha(alpha, op_names)
+  real = np.asarray([op != "none" for op in op_names])
+  genotypes = []
+  for cell in ns.CELLS:
+    logits = alpha[cell] - alpha[cell].max(-1, keepdims=True)
+    weights = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    weights = np.where(real, weights, -np.inf)  # the zero op never counts
+    blocks = []
+    for b in range(ns.NUM_BLOCKS):
+      rows = [k for k, (j, _) in enumerate(NASNET_EDGES) if j == b]  # inputs 0 .. b + 1
+      keep = np.argsort(-weights[rows].max(-1), kind="stable")[:2]
+      blocks.append(tuple((op_names[int(weights[rows[i]].argmax())], int(i)) for i in keep))
+    genotypes.append(nasnet_model.Genotype(tuple(blocks), tuple(range(2, 2 + ns.NUM_BLOCKS))))
+  return ns.encode(tuple(genotypes)).astype(np.int32)
+
+
+def _auto_index(name: str) -> tuple[str, int] | None:
+  """``("Cls", n)`` for flax's automatic module name ``Cls_n``, else None."""
+  cls, _, n = name.rpartition("_")
+  return (cls, int(n)) if cls and n.isdigit() else None
+
+
+def nasnet_child_variables(variables: Any, arch: Any) -> dict[str, Any]:
+  """The variables of ``nasnet_child(net, arch)`` read out of a :class:`NASNetDARTS`'s.
+
+  The stem, the head and each cell's preprocessing are kept as they are. The op ``o`` of a block
+  on state ``i`` takes the relaxed edge's ``edge_{b}_{i}/{o}/Cls_0``, renamed ``Cls_n``: the name
+  flax gives the child's n-th automatically named ``Cls`` in the cell, counted in the genotype's
+  call order after the preprocessing's.
+  """
+  genotypes = dict(zip(ns.CELLS, ns.decode(arch)))
+  variables = flax.core.unfreeze(variables)
+  cells = sorted({n for tree in variables.values() for n in tree
+                  if n.startswith(("cell", "reduction"))})
+  out = {col: {n: v for n, v in tree.items() if n not in cells} for col, tree in variables.items()}
+  for name in cells:
+    genotype = genotypes["reduction" if name.startswith("reduction") else "normal"]
+    count: dict[str, int] = {}
+    for col, tree in variables.items():
+      kept = {k: v for k, v in tree.get(name, {}).items() if not k.startswith("edge_")}
+      if name in tree:
+        out[col][name] = kept
+      for cls, n in filter(None, map(_auto_index, kept)):
+        count[cls] = max(count.get(cls, 0), n + 1)
+    for b, pair in enumerate(genotype.blocks):
+      for op, i in pair:
+        scopes = {col: tree.get(name, {}).get(f"edge_{b}_{i}", {}).get(op, {})
+                  for col, tree in variables.items()}
+        for key in sorted(set().union(*scopes.values()), key=lambda k: _auto_index(k)[1]):
+          cls = _auto_index(key)[0]
+          n, count[cls] = count.get(cls, 0), count.get(cls, 0) + 1
+          for col, scope in scopes.items():
+            if key in scope:
+              out[col].setdefault(name, {})[f"{cls}_{n}"] = scope[key]
+  return out
 
 
 def to_subspace(arch: Any, subspace: nb.Subspace) -> np.ndarray:
