@@ -30,8 +30,9 @@ the one-step unrolled objective ``alpha -> L_val(w - xi grad_w L_train(w, alpha)
   result.arch                               # int32 [6], nasbench201.build(result.arch) builds
   darts.edge_weights(result.alpha_history, net.mask)   # [steps + 1, 6, 5], for a plot
 
-  net = darts.NASNetDARTS(num_cells=1, penultimate_filters=96, stem_features=16)
+  net = darts.NASNetDARTS(num_cells=1, penultimate_filters=96, stem_features=16)  # DARTS's ops
   result = darts.search(net, source, num_steps=200, batch_size=64, key=jax.random.PRNGKey(0))
+  # (on CPU the step of 100 mixed edges with separable convolutions compiles for many minutes)
   search.nasnet.decode(result.arch)         # the (normal, reduction) Genotypes
   darts.nasnet_child(net, result.arch)      # search.nasnet.build(arch, stem="cifar", ...)
 
