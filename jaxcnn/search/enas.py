@@ -30,13 +30,16 @@ minutes on a busy 2-core CPU)::
   best.greedy, best.archs[0], best.rewards[0]
 
 The NASNet cell space works the same way with :class:`jaxcnn.search.nasnet.SuperNet` over an op
-subset (ENAS's micro search, Section 2.3)::
+subset (ENAS's micro search, Section 2.3); its weights are best initialised eagerly (a jitted
+init of every op compiles for minutes on a CPU)::
 
-  trainer = enas.SharedTraining(
-      nasnet.SuperNet(num_cells=1, penultimate_filters=96, stem_features=8,
-                      cell_ops=nasnet.ENAS_OPS), tx, source, train_steps=10, batch_size=32,
-      subspace=nasnet.Subspace(nasnet.ENAS_OPS), preprocess=lambda x: x / 16.0)
-  result = enas.search(trainer.space, strategy, trainer, budget=300, key=key, batch_size=10)
+  supernet = nasnet.SuperNet(num_cells=1, penultimate_filters=96, stem_features=8,
+                             cell_ops=nasnet.ENAS_OPS)
+  variables = supernet.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), train=False)
+  trainer = enas.SharedTraining(supernet, tx, source, train_steps=10, batch_size=32,
+                                subspace=nasnet.Subspace(nasnet.ENAS_OPS), variables=variables,
+                                preprocess=lambda x: x / 16.0)
+  result = enas.search(trainer.space, strategy, trainer, budget=200, key=key, batch_size=10)
 
 References:
   Pham, Guan, Zoph, Le & Dean 2018, "Efficient Neural Architecture Search via Parameter

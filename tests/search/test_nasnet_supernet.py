@@ -126,6 +126,13 @@ def _forward(model, variables, x, *arch):
   return out, grads, stats
 
 
+def _close(got, want):
+  """Equal to float noise on the scale of the leaf (gradients through train-mode norms reach
+  ~10 here, and differ by ~2e-5)."""
+  scale = max(1.0, float(np.abs(want).max()))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale)
+
+
 @pytest.mark.slow  # the supernet's gradient program and one per child compile: minutes of CPU
 def test_child_path_in_training_equals_the_child():
   # Train mode: logits, the gradients of the child's weights and its new batch statistics;
@@ -140,7 +147,7 @@ def test_child_path_in_training_equals_the_child():
     want = jax.jit(functools.partial(_forward, child))(cv, X)
     got = (out, ns.child_variables(BIG, {"p": grads}, arch)["p"],
            ns.child_variables(BIG, {"s": stats}, arch)["s"])
-    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-5), got, want)
+    jax.tree.map(_close, got, want)
     total = sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads))
     on_path = sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(got[1]))
     assert total == pytest.approx(on_path, rel=1e-5)

@@ -166,6 +166,8 @@ def test_one_shot_training_and_shared_weight_evaluation():
 
 
 def test_bad_arch():
+  # The space the evaluators validate against: the supernet's, NAS-Bench-201's by default.
+  assert sn.arch_space(SUPER) is nb.SPACE and sn.arch_space(object()) is nb.SPACE
   with pytest.raises(ValueError, match="needs an architecture"):
     SUPER.apply(variables(), X, train=False)
   with pytest.raises(ValueError, match="out of range"):

@@ -31,7 +31,8 @@ print("RESULT", json.dumps({"devices": jax.device_count(), **{str(n): r for n, r
 
 def test_two_devices_equal_one(tmp_path):
   env = {**os.environ, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+         "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
+                      "--xla_force_host_platform_device_count=2"}
   out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=env,
                        capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
