@@ -238,6 +238,16 @@ NASNET_A_REDUCTION = Genotype(
     concat=(3, 4, 5, 6))
 
 
+def cell_inputs(h: jax.Array, p: jax.Array | None, filters: int, ops: Ops, train: bool
+                ) -> tuple[jax.Array, jax.Array]:
+  """A cell's states 0 and 1 at ``filters`` channels: ``h`` by act, 1x1 convolution, norm; ``p``
+  by :class:`Adjust` (named ``"adjust"``), or ``h`` itself for the first cell (``p`` None).
+  Called inside a cell's compact method, so the modules are the cell's."""
+  p = h if p is None else Adjust(filters, name="adjust", ops=ops)(p, h.shape, train=train)
+  h = ops.conv(filters, (1, 1), use_bias=False)(ops.activate(h))
+  return ops.normalize(h, train=train), p
+
+
 class Cell(OpsModule):
   """A NASNet cell of ``genotype``: ``len(concat) x filters`` channels out, stride 2 if
   ``reduction``.
@@ -254,10 +264,7 @@ class Cell(OpsModule):
   def __call__(self, h: jax.Array, p: jax.Array | None, *, train: bool) -> jax.Array:
     genotype = check_genotype(self.genotype, reduction=self.reduction)
     ops = self.get_ops()
-    p = h if p is None else Adjust(self.filters, name="adjust", ops=ops)(p, h.shape, train=train)
-    h = ops.conv(self.filters, (1, 1), use_bias=False)(ops.activate(h))
-    h = ops.normalize(h, train=train)
-    states = [h, p]
+    states = list(cell_inputs(h, p, self.filters, ops, train))
     for pair in genotype.blocks:
       outs = [CELL_OPS[op](states[i], self.filters, 2 if self.reduction and i < 2 else 1, ops,
                            train) for op, i in pair]
@@ -265,17 +272,18 @@ class Cell(OpsModule):
     return jnp.concatenate([states[i] for i in genotype.concat], axis=-1)
 
 
-class NASNet(OpsModule):
-  """NASNet ``num_cells @ penultimate_filters`` of two cell genotypes (default NASNet-A).
+class NASNetSkeleton(OpsModule):
+  """The stack of cells of a NASNet, whatever the cells: :class:`NASNet` and the relaxed
+  networks of architecture search (``search.nasnet.SuperNet``, ``search.darts.NASNetDARTS``)
+  share it, and so share module names.
 
   Attributes:
     num_cells: N, normal cells between reductions (4 for mobile, 6 for large).
     penultimate_filters: 24x the first normal cells' filters (the last cell's channels for a
       six-state normal cell like NASNet-A's).
-    stem_features: channels of the 3x3/2 stem convolution.
+    stem_features: channels of the stem convolution.
     filter_multiplier: the factor on filters at each reduction.
     dropout_rate: dropout before the classifier (needs the ``"dropout"`` rng when training).
-    normal_cell, reduction_cell: the cells' :class:`Genotype` s (tuples, so hashable).
     stem: ``"imagenet"`` (3x3/2 convolution and two reduction cells) or ``"cifar"`` (a 3x3
       stride-1 convolution).
   """
@@ -286,34 +294,20 @@ class NASNet(OpsModule):
   filter_multiplier: int = 2
   dropout_rate: float = 0.5
   num_classes: int = 1000
-  normal_cell: Genotype = NASNET_A_NORMAL
-  reduction_cell: Genotype = NASNET_A_REDUCTION
   stem: str = "imagenet"
 
-  @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    check_nhwc(x, "NASNet")
+  def cell_plan(self) -> list[tuple[int, bool, str]]:
+    """The cells in order, ``(filters, reduction, name)``, after checking the sizes."""
     if self.stem not in ("imagenet", "cifar"):
       raise ValueError(f"Unknown NASNet stem {self.stem!r}; use 'imagenet' or 'cifar'.")
     imagenet = self.stem == "imagenet"
     filters, m = self.penultimate_filters // 24, self.filter_multiplier
-    if self.penultimate_filters % 24 or filters // (m**2 if imagenet else 1) < 2:
-      raise ValueError(f"penultimate_filters must be a multiple of 24 with at least 2 filters in "
-                       f"the first cell (penultimate_filters // 24, divided by "
-                       f"filter_multiplier**2 for the ImageNet stem cells), got "
-                       f"{self.penultimate_filters}.")
-    ops = self.get_ops()
-    if imagenet:
-      x = ops.conv(self.stem_features, (3, 3), strides=(2, 2), padding="VALID", use_bias=False,
-                   name="stem")(x)
-    else:
-      x = ops.conv(self.stem_features, (3, 3), padding=ops.pad((3, 3)), use_bias=False,
-                   name="stem")(x)
-    x = ops.normalize(x, train=train)
-
-    # Each cell takes the last two outputs (h, p); the first cell has no p. After a reduction
-    # cell, p is the reduction cell's input (the reference's skip_reduction=False).
-    h, p = x, None
+    if self.num_cells < 1 or self.penultimate_filters % 24 or filters // (
+        m**2 if imagenet else 1) < 2:
+      raise ValueError(f"Need num_cells >= 1 and penultimate_filters a multiple of 24 with at "
+                       f"least 2 filters in the first cell (penultimate_filters // 24, divided "
+                       f"by filter_multiplier**2 for the ImageNet stem cells), got "
+                       f"{self.num_cells} and {self.penultimate_filters}.")
     cells = []
     if imagenet:
       cells = [(filters // m**2, True, "stem_cell1"), (filters // m, True, "stem_cell2")]
@@ -322,11 +316,49 @@ class NASNet(OpsModule):
         cells.append((filters * m**stage, True, f"reduction{stage}"))
       cells += [(filters * m**stage, False, f"cell{stage * self.num_cells + i}")
                 for i in range(self.num_cells)]
+    return cells
+
+  def _forward(self, x: jax.Array, cell_fn: Callable[..., jax.Array], *, train: bool
+               ) -> jax.Array:
+    """Stem, cells, head; ``cell_fn(filters, reduction, name, h, p)`` applies one cell."""
+    check_nhwc(x, type(self).__name__)
+    cells = self.cell_plan()
+    ops = self.get_ops()
+    if self.stem == "imagenet":
+      x = ops.conv(self.stem_features, (3, 3), strides=(2, 2), padding="VALID", use_bias=False,
+                   name="stem")(x)
+    else:
+      x = ops.conv(self.stem_features, (3, 3), padding=ops.pad((3, 3)), use_bias=False,
+                   name="stem")(x)
+    x = ops.normalize(x, train=train)
+    # Each cell takes the last two outputs (h, p); the first cell has no p. After a reduction
+    # cell, p is the reduction cell's input (the reference's skip_reduction=False).
+    h, p = x, None
     for cell_filters, reduction, name in cells:
-      genotype = self.reduction_cell if reduction else self.normal_cell
-      h, p = Cell(cell_filters, genotype, reduction, name=name, ops=ops)(h, p, train=train), h
+      h, p = cell_fn(cell_filters, reduction, name, h, p), h
     return pooled_head(ops.activate(h), ops, self.num_classes, dropout_rate=self.dropout_rate,
                        train=train)
+
+
+class NASNet(NASNetSkeleton):
+  """NASNet ``num_cells @ penultimate_filters`` of two cell genotypes (default NASNet-A).
+
+  The fields of :class:`NASNetSkeleton`, and ``normal_cell``, ``reduction_cell``: the cells'
+  :class:`Genotype` s (tuples, so hashable).
+  """
+
+  normal_cell: Genotype = NASNET_A_NORMAL
+  reduction_cell: Genotype = NASNET_A_REDUCTION
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    ops = self.get_ops()
+
+    def cell_fn(filters, reduction, name, h, p):
+      genotype = self.reduction_cell if reduction else self.normal_cell
+      return Cell(filters, genotype, reduction, name=name, ops=ops)(h, p, train=train)
+
+    return self._forward(x, cell_fn, train=train)
 
 
 # Published: the "params" collection (weights, norm scales and offsets; no running statistics)

@@ -60,7 +60,6 @@ from tqdm.auto import tqdm
 
 from jaxcnn.data import sources
 from jaxcnn.models import nasnet as nasnet_model
-from jaxcnn.models._common import check_nhwc, pooled_head
 from jaxcnn.nn import conv as conv_lib
 from jaxcnn.nn.layers import CHOICES, Ops, OpsModule
 from jaxcnn.search import nasbench201 as nb
@@ -256,11 +255,7 @@ class NASNetDARTSCell(OpsModule):
   def __call__(self, h: jax.Array, p: jax.Array | None, weights: jax.Array, *, train: bool
                ) -> jax.Array:
     ops = self.get_ops()
-    p = h if p is None else nasnet_model.Adjust(self.filters, name="adjust", ops=ops)(
-        p, h.shape, train=train)
-    h = ops.conv(self.filters, (1, 1), use_bias=False)(ops.activate(h))
-    h = ops.normalize(h, train=train)
-    states = [h, p]
+    states = list(nasnet_model.cell_inputs(h, p, self.filters, ops, train))
     real = [k for k, op in enumerate(self.op_names) if op != "none"]
     for b in range(ns.NUM_BLOCKS):
       rows = [k for k, (j, _) in enumerate(NASNET_EDGES) if j == b]
@@ -272,7 +267,7 @@ class NASNetDARTSCell(OpsModule):
     return jnp.concatenate(states[2:], axis=-1)
 
 
-class NASNetDARTS(OpsModule):
+class NASNetDARTS(nasnet_model.NASNetSkeleton):
   """DARTS's search network over the NASNet cell space (Liu et al. 2019, Sections 2.1-2.2).
 
   The CIFAR skeleton of :class:`~jaxcnn.models.nasnet.NASNet` (``stem="cifar"``: a 3x3 stem
@@ -289,9 +284,9 @@ class NASNetDARTS(OpsModule):
   num_cells: int = 2
   penultimate_filters: int = 384
   stem_features: int = 48
-  filter_multiplier: int = 2
   dropout_rate: float = 0.0
   num_classes: int = 10
+  stem: str = "cifar"
   op_names: tuple[str, ...] = NASNET_OPS
 
   def __post_init__(self):
@@ -300,27 +295,19 @@ class NASNetDARTS(OpsModule):
 
   @nn.compact
   def __call__(self, x: jax.Array, alpha: Any, *, train: bool) -> jax.Array:
-    check_nhwc(x, "NASNetDARTS")
+    if self.stem != "cifar":
+      raise ValueError(f"NASNetDARTS has the CIFAR skeleton only: stem must be 'cifar', got "
+                       f"{self.stem!r}.")
     check_nasnet_alpha(alpha, self.op_names)
-    filters, m = self.penultimate_filters // 24, self.filter_multiplier
-    if self.penultimate_filters % 24 or filters < 2:
-      raise ValueError(f"penultimate_filters must be a multiple of 24 with at least 2 filters in "
-                       f"the first cell, got {self.penultimate_filters}.")
     weights = nasnet_edge_weights(alpha)
     ops = self.get_ops()
-    x = ops.conv(self.stem_features, (3, 3), padding=ops.pad((3, 3)), use_bias=False,
-                 name="stem")(x)
-    x = ops.normalize(x, train=train)
-    h, p = x, None
-    for stage in range(3):
-      cells = [(True, f"reduction{stage}")] if stage else []
-      cells += [(False, f"cell{stage * self.num_cells + i}") for i in range(self.num_cells)]
-      for reduction, name in cells:
-        cell = NASNetDARTSCell(filters * m**stage, reduction, self.op_names, name=name, ops=ops)
-        kind = "reduction" if reduction else "normal"
-        h, p = cell(h, p, weights[kind].astype(x.dtype), train=train), h
-    return pooled_head(ops.activate(h), ops, self.num_classes, dropout_rate=self.dropout_rate,
-                       train=train)
+
+    def cell_fn(filters, reduction, name, h, p):
+      cell = NASNetDARTSCell(filters, reduction, self.op_names, name=name, ops=ops)
+      return cell(h, p, weights["reduction" if reduction else "normal"].astype(h.dtype),
+                  train=train)
+
+    return self._forward(x, cell_fn, train=train)
 
 
 def nasnet_child(net: NASNetDARTS, arch: Any) -> nn.Module:

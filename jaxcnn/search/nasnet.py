@@ -45,8 +45,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcnn.models import create_model
-from jaxcnn.models._common import check_nhwc, pooled_head, register_model
-from jaxcnn.models.nasnet import CELL_OPS, OPS, Adjust, Genotype, NASNet, check_genotype
+from jaxcnn.models._common import register_model
+from jaxcnn.models.nasnet import (CELL_OPS, OPS, Adjust, Genotype, NASNet, NASNetSkeleton,
+                                  check_genotype)
 from jaxcnn.nn.layers import CHOICES, OpsModule
 from jaxcnn.search.space import Space
 
@@ -243,27 +244,6 @@ def _first_state(reduction: bool) -> int:
   return 2 if reduction else 0
 
 
-def _skeleton(num_cells: int, filters: int, multiplier: int) -> list[tuple[int, bool, str]]:
-  """The CIFAR skeleton's cells ``(filters, reduction, name)``, named as in ``NASNet``."""
-  cells = []
-  for stage in range(3):
-    if stage > 0:
-      cells.append((filters * multiplier**stage, True, f"reduction{stage}"))
-    cells += [(filters * multiplier**stage, False, f"cell{stage * num_cells + i}")
-              for i in range(num_cells)]
-  return cells
-
-
-def _first_filters(supernet: Any) -> int:
-  """The first cells' filters of a :class:`SuperNet`, after checking its sizes."""
-  filters = supernet.penultimate_filters // 24
-  if supernet.num_cells < 1 or supernet.penultimate_filters % 24 or filters < 2:
-    raise ValueError(f"Need num_cells >= 1 and penultimate_filters a multiple of 24 with at "
-                     f"least 2 filters in the first cell (penultimate_filters // 24), got "
-                     f"{supernet.num_cells} and {supernet.penultimate_filters}.")
-  return filters
-
-
 class _Op(OpsModule):
   """One op of :data:`~jaxcnn.models.nasnet.CELL_OPS` at ``filters``; its modules are named as
   the child cell's (``SeparableConv_0``, ``ReLUConvBN_0`` or ``Adjust_0``), renumbered by
@@ -391,10 +371,10 @@ class MixedCell(OpsModule):
     return out, jnp.stack(kept).sum()
 
 
-class SuperNet(OpsModule):
+class SuperNet(NASNetSkeleton):
   """The NASNet CIFAR skeleton with every cell a :class:`MixedCell`: one program for the space.
 
-  The skeleton of :class:`~jaxcnn.models.nasnet.NASNet` with ``stem="cifar"`` (Zoph et al. 2018,
+  The :class:`~jaxcnn.models.nasnet.NASNetSkeleton` with ``stem="cifar"`` (Zoph et al. 2018,
   Figure 2: a 3x3 stem convolution, then ``num_cells`` normal cells, a reduction cell,
   ``num_cells`` normal, a reduction, ``num_cells`` normal), the module names of the child's. All
   normal cells read the normal half of one architecture, all reduction cells the reduction half
@@ -424,12 +404,9 @@ class SuperNet(OpsModule):
     logits = supernet.apply(variables, x, arch, train=False)
   """
 
-  num_cells: int = 4
-  penultimate_filters: int = 1056
-  stem_features: int = 32
-  filter_multiplier: int = 2
   dropout_rate: float = 0.0
   num_classes: int = 10
+  stem: str = "cifar"
   cell_ops: tuple[str, ...] = OPS
 
   @property
@@ -464,24 +441,24 @@ class SuperNet(OpsModule):
 
   @nn.compact
   def __call__(self, x: jax.Array, arch: jax.Array | None = None, *, train: bool) -> jax.Array:
-    check_nhwc(x, "nasnet.SuperNet")
-    filters = _first_filters(self)
+    if self.stem != "cifar":
+      raise ValueError(f"nasnet.SuperNet has the CIFAR skeleton only: stem must be 'cifar', got "
+                       f"{self.stem!r}.")
     arch = self._arch(arch, train)
     cell_ops = check_ops(self.cell_ops)
     ops = self.get_ops()
-    x = ops.conv(self.stem_features, (3, 3), padding=ops.pad((3, 3)), use_bias=False,
-                 name="stem")(x)
-    x = ops.normalize(x, train=train)
-    # count: the states a cell concatenates, with filters: its states' channels (the stem: None).
-    h, p, h_count, p_count = x, None, (None, None), (None, None)
-    for cell_filters, reduction, name in _skeleton(self.num_cells, filters,
-                                                   self.filter_multiplier):
-      count, p_filters = p_count
-      out, count = MixedCell(cell_filters, cell_ops, reduction, name=name, ops=ops)(
-          h, p, arch, count if p_filters == cell_filters else None, train=train)
-      h, p, h_count, p_count = out, h, (count, cell_filters), h_count
-    return pooled_head(ops.activate(h), ops, self.num_classes, dropout_rate=self.dropout_rate,
-                       train=train)
+    # Per output so far (the stem's, then each cell's): the states it concatenates and their
+    # channels (the stem: None, None); a cell's p is the output before its h.
+    outputs = [(None, None)]
+
+    def cell_fn(filters, reduction, name, h, p):
+      p_count, p_filters = outputs[-2] if len(outputs) > 1 else (None, None)
+      out, count = MixedCell(filters, cell_ops, reduction, name=name, ops=ops)(
+          h, p, arch, p_count if p_filters == filters else None, train=train)
+      outputs.append((count, filters))
+      return out
+
+    return self._forward(x, cell_fn, train=train)
 
 
 def child_config(supernet: SuperNet) -> dict[str, Any]:
@@ -515,8 +492,7 @@ def child_variables(supernet: SuperNet, variables: Any, arch: Any) -> dict[str, 
   input channels of the states the child concatenates.
   """
   genotypes = dict(zip(CELLS, decode(supernet.space.validate(arch))))
-  filters = _first_filters(supernet)
-  cells = _skeleton(supernet.num_cells, filters, supernet.filter_multiplier)
+  cells = supernet.cell_plan()
   # The channels of each cell output the child keeps (None: the stem's output, all kept), and
   # their number.
   kept: list[np.ndarray | None] = [None]
