@@ -100,6 +100,7 @@ def test_a_worker_exception_names_the_batch_and_carries_its_traceback(pool):
   np.testing.assert_array_equal(pool(archs[:2]), expected(archs[:2])[0])  # still usable
 
 
+@pytest.mark.slow  # a worker process killed and restarted: 10-20 s of Ray start-up
 def test_a_crashed_worker_is_an_error_not_a_hang_and_is_replaced(pool):
   archs = np.asarray([[CRASH, 0, 0, 0], [1, 1, 1, 1]], np.int32)
   t0 = time.perf_counter()

@@ -98,6 +98,9 @@ def test_child_path_with_a_constant_arch_is_bitwise_the_child():
   check_off_path(fixed[1], fixed[2])
 
 
+# -m slow: the fast suite has a traced child path twice, NAS-Bench-201's (test_vmap_and_map_agree_
+# and_compile_once) and NASNet's (tests/search/test_nasnet_supernet.py).
+@pytest.mark.slow
 def test_child_path_with_a_traced_arch_equals_the_child_to_float_noise():
   # One program for the whole space. XLA cannot fuse a branch's element-wise ops with their
   # neighbours across the conditional, and the other fusion rounds differently (measured: at

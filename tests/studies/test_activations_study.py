@@ -5,7 +5,6 @@ import json
 import math
 import pathlib
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -91,6 +90,9 @@ def test_actcnn_parameter_count_jit_and_vmap(act, extra):
     model.apply({"params": params}, jnp.ones((8, 8, 1)))
 
 
+# -m slow: notebooks/02_activations.ipynb runs this study's quick setting end to end in the fast suite
+# (tests/test_studies_run.py); this checks the report's contents at a smaller one.
+@pytest.mark.slow
 def test_tiny_run_writes_table_and_figures(tmp_path):
   config = common.load_config(CONFIGS / "activations.py", "quick")
   config.activations = ("relu",)

@@ -223,6 +223,9 @@ def test_epoch_means_and_finite_by_epoch():
     batchnorm.epoch_means(np.ones(5), 2)
 
 
+# -m slow: notebooks/05_batchnorm.ipynb runs this study's quick setting end to end in the fast suite
+# (tests/test_studies_run.py); this checks the report's contents at a smaller one.
+@pytest.mark.slow
 def test_quick_run_writes_table_and_figures(tmp_path):
   config = common.load_config(CONFIGS / "batchnorm.py", "quick")
   config.init.depth = 3

@@ -189,6 +189,9 @@ def test_init_label_and_bad_input():
     initialization.build_model("plain", "no_such_init")
 
 
+# -m slow: notebooks/04_initialization.ipynb runs this study's quick setting end to end in the fast suite
+# (tests/test_studies_run.py); this checks the report's contents at a smaller one.
+@pytest.mark.slow
 def test_run_quick_writes_table_and_figures(tmp_path):
   config = common.load_config(CONFIGS / "initialization.py", "quick")
   config.mlp.nonlinearities = ("relu",)

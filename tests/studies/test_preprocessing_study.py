@@ -148,6 +148,9 @@ def test_a_sweep_member_equals_a_one_model_run_and_divergence_is_recorded(digits
   assert study.best_run(hist["eval_steps"], hist["train_eval_loss"].T, 0.0) != 2
 
 
+# -m slow: notebooks/03_preprocessing.ipynb runs this study's quick setting end to end in the fast suite
+# (tests/test_studies_run.py); this checks the report's contents at a smaller one.
+@pytest.mark.slow
 def test_quick_run_writes_table_and_figures(tmp_path, monkeypatch):
   monkeypatch.delenv("JAXCNN_QUICK", raising=False)
   config = common.load_config(CONFIGS / "preprocessing.py", "quick")
