@@ -11,27 +11,13 @@ import pytest
 from jaxcnn.data import sources
 from jaxcnn.search import darts, nasbench201 as nb, strategies, supernet as sn
 from jaxcnn.train.steps import cross_entropy
+from search_variables import fill
 
 # Every op on three edges, fewer on the others (a smaller program to compile).
 MASK = np.ones(darts.SHAPE, bool)
 MASK[3, [2, 3]] = False  # 3<-0: none, skip, avg pool
 MASK[4] = [True, False, True, False, False]  # 3<-1: none, conv 1x1
 MASK[5] = [False, False, False, True, True]  # 3<-2: conv 3x3, avg pool
-
-
-def fill(shapes, seed=0, dtype=np.float32):
-  """Random variables from NumPy (no init program to compile): kernels ``N(0, 1 / fan_in)``,
-  scales and running variances near 1, the rest near 0."""
-  rng = np.random.default_rng(seed)
-
-  def leaf(path, x):
-    name = jax.tree_util.keystr(path[-1:])
-    if "kernel" in name:
-      return rng.normal(0, 1 / np.sqrt(np.prod(x.shape[:-1])), x.shape).astype(dtype)
-    base = 1.0 if ("scale" in name or "var" in name) else 0.0
-    return (base + 0.3 * rng.uniform(size=x.shape)).astype(dtype)
-
-  return jax.tree_util.tree_map_with_path(leaf, shapes)
 
 
 def net_variables(net, x, seed=0, dtype=np.float32):

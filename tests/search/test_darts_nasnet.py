@@ -12,25 +12,11 @@ import pytest
 from jaxcnn.data import sources
 from jaxcnn.models.nasnet import Genotype
 from jaxcnn.search import darts, nasnet as ns
+from search_variables import fill
 
 # A cheap op set for the search (the fewest convolutions: a gradient program compiles slowly).
 CHEAP = ("none", "max_pool_3x3")
 TINY = dict(num_cells=1, penultimate_filters=48, stem_features=8)  # 2, 4, 8 filters
-
-
-def fill(shapes, seed=0, dtype=np.float32):
-  """Random variables drawn by NumPy (no init program to compile): kernels ``N(0, 1 / fan_in)``,
-  norm scales and running variances in [1, 1.3), the rest in [0, 0.3)."""
-  rng = np.random.default_rng(seed)
-
-  def leaf(path, x):
-    name = jax.tree_util.keystr(path[-1:])
-    if "kernel" in name:
-      return rng.normal(0, 1 / np.sqrt(np.prod(x.shape[:-1])), x.shape).astype(dtype)
-    base = 1.0 if ("scale" in name or "var" in name) else 0.0
-    return (base + 0.3 * rng.uniform(size=x.shape)).astype(dtype)
-
-  return jax.tree_util.tree_map_with_path(leaf, shapes)
 
 
 def shapes_of(net, x):

@@ -15,6 +15,7 @@ from jaxcnn.data import sources
 from jaxcnn.models.nasnet import NASNET_A_NORMAL, NASNET_A_REDUCTION, OPS
 from jaxcnn.search import enas, evaluators, nasnet as ns, supernet as sn
 from jaxcnn.search.run import HISTORY_FILE, STATE_FILE
+from search_variables import fill
 
 # The smallest skeleton (five cells, 2 filters in the first, 8x8 inputs) over two cheap ops,
 # whose weights are those of a factorized reduction (identity at stride 2) and of a 1x1
@@ -37,16 +38,7 @@ def variables(model=SUPER):
   """Random supernet variables filled with NumPy (no init program to compile): kernels
   ``N(0, 1 / fan_in)``, norm scales and running variances near 1, biases and means near 0."""
   shapes = jax.eval_shape(lambda k: model.init(k, X, train=False), jax.random.PRNGKey(0))
-  rng = np.random.default_rng(0)
-
-  def fill(path, leaf):
-    name = jax.tree_util.keystr(path[-1:])
-    if "kernel" in name:
-      return rng.normal(0, 1 / np.sqrt(np.prod(leaf.shape[:-1])), leaf.shape).astype(np.float32)
-    base = 1.0 if ("scale" in name or "var" in name) else 0.0
-    return (base + 0.3 * rng.uniform(size=leaf.shape)).astype(np.float32)
-
-  return jax.tree.map(jnp.asarray, jax.tree_util.tree_map_with_path(fill, shapes))
+  return jax.tree.map(jnp.asarray, fill(shapes))
 
 
 def _archs(seed, n, sub=SUB):

@@ -10,6 +10,7 @@ import pytest
 
 from jaxcnn.data import sources
 from jaxcnn.search import evaluators, nasbench201 as nb, supernet as sn
+from search_variables import fill
 
 SUPER = sn.SuperNet(num_cells=1, channels=8, num_classes=5)
 X = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 8, 3))
@@ -24,16 +25,7 @@ def variables():
   ``N(0, 1 / fan_in)``, norm scales and running variances near 1, biases and means near 0."""
   shapes = jax.eval_shape(lambda k: SUPER.init(k, X, jnp.zeros(6, jnp.int32), train=False),
                           jax.random.PRNGKey(0))
-  rng = np.random.default_rng(0)
-
-  def fill(path, leaf):
-    name = jax.tree_util.keystr(path[-1:])
-    if "kernel" in name:
-      return rng.normal(0, 1 / np.sqrt(np.prod(leaf.shape[:-1])), leaf.shape).astype(np.float32)
-    base = 1.0 if ("scale" in name or "var" in name) else 0.0
-    return (base + 0.3 * rng.uniform(size=leaf.shape)).astype(np.float32)
-
-  return jax.tree.map(jnp.asarray, jax.tree_util.tree_map_with_path(fill, shapes))
+  return jax.tree.map(jnp.asarray, fill(shapes))
 
 
 def forward(model, variables, x, *arch):
