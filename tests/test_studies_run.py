@@ -58,11 +58,11 @@ def quick_env(tmp_path, monkeypatch):
 
 
 # -m slow: scripts whose quick run takes minutes on 2 CPU cores (compiling EfficientNets), and
-# those whose study's quick run is already in the fast suite twice, through its notebook and its
-# own test in tests/studies/ (the script adds only study_main's command line, which the other
-# scripts' runs cover).
+# those whose study's run is already in the fast suite, through its notebook or its own test in
+# tests/studies/ (the script adds only study_main's command line, which backprop.py's run here
+# and the command-line tests below cover).
 SLOW_SCRIPTS = {"scaling.py", "activations.py", "architectures.py", "batchnorm.py",
-                "initialization.py", "preprocessing.py"}
+                "initialization.py", "preprocessing.py", "nas.py", "zoo_table.py"}
 # -m slow: notebooks whose quick run takes over a minute (08: compiling six EfficientNets).
 SLOW_NOTEBOOKS = {"08_scaling.ipynb"}
 

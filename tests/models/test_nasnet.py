@@ -38,6 +38,7 @@ def test_params_and_macs_match_published():
   assert abs(count - model_info("nasnet_a_mobile").published.paper_params) < 0.05e6  # "5.3M"
 
 
+@pytest.mark.slow  # compiling NASNet-A mobile; TINY's forward and train step cover the cells
 def test_jit_forward_small_input():
   model = create_model("nasnet_a_mobile", num_classes=7)
   zc.check_small_forward(model)
