@@ -6,10 +6,8 @@ DenseNet-169 and -201 compile slowly on CPU: their jitted forward passes are mar
 output shapes and parameter counts are still checked, with jax.eval_shape).
 """
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 import zoo_checks as zc
