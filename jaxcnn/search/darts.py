@@ -61,7 +61,7 @@ from tqdm.auto import tqdm
 from jaxcnn.data import sources
 from jaxcnn.models import nasnet as nasnet_model
 from jaxcnn.nn import conv as conv_lib
-from jaxcnn.nn.layers import CHOICES, Ops, OpsModule
+from jaxcnn.nn.layers import Ops, OpsModule
 from jaxcnn.search import nasbench201 as nb
 from jaxcnn.search import nasnet as ns
 from jaxcnn.search import supernet as sn
@@ -313,11 +313,7 @@ class NASNetDARTS(nasnet_model.NASNetSkeleton):
 def nasnet_child(net: NASNetDARTS, arch: Any) -> nn.Module:
   """The derived architecture (int [50] of :data:`search.nasnet.SPACE`) on ``net``'s skeleton:
   :func:`search.nasnet.build` with ``stem="cifar"`` and ``net``'s sizes and choices."""
-  choices = {name: getattr(net, name) for name in (*CHOICES, "ops")}
-  return ns.build(arch, stem="cifar", num_cells=net.num_cells,
-                  penultimate_filters=net.penultimate_filters, stem_features=net.stem_features,
-                  filter_multiplier=net.filter_multiplier, dropout_rate=net.dropout_rate,
-                  num_classes=net.num_classes, **choices)
+  return ns.build(arch, **ns.child_config(net))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -461,11 +461,12 @@ class SuperNet(NASNetSkeleton):
     return self._forward(x, cell_fn, train=train)
 
 
-def child_config(supernet: SuperNet) -> dict[str, Any]:
-  """The :func:`build` overrides of a child of ``supernet``."""
+def child_config(net: NASNetSkeleton) -> dict[str, Any]:
+  """The :func:`build` overrides of a child on ``net``'s skeleton (a :class:`SuperNet` or
+  ``darts.NASNetDARTS``): its sizes, stem and layer choices."""
   fields = ("num_cells", "penultimate_filters", "stem_features", "filter_multiplier",
-            "dropout_rate", "num_classes") + CHOICES
-  return {"stem": "cifar", **{f: getattr(supernet, f) for f in fields}}
+            "dropout_rate", "num_classes", "stem", "ops") + CHOICES
+  return {f: getattr(net, f) for f in fields}
 
 
 def child(supernet: SuperNet, arch: Any) -> nn.Module:

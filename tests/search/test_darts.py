@@ -11,7 +11,7 @@ import pytest
 from jaxcnn.data import sources
 from jaxcnn.search import darts, nasbench201 as nb, strategies, supernet as sn
 from jaxcnn.train.steps import cross_entropy
-from search_variables import fill
+from search_checks import darts_gradient_terms, fill
 
 # Every op on three edges, fewer on the others (a smaller program to compile).
 MASK = np.ones(darts.SHAPE, bool)
@@ -110,30 +110,9 @@ def test_network_alpha_gradient_is_exact_in_float64():
     alpha = jnp.asarray(rng.normal(size=darts.SHAPE))
     direction = jnp.asarray(rng.normal(size=darts.SHAPE))
 
-    def loss(batch):
-      return lambda p, a: darts.batch_loss(net, {"params": p, "batch_stats":
-                                                 variables["batch_stats"]}, a, batch,
-                                           lambda x: x)[0]
-
-    train, val = loss(batches[0]), loss(batches[1])
-
-    @jax.jit
-    def everything(params, alpha):
-      _, second = darts.alpha_grad(train, val, params, alpha, xi)
-      unrolled = lambda a: val(jax.tree.map(lambda w, g: w - xi * g, params,
-                                            jax.grad(train)(params, a)), a)
-      _, first = darts.alpha_grad(train, val, params, alpha, 0.0)
-      v = jax.grad(val)(params, alpha)
-      hv = darts.mixed_hvp(train, params, alpha, v)
-      grad_a = lambda p: jax.grad(train, argnums=1)(p, alpha)
-      shift = lambda s: jax.tree.map(lambda w, t: w + s * eps * t, params, v)
-      fd_hv = (grad_a(shift(1)) - grad_a(shift(-1))) / (2 * eps)
-      fd_first = (val(params, alpha + eps * direction) - val(params, alpha - eps * direction)
-                  ) / (2 * eps)
-      return second, jax.grad(unrolled)(alpha), first, fd_first, hv, fd_hv
-
-    out = map(np.asarray, everything(variables["params"], alpha))
-  second, reference, first, fd_first, hv, fd_hv = out
+    t = darts_gradient_terms(net, variables, alpha, batches, xi, eps, direction)
+  second, reference, first, fd_first, hv, fd_hv = (
+      t[k] for k in ("second", "reference", "first", "fd_first", "hv", "fd_hv"))
   assert second.dtype == np.float64
   np.testing.assert_allclose(second, reference, rtol=1e-9, atol=1e-12)
   assert np.abs(second - first).max() > 1e-4  # the second-order term matters here

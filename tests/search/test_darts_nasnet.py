@@ -12,7 +12,7 @@ import pytest
 from jaxcnn.data import sources
 from jaxcnn.models.nasnet import Genotype
 from jaxcnn.search import darts, nasnet as ns
-from search_variables import fill
+from search_checks import darts_gradient_terms, fill
 
 # A cheap op set for the search (the fewest convolutions: a gradient program compiles slowly).
 CHEAP = ("none", "max_pool_3x3")
@@ -200,28 +200,9 @@ def test_second_order_gradient_is_the_unrolled_gradient_in_float64():
                                                np.float64))
     alpha = {c: jnp.asarray(rng.normal(size=(20, 2))) for c in ns.CELLS}
 
-    def loss(batch):
-      return lambda p, a: darts.batch_loss(net, {"params": p, "batch_stats":
-                                                 variables["batch_stats"]}, a, batch,
-                                           lambda x: x)[0]
-
-    train, val = loss(batches[0]), loss(batches[1])
-
-    @jax.jit
-    def everything(params, alpha):
-      _, second = darts.alpha_grad(train, val, params, alpha, xi)
-      unrolled = lambda a: val(jax.tree.map(lambda w, g: w - xi * g, params,
-                                            jax.grad(train)(params, a)), a)
-      _, first = darts.alpha_grad(train, val, params, alpha, 0.0)
-      v = jax.grad(val)(params, alpha)
-      hv = darts.mixed_hvp(train, params, alpha, v)
-      grad_a = lambda p: jax.grad(train, argnums=1)(p, alpha)
-      shift = lambda s: jax.tree.map(lambda w, t: w + s * eps * t, params, v)
-      fd_hv = jax.tree.map(lambda a, b: (a - b) / (2 * eps), grad_a(shift(1)), grad_a(shift(-1)))
-      return second, jax.grad(unrolled)(alpha), first, hv, fd_hv
-
-    second, reference, first, hv, fd_hv = jax.tree.map(
-        np.asarray, everything(variables["params"], alpha))
+    t = darts_gradient_terms(net, variables, alpha, batches, xi, eps)
+  second, reference, first, hv, fd_hv = (
+      t[k] for k in ("second", "reference", "first", "hv", "fd_hv"))
   for cell in ns.CELLS:
     assert second[cell].dtype == np.float64
     np.testing.assert_allclose(second[cell], reference[cell], rtol=1e-9, atol=1e-12)

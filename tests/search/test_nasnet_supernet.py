@@ -15,7 +15,7 @@ from jaxcnn.data import sources
 from jaxcnn.models.nasnet import NASNET_A_NORMAL, NASNET_A_REDUCTION, OPS
 from jaxcnn.search import enas, evaluators, nasnet as ns, supernet as sn
 from jaxcnn.search.run import HISTORY_FILE, STATE_FILE
-from search_variables import fill
+from search_checks import fill
 
 # The smallest skeleton (five cells, 2 filters in the first, 8x8 inputs) over two cheap ops,
 # whose weights are those of a factorized reduction (identity at stride 2) and of a 1x1

@@ -10,7 +10,7 @@ import pytest
 
 from jaxcnn.data import sources
 from jaxcnn.search import evaluators, nasbench201 as nb, supernet as sn
-from search_variables import fill
+from search_checks import fill
 
 SUPER = sn.SuperNet(num_cells=1, channels=8, num_classes=5)
 X = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 8, 3))
