@@ -372,6 +372,12 @@ def check_config(config: Any) -> None:
     value = config.get(field, 1)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
       raise SearchConfigError(f"{field} must be an integer >= 1, got {value!r}.")
+  if config.evaluator == "shared_training" and "shared" in config:
+    # Checked here, before any data is loaded (SharedTraining checks the same, later).
+    steps, size = config.shared.get("train_steps", 1), config.shared.get("batch_size", 1)
+    if not (isinstance(steps, int) and isinstance(size, int) and steps >= 1 and size >= 1):
+      raise SearchConfigError(f"shared: Need train_steps >= 1 and batch_size >= 1, got {steps!r} "
+                              f"and {size!r}.")
 
 
 def _check_resume(workdir: Path, config: Any, resume: bool) -> int:
