@@ -41,3 +41,17 @@ if os.environ.get("JAXCNN_COMPILATION_CACHE", "").lower() not in ("0", "off", "f
 from jaxcnn.train.cache import enable_compilation_cache  # noqa: E402
 
 enable_compilation_cache()
+
+
+# The longest tests (10-20 s each: the notebooks, the README's main job, the GPU suite's smoke
+# run) start first. pytest-xdist hands tests out in collection order, and these are collected
+# late; run last, one of them kept a worker busy while the other had nothing left to do.
+LONG_FIRST = ("tests/test_studies_run.py::test_notebook_runs",
+              "tests/train/test_default_run.py", "tests/test_gpu_suite.py")
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  rank = lambda item: next((k for k, p in enumerate(LONG_FIRST) if item.nodeid.startswith(p)),
+                           len(LONG_FIRST))
+  items.sort(key=rank)  # stable: the order within each group is unchanged
