@@ -17,6 +17,9 @@ X = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 8, 3))
 ARCHS = np.asarray([[3, 3, 4, 1, 3, 1],   # the string example: conv3x3, avg pool, skip
                     [0, 2, 4, 1, 0, 2]],  # none, conv1x1, avg pool, skip
                    np.int32)
+# With two random ones: the children evaluated together, by child_logits and SharedWeights alike,
+# so that both run the one compiled program of these shapes.
+ARCHS4 = np.concatenate([ARCHS, np.asarray(nb.SPACE.sample(jax.random.PRNGKey(5), 2))])
 
 
 @functools.lru_cache(maxsize=None)
@@ -41,6 +44,15 @@ def forward(model, variables, x, *arch):
 
 
 SUPER_FORWARD = jax.jit(functools.partial(forward, SUPER))
+# Eval-mode logits alone, for the tests that read nothing else: the traced-arch train-mode
+# gradient program of SUPER_FORWARD is the suite's largest compile here (~10 s of CPU).
+SUPER_LOGITS = jax.jit(lambda v, x, arch: SUPER.apply(v, x, arch, train=False))
+
+
+def placed(x):
+  """``x`` split over the devices as the sources place their batches: the sharding is part of a
+  compiled program's key, so SharedWeights's batches run the programs compiled for these."""
+  return jax.device_put(jnp.asarray(x), sources.batch_sharding(sources.default_mesh()))
 
 
 def test_child_variables_have_the_childs_structure():
@@ -104,16 +116,15 @@ def test_child_path_with_a_traced_arch_equals_the_child_to_float_noise():
 
 
 def test_vmap_and_map_agree_and_compile_once():
-  v = variables()
-  archs = np.concatenate([ARCHS, np.asarray(nb.SPACE.sample(jax.random.PRNGKey(5), 2))])
-  by_vmap = sn.child_logits(SUPER, v, X, archs, mode="vmap")
-  by_map = sn.child_logits(SUPER, v, X, archs, mode="map")
+  v, archs, x = variables(), ARCHS4, placed(X)
+  by_vmap = sn.child_logits(SUPER, v, x, archs, mode="vmap")
+  by_map = sn.child_logits(SUPER, v, x, archs, mode="map")
   assert by_vmap.shape == by_map.shape == (4, 4, 5)
   np.testing.assert_allclose(by_vmap, by_map, rtol=1e-5, atol=1e-5)
   for i, arch in enumerate(archs):  # each row is that child's own eval logits
-    np.testing.assert_allclose(by_map[i], SUPER_FORWARD(v, X, jnp.asarray(arch))[3], rtol=1e-5,
+    np.testing.assert_allclose(by_map[i], SUPER_LOGITS(v, x, jnp.asarray(arch)), rtol=1e-5,
                                atol=1e-5)
-  sn.child_logits(SUPER, v, X, archs[::-1], mode="map")  # other children: no new compilation
+  sn.child_logits(SUPER, v, x, archs[::-1], mode="map")  # other children: no new compilation
   assert sn._compiled_logits(SUPER, "map")._cache_size() == 1
   assert sn.resolve_mode("auto") == sn.AUTO_MODE["cpu"]
 
@@ -125,14 +136,14 @@ def test_shared_weights_evaluator_is_the_childs_accuracy():
   source = sources.InMemory({"train": {"image": images, "label": labels},
                              "val": {"image": images, "label": labels}}, eval_batch_size=4)
   ev = evaluators.SharedWeights(SUPER, variables(), source, mode="map")
-  rewards, metrics = ev.evaluate(ARCHS)
+  rewards, metrics = ev.evaluate(ARCHS4)
   padded = np.concatenate([images, images[:2]])
-  for arch, reward in zip(ARCHS, rewards):
-    logits = np.concatenate([SUPER_FORWARD(variables(), jnp.asarray(padded[i:i + 4]),
-                                           jnp.asarray(arch))[3] for i in (0, 4)])[:6]
+  for arch, reward in zip(ARCHS4, rewards):
+    logits = np.concatenate([SUPER_LOGITS(variables(), placed(padded[i:i + 4]),
+                                          jnp.asarray(arch)) for i in (0, 4)])[:6]
     assert reward == pytest.approx(float((logits.argmax(-1) == labels).mean()))
-  np.testing.assert_array_equal(ev(ARCHS[::-1]), rewards[::-1])  # deterministic
-  assert set(ev.last_metrics) == {"accuracy", "loss"} and metrics["loss"].shape == (2,)
+  np.testing.assert_array_equal(ev(ARCHS4[::-1]), rewards[::-1])  # deterministic
+  assert set(ev.last_metrics) == {"accuracy", "loss"} and metrics["loss"].shape == (4,)
 
 
 @pytest.mark.slow  # about 45 s of CPU: four programs over the supernet compile
