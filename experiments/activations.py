@@ -15,10 +15,10 @@ unit_stats.png and iterations.png to runs/activations/ (runs/activations_quick/ 
 import os
 import sys
 
-from jaxcnn.studies import activations, common
+from jaxcnn.studies import common
 
 if __name__ == "__main__":
   sys.exit(common.study_main(
-      activations.run,
+      "jaxcnn.studies.activations",
       os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "activations.py"),
       sys.argv[1:]))

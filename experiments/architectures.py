@@ -15,10 +15,10 @@ number of steps, every model on one device-resident copy of the data; writes arc
 import os
 import sys
 
-from jaxcnn.studies import architectures, common
+from jaxcnn.studies import common
 
 if __name__ == "__main__":
   sys.exit(common.study_main(
-      architectures.run,
+      "jaxcnn.studies.architectures",
       os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "architectures.py"),
       sys.argv[1:]))

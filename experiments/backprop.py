@@ -13,9 +13,10 @@ drawings mlp_jaxpr.png / mlp_grad_jaxpr.png to runs/backprop/ (runs/backprop_qui
 import os
 import sys
 
-from jaxcnn.studies import backprop, common
+from jaxcnn.studies import common
 
 if __name__ == "__main__":
   sys.exit(common.study_main(
-      backprop.run, os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "backprop.py"),
+      "jaxcnn.studies.backprop",
+      os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "backprop.py"),
       sys.argv[1:]))

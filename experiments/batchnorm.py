@@ -14,10 +14,10 @@ runs/batchnorm/ (runs/batchnorm_quick/ with --quick).
 import os
 import sys
 
-from jaxcnn.studies import batchnorm, common
+from jaxcnn.studies import common
 
 if __name__ == "__main__":
   sys.exit(common.study_main(
-      batchnorm.run,
+      "jaxcnn.studies.batchnorm",
       os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "batchnorm.py"),
       sys.argv[1:]))

@@ -14,10 +14,10 @@ deep_after_training.png, deep_training.png, symmetry.png and results.json to run
 import os
 import sys
 
-from jaxcnn.studies import common, initialization
+from jaxcnn.studies import common
 
 if __name__ == "__main__":
   sys.exit(common.study_main(
-      initialization.run,
+      "jaxcnn.studies.initialization",
       os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "initialization.py"),
       sys.argv[1:]))

@@ -17,9 +17,10 @@ runs/nas/ (runs/nas_quick/).
 import os
 import sys
 
-from jaxcnn.studies import common, nas
+from jaxcnn.studies import common
 
 if __name__ == "__main__":
   sys.exit(common.study_main(
-      nas.run, os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "nas.py"),
+      "jaxcnn.studies.nas",
+      os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "nas.py"),
       sys.argv[1:]))

@@ -14,10 +14,10 @@ lr_sweep.png and results.json to runs/preprocessing/ (runs/preprocessing_quick/ 
 import os
 import sys
 
-from jaxcnn.studies import common, preprocessing
+from jaxcnn.studies import common
 
 if __name__ == "__main__":
   sys.exit(common.study_main(
-      preprocessing.run,
+      "jaxcnn.studies.preprocessing",
       os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "preprocessing.py"),
       sys.argv[1:]))

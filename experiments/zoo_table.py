@@ -14,9 +14,10 @@ log-log, one colour per family) to runs/zoo_table/ (runs/zoo_table_quick/ with -
 import os
 import sys
 
-from jaxcnn.studies import common, zoo
+from jaxcnn.studies import common
 
 if __name__ == "__main__":
   sys.exit(common.study_main(
-      zoo.run, os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "zoo_table.py"),
+      "jaxcnn.studies.zoo",
+      os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "zoo_table.py"),
       sys.argv[1:]))
