@@ -98,12 +98,20 @@ def run_init_study(nonlinearities: Sequence[str] = ("tanh", "relu"), inits: Sequ
                      f"{num_layers}, {width}, {num_samples}.")
   data_key, param_key = jax.random.split(jax.random.key(seed))
   x = jax.random.normal(data_key, (num_samples, width))
-  cases = []
+  cases, drawn = [], {}
   for act in nonlinearities:
+    # The kernel initializer acts in init only: one apply per nonlinearity, so that
+    # activation_stats compiles its forward pass once for all inits (not once per case).
+    apply_fn = MLP(num_layers=num_layers, width=width, act=act).apply
     for init in inits:
       model = MLP(num_layers=num_layers, width=width, act=act, kernel_init=init)
-      variables = model.init(param_key, x)
-      stats = diagnostics.activation_stats(model.apply, variables, x)
+      # The weights depend on the key, the init and the layer names only, so a nonlinearity
+      # without parameters of its own gets the weights the first one got: drawn once per init.
+      shapes = jax.tree.map(lambda a: (a.shape, a.dtype), jax.eval_shape(model.init, param_key, x))
+      if init not in drawn or drawn[init][0] != shapes:
+        drawn[init] = (shapes, model.init(param_key, x))
+      variables = drawn[init][1]
+      stats = diagnostics.activation_stats(apply_fn, variables, x)
       stats = [s for s in stats if s.kind == "activation"]
       cases.append(Case(act, init, stats, verdict(stats)))
   return cases

@@ -165,8 +165,9 @@ def train_inits(model: nn.Module, variables: Sequence[Any], source: Any, *, prep
   steps_per_epoch = source.steps_per_epoch(batch_size)
   trained, histories = [None] * len(variables), [None] * len(variables)
   for group in groups:
-    stacked = jax.tree.map(lambda *v: jnp.stack(v), *[{"params": variables[m]["params"]}
-                                                       for m in group])
+    # Stacked on the host: jnp.stack would compile one program per parameter shape.
+    stacked = jax.tree.map(lambda *v: np.stack(v), *[{"params": variables[m]["params"]}
+                                                      for m in group])
     state, data_keys = pop.init([seed] * len(group), source.input_shape, variables=stacked)
     state, hist = pop.train(state, data_keys, source, num_steps=num_epochs * steps_per_epoch,
                             batch_size=batch_size, eval_every=steps_per_epoch,
@@ -270,7 +271,7 @@ def symmetry_run(init: str, source: Any, *, preprocess: Any = None, widths: Sequ
           "active_fraction": np.asarray([float(np.mean(h > 0)) for h in last]),
           "hidden_first": (np.asarray(hist["act_0"][0, 0, :16]), last[0][:16]),
           "test_accuracy": accuracy,
-          "params": jax.device_get(jax.tree.map(lambda a: a[0], state.params))}
+          "params": jax.tree.map(lambda a: a[0], jax.device_get(state.params))}
 
 
 # ----------------------------------------------------------------------------------------------

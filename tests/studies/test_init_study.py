@@ -102,6 +102,20 @@ def test_kaiming_holds_relu(cases):
   assert cases["relu", "kaiming_normal(nonlinearity='relu')"].verdict == "holding"
 
 
+def test_cases_run_together_equal_cases_run_alone():
+  """run_init_study draws an init's weights once for all parameter-free nonlinearities; a
+  nonlinearity with parameters of its own (prelu) gets its own draw: every case equals its run
+  alone."""
+  kw = dict(inits=("normal(stddev=1.0)", "xavier_normal"), num_layers=2, width=8, num_samples=16)
+  together = init_study.run_init_study(nonlinearities=("tanh", "prelu", "relu"), **kw)
+  alone = [c for act in ("tanh", "prelu", "relu")
+           for c in init_study.run_init_study(nonlinearities=(act,), **kw)]
+  assert [(c.nonlinearity, c.init) for c in together] == [(c.nonlinearity, c.init) for c in alone]
+  for a, b in zip(together, alone):
+    np.testing.assert_array_equal(stds(a), stds(b))
+    assert a.verdict == b.verdict
+
+
 def test_rejects_empty_network():
   with pytest.raises(ValueError, match="positive"):
     init_study.run_init_study(num_layers=0)
