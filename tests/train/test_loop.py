@@ -1,16 +1,16 @@
-"""fit(): resume equals an uninterrupted run, NaN stops with the step named, corrupt checkpoints,
-vmap over seeds, the run folder, and the CLI's --config overrides."""
+"""fit(): vmap over seeds, a sweep in one run, resuming with a changed rate, the run folder, and
+the CLI's --config overrides. Killed and resumed runs, NaN stops and damaged or mismatched
+checkpoints are in test_reliability.py (they share its uninterrupted and killed runs)."""
 
 import json
 
-import jax
 import numpy as np
 import pytest
 
 from jaxcnn.data import datasets
-from jaxcnn.train import checkpoint, cli
+from jaxcnn.train import cli
 from jaxcnn.train.config import get_config
-from jaxcnn.train.loop import NonFiniteLossError, fit
+from jaxcnn.train.loop import fit
 
 from fit_helpers import records as _records  # tests/train/fit_helpers.py
 from fit_helpers import small_config as _config
@@ -19,54 +19,6 @@ from fit_helpers import small_config as _config
 @pytest.fixture(scope="module")
 def digits():
   return {split: datasets.load("digits", split) for split in ("train", "test")}
-
-
-def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, digits):
-  full = fit(_config(), tmp_path / "full", data=digits)
-  # Killed at step 20 (epoch 2, step 9 of 11); the last checkpoint is step 14.
-  cut = fit(_config(checkpoint_every_steps=7, stop_after_steps=20), tmp_path / "cut", data=digits)
-  assert cut == {"interrupted": True, "steps": 20,
-                 "checkpoint": str(tmp_path / "cut" / "checkpoints" / "14")}
-  resumed = fit(_config(checkpoint_every_steps=7), tmp_path / "cut", resume=True, data=digits)
-  for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
-              "test_accuracy"):
-    assert resumed[key] == pytest.approx(full[key], rel=1e-6), key
-  a, b = _records(tmp_path / "full"), _records(tmp_path / "cut")
-  assert [r["epoch"] for r in b] == [1, 2, 3]
-  for ra, rb in zip(a, b):
-    assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-6)
-    assert rb["val_loss"] == pytest.approx(ra["val_loss"], rel=1e-6)
-  # Without --resume an existing run is not overwritten.
-  with pytest.raises(ValueError, match="resume"):
-    fit(_config(), tmp_path / "cut", data=digits)
-
-
-def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path, digits):
-  # The learning rate jumps by 1e30 at epoch 2 (step 22): the loss blows up right after.
-  config = _config(checkpoint_every_steps=11, **{"schedule.name": "step",
-                                                 "schedule.warmup_epochs": 0.0,
-                                                 "schedule.decay_epochs": (2,),
-                                                 "schedule.decay_factor": 1e30})
-  with pytest.raises(NonFiniteLossError, match=r"at step (2[3-9]|3[0-3]) .*checkpoint is step 22"):
-    fit(config, tmp_path / "nan", data=digits)
-  mngr = checkpoint.manager(tmp_path / "nan" / "checkpoints")
-  assert mngr.all_steps() == [11, 22]
-  from jaxcnn.models import create_model
-  from jaxcnn.train.optim import make_optimizer, make_schedule
-  from jaxcnn.train.state import create_train_state
-  schedule = make_schedule(config.schedule, learning_rate=1.0, steps_per_epoch=11, num_epochs=3)
-  template = create_train_state(create_model("simple_cnn_small", num_classes=10),
-                                make_optimizer(config.optimizer, 0.05, schedule=schedule),
-                                jax.random.PRNGKey(0)[None], (8, 8, 1), stacked=True)
-  state, loop = checkpoint.restore(mngr, template)  # a population of one: leading axis 1
-  assert state.step.shape == (1,) and int(state.step[0]) == 22 and loop["step"] == 22
-  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
-  # Corrupt the checkpoint: a clear error naming it.
-  for f in (tmp_path / "nan" / "checkpoints" / "22" / "state").rglob("*"):
-    if f.is_file():
-      f.write_bytes(b"garbage")
-  with pytest.raises(checkpoint.CheckpointError, match="22.*damaged"):
-    checkpoint.restore(mngr, template, step=22)
 
 
 def test_vmap_over_seeds_reports_per_model_and_mean_std(tmp_path, digits):
@@ -151,17 +103,6 @@ def test_resume_with_a_changed_learning_rate_trains_at_the_new_rate(tmp_path, di
   assert resumed["train_loss"] != pytest.approx(same["train_loss"], rel=1e-6)
   saved = json.loads((tmp_path / "run" / "config.json").read_text())
   assert saved["optimizer"]["learning_rate"] == 0.2
-
-
-def test_a_resume_that_does_not_fit_leaves_the_run_folder_alone(tmp_path, digits):
-  fit(_config(num_epochs=1, checkpoint_every_steps=11, **{"schedule.warmup_epochs": 0.0}),
-      tmp_path / "run", data=digits)
-  before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
-  with pytest.raises(checkpoint.CheckpointError):
-    fit(_config(num_epochs=2, **{"model.name": "simple_cnn", "schedule.warmup_epochs": 0.0}),
-        tmp_path / "run", resume=True, data=digits)
-  after = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
-  assert after == before
 
 
 def test_a_mistyped_or_empty_data_dir_is_an_error_naming_it(tmp_path, capsys):

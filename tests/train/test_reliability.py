@@ -1,6 +1,12 @@
 """No silent wrong runs, nothing lost: labels beyond the data set's default, bad config values,
-bad workdirs, Ctrl-C / SIGTERM, checkpoints by time, damaged checkpoints and the NaN advice."""
+bad workdirs, Ctrl-C / SIGTERM, killed and resumed runs, checkpoints by time, damaged or
+mismatched checkpoints and the NaN stop with its advice.
 
+Two runs are shared (module fixtures): an uninterrupted one and one killed at step 20; tests that
+resume, damage or mismatch the killed run work on a copy of its folder."""
+
+import re
+import shutil
 import signal
 
 import jax
@@ -9,8 +15,11 @@ import numpy as np
 import pytest
 
 from jaxcnn.data import datasets
+from jaxcnn.models import create_model
 from jaxcnn.train import checkpoint, cli, loop
+from jaxcnn.train.optim import make_optimizer, make_schedule
 from jaxcnn.train.population import Population
+from jaxcnn.train.state import create_train_state
 
 from fit_helpers import records as _records  # tests/train/fit_helpers.py
 from fit_helpers import small_config as _config
@@ -26,6 +35,20 @@ def full(digits, tmp_path_factory):
   """An uninterrupted run of the default test config: its results and its records."""
   workdir = tmp_path_factory.mktemp("full")
   return loop.fit(_config(), workdir, data=digits), _records(workdir)
+
+
+@pytest.fixture(scope="module")
+def cut(digits, tmp_path_factory):
+  """A run killed at step 20 (epoch 2, step 9 of 11), checkpointed every 7 steps: its result and
+  its folder (leave it as it is: copy it with :func:`_copy`)."""
+  workdir = tmp_path_factory.mktemp("cut") / "run"
+  return loop.fit(_config(checkpoint_every_steps=7, stop_after_steps=20), workdir,
+                  data=digits), workdir
+
+
+def _copy(cut, tmp_path):
+  """A fresh copy of the killed run's folder."""
+  return shutil.copytree(cut[1], tmp_path / "cut")
 
 
 def _write_npz(folder, labels_train, labels_test, seed=0):
@@ -162,6 +185,35 @@ def test_an_interrupted_run_saves_a_checkpoint_and_resumes_to_the_uninterrupted_
     assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-6)
 
 
+def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, digits, full, cut):
+  full, full_records = full
+  result, killed = cut
+  assert result == {"interrupted": True, "steps": 20,
+                    "checkpoint": str(killed / "checkpoints" / "14")}  # the last checkpoint
+  workdir = _copy(cut, tmp_path)
+  resumed = loop.fit(_config(checkpoint_every_steps=7), workdir, resume=True, data=digits)
+  for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
+              "test_accuracy"):
+    assert resumed[key] == pytest.approx(full[key], rel=1e-6), key
+  records = _records(workdir)
+  assert [r["epoch"] for r in records] == [1, 2, 3]
+  for ra, rb in zip(full_records, records):
+    assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-6)
+    assert rb["val_loss"] == pytest.approx(ra["val_loss"], rel=1e-6)
+  # Without --resume an existing run is not overwritten.
+  with pytest.raises(ValueError, match="resume"):
+    loop.fit(_config(), workdir, data=digits)
+
+
+def test_a_resume_that_does_not_fit_leaves_the_run_folder_alone(tmp_path, digits, cut):
+  workdir = _copy(cut, tmp_path)
+  before = {p.name: p.read_bytes() for p in workdir.iterdir() if p.is_file()}
+  with pytest.raises(checkpoint.CheckpointError):
+    loop.fit(_config(**{"model.name": "simple_cnn"}), workdir, resume=True, data=digits)
+  after = {p.name: p.read_bytes() for p in workdir.iterdir() if p.is_file()}
+  assert after == before
+
+
 def test_cli_ctrl_c_exits_130_with_one_message_and_no_traceback(tmp_path, monkeypatch, capsys):
   _signal_after(monkeypatch, 3)
   status = cli.main(["--workdir", str(tmp_path / "run"), "--config.model.name=simple_cnn_small",
@@ -189,9 +241,9 @@ def _damage(step_dir):
 
 
 def test_a_damaged_checkpoint_is_reported_and_resume_falls_back_to_an_intact_one(
-    tmp_path, digits, full, capsys):
+    tmp_path, digits, full, cut, capsys):
   full, _ = full
-  loop.fit(_config(checkpoint_every_steps=7, stop_after_steps=20), tmp_path / "cut", data=digits)
+  _copy(cut, tmp_path)
   mngr = checkpoint.manager(tmp_path / "cut" / "checkpoints")
   assert mngr.all_steps() == [7, 14] and checkpoint.intact_steps(mngr) == [7, 14]
   _damage(tmp_path / "cut" / "checkpoints" / "14")
@@ -208,19 +260,36 @@ def test_a_damaged_checkpoint_is_reported_and_resume_falls_back_to_an_intact_one
   assert resumed["test_loss"] == pytest.approx(full["test_loss"], rel=1e-6)
 
 
-def test_every_checkpoint_damaged_is_an_error(tmp_path, digits):
-  loop.fit(_config(checkpoint_every_steps=7, stop_after_steps=10), tmp_path / "cut", data=digits)
-  _damage(tmp_path / "cut" / "checkpoints" / "7")
+def test_every_checkpoint_damaged_is_an_error(tmp_path, digits, cut):
+  workdir = _copy(cut, tmp_path)
+  for step in (7, 14):
+    _damage(workdir / "checkpoints" / str(step))
   with pytest.raises(checkpoint.CheckpointError, match="Every checkpoint .* is damaged"):
-    loop.fit(_config(checkpoint_every_steps=7), tmp_path / "cut", resume=True, data=digits)
+    loop.fit(_config(checkpoint_every_steps=7), workdir, resume=True, data=digits)
 
 
-def test_nan_stop_names_the_newest_intact_checkpoint_and_a_lower_rate(tmp_path, digits):
+def test_nan_stop_names_the_step_the_newest_intact_checkpoint_and_a_lower_rate(tmp_path, digits):
   # The learning rate jumps by 1e30 at epoch 2 (step 22): the loss blows up right after.
   config = _config(checkpoint_every_steps=11, **{"schedule.name": "step",
                                                  "schedule.warmup_epochs": 0.0,
                                                  "schedule.decay_epochs": (2,),
                                                  "schedule.decay_factor": 1e30})
   with pytest.raises(loop.NonFiniteLossError,
-                     match=r"step 22 .*lower rate.*learning_rate=0\.025"):
+                     match=r"at step (2[3-9]|3[0-3]) .*checkpoint is step 22") as info:
     loop.fit(config, tmp_path / "nan", data=digits)
+  assert re.search(r"step 22 .*lower rate.*learning_rate=0\.025", str(info.value)), info.value
+  mngr = checkpoint.manager(tmp_path / "nan" / "checkpoints")
+  assert mngr.all_steps() == [11, 22]
+  schedule = make_schedule(config.schedule, learning_rate=1.0, steps_per_epoch=11, num_epochs=3)
+  template = create_train_state(create_model("simple_cnn_small", num_classes=10),
+                                make_optimizer(config.optimizer, 0.05, schedule=schedule),
+                                jax.random.PRNGKey(0)[None], (8, 8, 1), stacked=True)
+  state, loop_state = checkpoint.restore(mngr, template)  # a population of one: leading axis 1
+  assert state.step.shape == (1,) and int(state.step[0]) == 22 and loop_state["step"] == 22
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
+  # Corrupt the checkpoint: a clear error naming it.
+  for f in (tmp_path / "nan" / "checkpoints" / "22" / "state").rglob("*"):
+    if f.is_file():
+      f.write_bytes(b"garbage")
+  with pytest.raises(checkpoint.CheckpointError, match="22.*damaged"):
+    checkpoint.restore(mngr, template, step=22)
