@@ -49,6 +49,7 @@ Propagation"; CS231n (Stanford), lecture "Training Neural Networks I" (batch nor
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from typing import Any, Sequence
@@ -276,12 +277,14 @@ def finite_by_epoch(step_losses: Any, eval_losses: Any, steps_per_epoch: int) ->
   return np.logical_and.accumulate(ok, axis=0)
 
 
-def _concentration_fn(model: nn.Module, transform: Any):
-  """``fn(params, batch_stats, images) -> (M,)``: the argmax concentration of each stacked
-  model's eval-mode predictions on the preprocessed ``images`` (one compiled pass)."""
+@functools.lru_cache(maxsize=16)
+def _concentration_fn(model: nn.Module):
+  """``fn(params, batch_stats, images, transform) -> (M,)``: the argmax concentration of each
+  stacked model's eval-mode predictions on ``transform(images)`` (one compiled pass; one function
+  per network, so the grid's cells of one network compile it once per population size)."""
 
   @jax.jit
-  def fn(params, batch_stats, images):
+  def fn(params, batch_stats, images, transform):
     x = transform(images)
 
     def one(p, b):
@@ -292,32 +295,45 @@ def _concentration_fn(model: nn.Module, transform: Any):
   return fn
 
 
+def grid_population(model: nn.Module, *, transform: Any, num_models: int,
+                    momentum: float) -> Population:
+  """The population :func:`train_grid_cell` trains: ``num_models`` copies of ``model`` on shared
+  batches, SGD with momentum with the learning rate an injected hyperparameter of each."""
+  tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=momentum)
+  return Population(model, tx, num_models=num_models, preprocess=transform, shared_batch=True)
+
+
 def train_grid_cell(model: nn.Module, source: sources.InMemory, *, transform: Any,
                     learning_rates: Sequence[float], batch_size: int, num_epochs: int,
-                    momentum: float, seed: int) -> GridCell:
+                    momentum: float, seed: int, population: Population | None = None) -> GridCell:
   """Trains one model per learning rate as one population: the same init and batch order for all.
 
   Every model has seed ``seed`` (so the same initial variables) and trains on the same batches
   (``source`` must have ``shared_order=True``); SGD with momentum, the rate an injected
   hyperparameter per model. Evaluates on ``source``'s ``"test"`` split after every epoch. A model
   whose loss becomes NaN/inf is marked not ``finite`` from that epoch on; the others train on.
+  ``population``: the :func:`grid_population` of these arguments from an earlier cell (another
+  batch size, say), whose compiled init and evaluation are then reused; None builds one.
   """
   if not source.shared_order:
     raise ValueError("train_grid_cell needs a source with shared_order=True (one batch order).")
   rates = tuple(float(lr) for lr in learning_rates)
   m = len(rates)
-  tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=momentum)
-  pop = Population(model, tx, num_models=m, preprocess=transform, shared_batch=True)
+  pop = population if population is not None else grid_population(
+      model, transform=transform, num_models=m, momentum=momentum)
+  if pop.num_models != m or pop.model != model:
+    raise ValueError(f"population has {pop.num_models} copies of {type(pop.model).__name__}; "
+                     f"this cell needs {m} of the given model.")
   state, data_keys = pop.init([seed] * m, source.input_shape,
                               hyperparams={"learning_rate": rates})
-  concentration = _concentration_fn(model, transform)
+  concentration = _concentration_fn(model)
   test_images = source.splits["test"]["image"]
   steps_per_epoch = source.steps_per_epoch(batch_size)
   _, h = pop.train(
       state, data_keys, source, num_steps=num_epochs * steps_per_epoch, batch_size=batch_size,
       eval_every=steps_per_epoch, eval_splits=("test",),
       measure=lambda s: {"test_concentration": concentration(s.params, s.batch_stats,
-                                                             test_images)},
+                                                             test_images, transform)},
       labels=[f"lr {lr:g}" for lr in rates], stop_on_nonfinite=False)
   return GridCell(
       norm=str(getattr(model, "norm", "none")), batch_size=int(batch_size), learning_rates=rates,
@@ -463,11 +479,14 @@ def run(config, workdir: str) -> Results:
   source = sources.InMemory(data, shared_order=True)
   cells, train_rows = [], []
   for norm in config.norms:
+    model = build_model(tr.depth, tr.width, norm=norm, kernel_init=tr.kernel_init)
+    # One population per network for all batch sizes: its init and evaluation compile once.
+    pop = grid_population(model, transform=pre, num_models=len(tr.learning_rates),
+                          momentum=tr.momentum)
     for bs in tr.batch_sizes:
-      model = build_model(tr.depth, tr.width, norm=norm, kernel_init=tr.kernel_init)
       cell = train_grid_cell(model, source, transform=pre, learning_rates=tr.learning_rates,
                              batch_size=bs, num_epochs=tr.num_epochs, momentum=tr.momentum,
-                             seed=config.seed)
+                             seed=config.seed, population=pop)
       cells.append(cell)
       train_rows += training_rows(cell)
       print(f"batchnorm: trained {_norm_label(norm)}, batch size {bs}: test accuracy "

@@ -202,14 +202,21 @@ def test_grid_cell_rate_i_equals_a_one_model_run_at_rate_i():
   rates = (0.01, 0.1, 0.5)
   grid = batchnorm.train_grid_cell(model, source, transform=pre, learning_rates=rates,
                                    batch_size=8, num_epochs=2, momentum=0.9, seed=3)
+  # The two one-model runs share one population (the second reuses its compiled programs, as
+  # batchnorm.run does across batch sizes).
+  single = batchnorm.grid_population(model, transform=pre, num_models=1, momentum=0.9)
   for i in (0, 2):
     one = batchnorm.train_grid_cell(model, source, transform=pre, learning_rates=rates[i:i + 1],
-                                    batch_size=8, num_epochs=2, momentum=0.9, seed=3)
+                                    batch_size=8, num_epochs=2, momentum=0.9, seed=3,
+                                    population=single)
     for name in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
                  "test_concentration"):
       np.testing.assert_allclose(getattr(one, name)[:, 0], getattr(grid, name)[:, i],
                                  rtol=1e-4, atol=1e-5, err_msg=name)
   assert not np.allclose(grid.train_loss[:, 0], grid.train_loss[:, 2])
+  with pytest.raises(ValueError, match="population has 1 copies"):
+    batchnorm.train_grid_cell(model, source, transform=pre, learning_rates=rates, batch_size=8,
+                              num_epochs=2, momentum=0.9, seed=3, population=single)
 
 
 def test_epoch_means_and_finite_by_epoch():
