@@ -1,7 +1,9 @@
 """Size and cost of a model without running it: parameters, multiply-accumulates, a layer table.
 
 Nothing here touches real data or computes a forward pass: shapes come from ``jax.eval_shape``
-and costs from XLA's cost analysis of the lowered (not compiled) eval-mode forward pass.
+and costs from XLA's cost analysis of the lowered (not compiled) eval-mode forward pass. The
+abstract variables are cached per (model, input shape): ``count_params`` then ``flops`` of one
+model trace its ``init`` once.
 
 Counting conventions:
   * :func:`count_params` counts the ``"params"`` collection only (trainable weights). BatchNorm
@@ -28,6 +30,7 @@ Counting conventions:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Sequence
 
@@ -49,9 +52,30 @@ def _input(input_shape: Sequence[int]) -> jax.ShapeDtypeStruct:
   return jax.ShapeDtypeStruct(input_shape, jnp.float32)
 
 
-def _abstract_variables(model: nn.Module, input_shape: Sequence[int]) -> Any:
-  x = _input(input_shape)
+def _trace_init(model: nn.Module, x: jax.ShapeDtypeStruct) -> Any:
   return jax.eval_shape(lambda key, x: model.init(key, x, train=False), jax.random.key(0), x)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_init(model: nn.Module, x: jax.ShapeDtypeStruct, x64: bool) -> Any:
+  del x64  # a key only: jax_enable_x64 can change the dtypes of the traced variables
+  return _trace_init(model, x)
+
+
+def _abstract_variables(model: nn.Module, input_shape: Sequence[int]) -> Any:
+  """Abstract variables of the eval-mode ``model.init``, traced once per (model, input shape).
+
+  Flax modules are dataclasses, hashed and compared by their fields, so ``count_params`` then
+  ``flops`` (or ``memory``, ``summary``) of one model trace its ``init`` once. A model with an
+  unhashable field (a list, an array) is traced on every call.
+  """
+  x = _input(input_shape)
+  try:
+    hash(model)
+  except TypeError:
+    return _trace_init(model, x)
+  variables = _cached_init(model, x, bool(jax.config.jax_enable_x64))
+  return jax.tree.map(lambda leaf: leaf, variables)  # new containers: callers cannot edit the cache
 
 
 def _size(tree: Any) -> int:

@@ -4,7 +4,7 @@ import flax.linen as nn
 import jax
 import pytest
 
-from jaxcnn.models import count_params, create_model, flops, summary
+from jaxcnn.models import analysis, count_params, create_model, flops, summary
 
 
 class Tiny(nn.Module):
@@ -90,6 +90,7 @@ def test_summary_depth_shows_nested_layers():
 
 def test_count_params_does_not_allocate():
   """eval_shape only: ResNet-152's 60M parameters are counted without creating an array."""
+  analysis._cached_init.cache_clear()  # trace it here, even if an earlier test counted it
   before = len(jax.live_arrays())
   assert count_params(create_model("resnet152")) == 60_192_808
   assert len(jax.live_arrays()) == before
@@ -124,3 +125,32 @@ def test_summary_prints_memory():
   assert "Memory estimate at batch size 2" in text
   assert "Forward/backward pass:         29,776 B (0.03 MB)" in text
   assert "Parameters:                    2,484 B" in text
+
+
+class Counted(nn.Module):
+  """A dense head that records each trace of its ``__call__`` in ``TRACES``."""
+  sizes: tuple = (5,)
+
+  @nn.compact
+  def __call__(self, x, *, train):
+    TRACES.append(self.sizes)
+    return nn.Dense(sum(self.sizes))(x.mean(axis=(1, 2)))
+
+
+TRACES = []
+
+
+def test_init_is_traced_once_per_model_and_input_shape():
+  analysis._cached_init.cache_clear()
+  TRACES.clear()
+  shape = (1, 4, 4, 3)
+  assert count_params(Counted(), shape) == 3 * 5 + 5
+  assert count_params(Counted(), shape) == 3 * 5 + 5  # an equal model: the cached trace
+  assert flops(Counted(), shape) == 3 * 5  # the cached init, then one trace of the forward pass
+  assert TRACES == [(5,), (5,)]
+  assert count_params(Counted(sizes=(2, 5)), shape) == 3 * 7 + 7  # another field: traced
+  assert count_params(Counted(), (2, 4, 4, 3)) == 3 * 5 + 5  # another input shape: traced
+  assert len(TRACES) == 4
+  assert count_params(Counted(sizes=[5]), shape) == 3 * 5 + 5  # unhashable: traced every time
+  assert count_params(Counted(sizes=[5]), shape) == 3 * 5 + 5
+  assert len(TRACES) == 6
