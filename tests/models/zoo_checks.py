@@ -1,9 +1,11 @@
 """Checks shared by the model-zoo tests: published counts, shapes, compiled forward, training, vmap,
 and swapping ``act`` / ``kernel_init`` / ``norm``.
 
-Cheap where possible: counts and shapes come from ``jax.eval_shape``; a compiled forward pass gets
-random parameters filled in by NumPy from the abstract ones (initializing a big network under jit
-costs more to compile than its forward pass).
+Cheap where possible: counts and shapes come from ``jax.eval_shape``, traced once per (model,
+shape) in a test process (:func:`abstract_init`); a compiled forward pass and the variable sets
+of :func:`check_trains` and :func:`check_vmap_over_inits` get random parameters filled in by NumPy
+from the abstract ones (initializing a big network under jit costs more to compile than its
+forward pass).
 """
 
 from __future__ import annotations
@@ -50,11 +52,25 @@ def check_published(name: str) -> None:
     assert abs(macs / published.macs - 1) <= 0.05, (name, macs, published.macs)
 
 
-def abstract_init(model: nn.Module, x_shape) -> tuple[jax.ShapeDtypeStruct, dict]:
-  """Abstract ``(output, variables)`` of the eval-mode ``model.init_with_output``."""
-  x = jax.ShapeDtypeStruct(tuple(x_shape), jnp.float32)
+def _trace_init(model: nn.Module, x_shape: tuple) -> tuple[jax.ShapeDtypeStruct, dict]:
+  x = jax.ShapeDtypeStruct(x_shape, jnp.float32)
   return jax.eval_shape(lambda k, x: model.init_with_output(k, x, train=False),
                         jax.random.key(0), x)
+
+
+_cached_init = functools.lru_cache(maxsize=64)(_trace_init)
+
+
+def abstract_init(model: nn.Module, x_shape) -> tuple[jax.ShapeDtypeStruct, dict]:
+  """Abstract ``(output, variables)`` of the eval-mode ``model.init_with_output``, traced once
+  per (model, shape) in a test process (flax modules hash by their fields): the swap checks and
+  tests that look at one model several ways share the trace."""
+  x_shape = tuple(x_shape)
+  try:
+    hash(model)
+  except TypeError:  # an unhashable field (a list): traced every time
+    return _trace_init(model, x_shape)
+  return jax.tree.map(lambda leaf: leaf, _cached_init(model, x_shape))  # new containers
 
 
 def abstract_variables(model: nn.Module, x_shape) -> dict:
@@ -251,15 +267,18 @@ def check_small_forward(model: nn.Module, x_shape=(2, 32, 32, 3), num_classes: i
   assert not np.allclose(logits[0], logits[1])  # depends on the input
 
 
-def stacked_inits(model: nn.Module, x_shape=(2, 32, 32, 3), n: int = 2) -> dict:
-  """``n`` initializations from one jitted, vmapped init (leaves stacked on a leading axis)."""
-  x = jnp.zeros(x_shape)
-  return jax.jit(jax.vmap(lambda k: model.init(k, x, train=False)))(jax.random.split(key(1), n))
+def stacked_random_variables(model: nn.Module, x_shape=(2, 32, 32, 3), n: int = 2) -> dict:
+  """``n`` sets of :func:`random_variables` (seeds ``0..n-1``) stacked on a leading axis: the
+  input of :func:`check_trains` and :func:`check_vmap_over_inits` without compiling an init
+  (a vmapped init of NASNet compiles for 10 s; jitted and vmapped inits are checked on other
+  models, e.g. test_resnet and test_mobilenet)."""
+  sets = [random_variables(model, x_shape, seed) for seed in range(n)]
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *sets)
 
 
 def check_trains(model: nn.Module, stacked: dict, x_shape, num_classes: int, steps: int = 10,
                  learning_rate: float = 1e-2, ratio: float = 0.7) -> None:
-  """From the first of ``stacked`` initializations, ``steps`` Adam steps on one batch lower the
+  """From the first of the ``stacked`` variable sets, ``steps`` Adam steps on one batch lower the
   loss below ``ratio`` of its start."""
   losses = train_losses(model, x_shape, num_classes, steps=steps, learning_rate=learning_rate,
                         variables=jax.tree.map(lambda a: a[0], stacked))
@@ -267,7 +286,7 @@ def check_trains(model: nn.Module, stacked: dict, x_shape, num_classes: int, ste
 
 
 def check_vmap_over_inits(model: nn.Module, stacked: dict, x_shape=(2, 32, 32, 3)) -> None:
-  """The stacked initializations differ, and the vmapped apply equals the single apply."""
+  """The stacked variable sets differ, and the vmapped apply equals the single apply."""
   x = jax.random.normal(jax.random.key(0), x_shape)
   kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(stacked["params"])
              if str(path[-1].key) == "kernel"]
@@ -282,11 +301,11 @@ def check_norm_and_kernel_init_counts(model: nn.Module, shape=(1, 32, 32, 3)) ->
   """``norm="group"`` keeps the parameter count and drops the running statistics; ``"none"``
   removes exactly the BatchNorm scales and offsets; a constant ``kernel_init`` sets every kernel
   (scales 1, biases 0)."""
-  base = abstract_init(model, shape)[1]
-  assert count_params(model.clone(norm="group")) == count_params(model)
-  assert "batch_stats" not in abstract_init(model.clone(norm="group"), shape)[1]
+  base = abstract_variables(model, shape)
+  group = abstract_variables(model.clone(norm="group"), shape)
+  assert _count(group) == _count(base) and "batch_stats" not in group
   n_bn = sum(math.prod(a.shape) for a in jax.tree.leaves(base["batch_stats"]))
-  assert count_params(model) - count_params(model.clone(norm="none")) == n_bn
+  assert _count(base) - _count(abstract_variables(model.clone(norm="none"), shape)) == n_bn
   const = model.clone(kernel_init=nn.initializers.constant(0.25))
   variables = jax.jit(lambda k: const.init(k, jnp.ones(shape), train=False))(key(0))
   for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"]):
