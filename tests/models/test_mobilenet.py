@@ -1,7 +1,6 @@
 """MobileNet v1/v2: parameter counts and multiply-adds against the papers and torchvision,
 output shapes, jitted forward passes, a training step, vmap over initializations, and swaps."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,7 +28,14 @@ def test_params_and_macs_match_published(name):
   zc.check_published(name)  # mobilenet_v2_140: MACs only (no trusted parameter count)
 
 
-@pytest.mark.parametrize("name", NAMES)
+# The width-multiplier variants mobilenet_v1_050/_075 and mobilenet_v2_140 are -m slow: the
+# same code as mobilenet_v1, mobilenet_v1_025 and mobilenet_v2 at other widths (their counts and
+# MACs are checked above).
+SLOW_FORWARD = {"mobilenet_v1_050", "mobilenet_v1_075", "mobilenet_v2_140"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_FORWARD
+                                  else n for n in NAMES])
 def test_jit_forward_small_input(name):
   zc.check_small_forward(create_model(name, num_classes=7))
 
