@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import zoo_checks as zc
 from jaxcnn.models import create_model
 from jaxcnn.nn.layers import ConvBNAct, Ops, resolve_padding
 
@@ -42,10 +43,9 @@ FAMILIES = [("resnet18", 64, "torch", {}), ("resnet20", 32, "torch", {}),
 
 
 def _shapes(model, size, channels=3):
-  x = jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32)
-  v = jax.eval_shape(lambda k, x: model.init(k, x, train=False), jax.random.key(0), x)
-  return jax.tree.map(lambda a: a.shape, v), jax.eval_shape(
-      lambda v, x: model.apply(v, x, train=False), v, x).shape
+  """Variable shapes and output shape, from one (cached) trace of the eval-mode init."""
+  out, v = zc.abstract_init(model, (1, size, size, channels))
+  return jax.tree.map(lambda a: a.shape, v), out.shape
 
 
 @pytest.mark.parametrize("name, size, default, overrides", FAMILIES)
