@@ -34,8 +34,21 @@ def _population(num_models, **kwargs):
                     **kwargs)
 
 
-def test_population_of_one_is_the_plain_step_bitwise(source):
-  pop = _population(1)
+# Populations of one and of two models, shared by the tests: seeds, learning rates and initial
+# variables are traced values, so every test reuses the same compiled steps (what
+# test_new_traced_values_reuse_the_compiled_step checks).
+@pytest.fixture(scope="module")
+def pop1():
+  return _population(1)
+
+
+@pytest.fixture(scope="module")
+def pop2():
+  return _population(2)
+
+
+def test_population_of_one_is_the_plain_step_bitwise(source, pop1):
+  pop = pop1
   state, data_keys = pop.init([7], source.input_shape)
   plain_step = make_train_step(pop.model, pop.tx, preprocess=_SCALE)
   model_key, data_key = jax.random.split(jax.random.PRNGKey(7))
@@ -51,16 +64,16 @@ def test_population_of_one_is_the_plain_step_bitwise(source):
                state.params, plain.params)
 
 
-def test_stacked_learning_rates_equal_separate_populations(source):
+def test_stacked_learning_rates_equal_separate_populations(source, pop1, pop2):
   lrs = [0.01, 0.2]
-  pop = _population(2)
+  pop = pop2
   state, keys = pop.init([3, 3], source.input_shape, hyperparams={"learning_rate": lrs})
   _, both = pop.train(state, keys, source, num_steps=6, batch_size=32, eval_every=3)
   assert both["train_loss"].shape == (6, 2)
   assert both["val_accuracy"].shape == (2, 2)
   np.testing.assert_array_equal(both["eval_steps"], [3, 6])
   for m, lr in enumerate(lrs):
-    one = _population(1)
+    one = pop1
     state, keys = one.init([3], source.input_shape, hyperparams={"learning_rate": [lr]})
     _, single = one.train(state, keys, source, num_steps=6, batch_size=32, eval_every=3)
     np.testing.assert_allclose(both["train_loss"][:, m], single["train_loss"][:, 0], rtol=1e-5)
@@ -68,8 +81,8 @@ def test_stacked_learning_rates_equal_separate_populations(source):
   assert abs(both["val_loss"][-1, 0] - both["val_loss"][-1, 1]) > 1e-3
 
 
-def test_new_traced_values_reuse_the_compiled_step(source):
-  pop = _population(2)
+def test_new_traced_values_reuse_the_compiled_step(source, pop2):
+  pop = pop2
   state, keys = pop.init([0, 1], source.input_shape, hyperparams={"learning_rate": [0.1, 0.2]})
   state, _ = pop.train(state, keys, source, num_steps=2, batch_size=32)
   first = pop.compile_time_s
@@ -83,8 +96,8 @@ def test_new_traced_values_reuse_the_compiled_step(source):
   assert np.isfinite(history["train_loss"]).all()
 
 
-def test_eval_at_start_and_measure_at_every_evaluation(source):
-  pop = _population(2)
+def test_eval_at_start_and_measure_at_every_evaluation(source, pop2):
+  pop = pop2
   state, keys = pop.init([0, 1], source.input_shape)
   norms = lambda s: {"head_norm": jnp.sqrt(jnp.sum(s.params["head"]["kernel"] ** 2, axis=(1, 2)))}
   _, history = pop.train(state, keys, source, num_steps=4, batch_size=32, eval_every=2,
@@ -96,13 +109,14 @@ def test_eval_at_start_and_measure_at_every_evaluation(source):
   assert np.all(history["val_loss"][0] > 1.5)
 
 
-def test_evaluate_matches_a_direct_forward_pass(source, digits):
-  pop = _population(1)
+def test_evaluate_matches_a_direct_forward_pass(source, digits, pop1):
+  pop = pop1
   state, _ = pop.init([4], source.input_shape)
   result = pop.evaluate(state, source, "val")  # 128 examples in batches of 100: one is padded
   variables = {"params": jax.tree.map(lambda x: x[0], state.params),
                "batch_stats": jax.tree.map(lambda x: x[0], state.batch_stats)}
-  logits = pop.model.apply(variables, _SCALE(jnp.asarray(digits["val"]["image"])), train=False)
+  forward = jax.jit(lambda v, x: pop.model.apply(v, _SCALE(x), train=False))  # not op by op
+  logits = forward(variables, jnp.asarray(digits["val"]["image"]))
   labels = digits["val"]["label"]
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
   np.testing.assert_allclose(result["loss"][0], loss, rtol=1e-5)
@@ -116,16 +130,14 @@ def test_nan_loss_names_the_step_and_model():
   check_finite(losses[:1], 0)  # finite: no error
 
 
-def test_a_diverging_population_stops_with_the_step(source):
-  pop = Population(create_model("simple_cnn_small", num_classes=10),
-                   make_optimizer({"name": "sgd"}, 1e12), preprocess=_SCALE)
-  state, keys = pop.init([0], source.input_shape)
+def test_a_diverging_population_stops_with_the_step(source, pop1):
+  state, keys = pop1.init([0], source.input_shape, hyperparams={"learning_rate": [1e12]})
   with pytest.raises(NonFiniteLossError, match="at step"):
-    pop.train(state, keys, source, num_steps=8, batch_size=32, eval_every=4)
+    pop1.train(state, keys, source, num_steps=8, batch_size=32, eval_every=4)
 
 
-def test_stop_on_nonfinite_false_records_divergence_and_trains_the_others(source):
-  pop = _population(2)
+def test_stop_on_nonfinite_false_records_divergence_and_trains_the_others(source, pop2):
+  pop = pop2
   state, keys = pop.init([0, 0], source.input_shape, hyperparams={"learning_rate": [1e12, 0.01]})
   _, hist = pop.train(state, keys, source, num_steps=8, batch_size=32, eval_every=4,
                       stop_on_nonfinite=False)
