@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from jaxcnn.models import create_model
-from jaxcnn.train.state import create_train_state
+from jaxcnn.train.state import create_train_state, make_init
 from jaxcnn.train.steps import make_eval_step, make_train_step
 
 
@@ -42,12 +42,13 @@ def test_train_step_reduces_loss_and_eval_agrees():
     losses.append(float(metrics["loss"]))
   assert int(state.step) == 30
   assert losses[-1] < 0.3 * losses[0]
-  sums = make_eval_step(model, preprocess=_scale)(state, {**batch, "mask": jnp.ones(32)})
+  eval_step = make_eval_step(model, preprocess=_scale)
+  sums = eval_step(state, {**batch, "mask": jnp.ones(32)})
   assert float(sums["count"]) == 32
   assert float(sums["correct"]) / 32 > 0.75
   # A padded example (mask 0) does not count.
   mask = jnp.ones(32).at[0].set(0.0)
-  sums0 = make_eval_step(model, preprocess=_scale)(state, {**batch, "mask": mask})
+  sums0 = eval_step(state, {**batch, "mask": mask})
   assert float(sums0["count"]) == 31
 
 
@@ -108,12 +109,13 @@ def test_vmap_of_two_models_equals_two_runs():
   batches = [_batch(seed=s) for s in range(3)]
   singles = []
   step = make_train_step(model, tx, preprocess=_scale)
+  init = make_init(model, tx, (8, 8, 1))  # create_train_state's program, built once
   for m, key in enumerate(keys):
-    state = create_train_state(model, tx, key, (8, 8, 1))
+    state = init(key)
     for t in range(3):
       state, metrics = step(state, batches[(t + m) % 3])
     singles.append((state, metrics))
-  stacked = jax.vmap(lambda k: create_train_state(model, tx, k, (8, 8, 1)))(jnp.stack(keys))
+  stacked = jax.vmap(init)(jnp.stack(keys))
   vstep = make_train_step(model, tx, preprocess=_scale, num_models=2)
   for t in range(3):
     both = jax.tree.map(lambda a, b: jnp.stack([a, b]), batches[t % 3], batches[(t + 1) % 3])
@@ -157,7 +159,8 @@ def test_fitted_transform_is_an_argument_not_a_compiled_constant():
   zca = preprocessing.fit("zca", rng.integers(0, 256, (300, 8, 8, 1)).astype(np.uint8))
   other = preprocessing.fit("zca", rng.integers(0, 100, (300, 8, 8, 1)).astype(np.uint8))
   model, tx = Counting(), optax.sgd(0.1)
-  new_state = lambda: create_train_state(model, tx, jax.random.PRNGKey(0), (8, 8, 1))
+  init = make_init(model, tx, (8, 8, 1))  # create_train_state's program, built once
+  new_state = lambda: init(jax.random.PRNGKey(0))
   batch = _batch()
   step = make_train_step(model, tx, preprocess=zca)
   # One compilation serves another transform of the same structure, and uses its values.
@@ -184,7 +187,7 @@ def test_shared_batch_vmap_equals_each_model_on_that_batch():
   model = create_model("simple_cnn_small", num_classes=4)
   tx = optax.sgd(0.05, momentum=0.9)
   keys = jnp.stack([jax.random.PRNGKey(1), jax.random.PRNGKey(2)])
-  init = lambda k: create_train_state(model, tx, k, (8, 8, 1))
+  init = make_init(model, tx, (8, 8, 1))  # create_train_state's program, built once
   batch = _batch()
   stacked, vmetrics = make_train_step(model, tx, preprocess=_scale, num_models=2,
                                       shared_batch=True)(jax.vmap(init)(keys), batch)
