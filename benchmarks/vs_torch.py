@@ -8,7 +8,9 @@ torch and torch no JAX) that builds its model, warms up, then waits; the driver 
 turn for ``--steps`` timed steps, ``--rounds`` times, so a shared machine's load falls on all
 variants alike and only the ratios are compared. Variants: ``jax`` (jaxcnn as installed),
 ``jax_eigen`` (``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution``:
-XLA's Eigen convolutions instead of YNNPACK), ``torch_nchw`` and ``torch_channels_last`` (eager
+XLA's Eigen convolutions instead of YNNPACK), ``jax_fused_bn`` (jaxcnn with
+``benchmarks/fused_batchnorm.py``'s BatchNorm, whose train-mode backward is one fused pass,
+instead of ``flax.linen.BatchNorm``), ``torch_nchw`` and ``torch_channels_last`` (eager
 PyTorch; channels_last is its fastest CPU layout for convolutions). The step is the same in
 each: float32, cross-entropy on synthetic pixels, SGD with Nesterov momentum 0.9 and weight
 decay 5e-4, BatchNorm in training mode. The two networks have the same parameter count (checked:
@@ -25,7 +27,8 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("jax", "jax_flax_conv", "jax_eigen", "torch_nchw", "torch_channels_last")
+VARIANTS = ("jax", "jax_flax_conv", "jax_fused_bn", "jax_eigen", "torch_nchw",
+            "torch_channels_last")
 EIGEN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 
 
@@ -46,7 +49,10 @@ def _serve(step, params: int) -> None:
     print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
 
 
-def jax_worker(model_name: str, batch_size: int, size: int, flax_conv: bool) -> None:
+def jax_worker(model_name: str, batch_size: int, size: int, flax_conv: bool,
+               fused_bn: bool = False) -> None:
+  import functools
+
   import flax.linen as nn
   import jax
   import jax.numpy as jnp
@@ -57,7 +63,12 @@ def jax_worker(model_name: str, batch_size: int, size: int, flax_conv: bool) -> 
   from jaxcnn.train.state import create_train_state
   from jaxcnn.train.steps import make_train_step
 
-  model = create_model(model_name, num_classes=10, **({"conv": nn.Conv} if flax_conv else {}))
+  choices = {"conv": nn.Conv} if flax_conv else {}
+  if fused_bn:  # the registry's "batch" (momentum 0.9, epsilon 1e-5) with the fused backward
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from fused_batchnorm import BatchNorm
+    choices["norm"] = functools.partial(BatchNorm, momentum=0.9, epsilon=1e-5)
+  model = create_model(model_name, num_classes=10, **choices)
   tx = make_optimizer({"name": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
                       0.1)
   state = create_train_state(model, tx, jax.random.PRNGKey(0), (size, size, 3))
@@ -177,7 +188,8 @@ def main() -> None:
 
   if args.worker:
     if args.worker.startswith("jax"):
-      jax_worker(args.model, args.batch_size, args.size, args.worker == "jax_flax_conv")
+      jax_worker(args.model, args.batch_size, args.size, args.worker == "jax_flax_conv",
+                 args.worker == "jax_fused_bn")
     else:
       torch_worker(args.model, args.batch_size, args.size, args.worker == "torch_channels_last")
     return
