@@ -73,8 +73,8 @@ from jaxcnn.train.population import Population
 from jaxcnn.train.steps import cross_entropy
 
 __all__ = ["ARCHS", "PROCEDURES", "Results", "build_model", "check_init", "init_label",
-           "init_network", "load_splits", "network_stats", "run", "symmetry_run", "train_inits",
-           "unit_spread"]
+           "init_network", "load_splits", "network_stats", "run", "symmetry_population",
+           "symmetry_run", "train_inits", "unit_spread"]
 
 ARCHS = ("plain", "residual")
 PROCEDURES = ("lsuv", "kraehenbuehl", "fixup")  # whole-network inits; the rest are initializer specs
@@ -221,9 +221,17 @@ def _symmetry_probe(model: nn.Module, num_hidden: int):
   return jax.jit(jax.vmap(one, in_axes=(0, None, None)))
 
 
+def symmetry_population(widths: Sequence[int], num_classes: int, learning_rate: float,
+                        preprocess: Any = None) -> Population:
+  """The population :func:`symmetry_run` trains: the registered ``mlp`` (ReLU) by plain SGD. Its
+  kernel initializer acts in init only, so one population trains every init (one compiled step)."""
+  model = create_model("mlp", widths=tuple(widths), num_classes=num_classes, act="relu")
+  return Population(model, optax.sgd(learning_rate), preprocess=preprocess)
+
+
 def symmetry_run(init: str, source: Any, *, preprocess: Any = None, widths: Sequence[int],
                  num_steps: int, learning_rate: float, batch_size: int,
-                 seed: int = 0) -> dict[str, Any]:
+                 seed: int = 0, population: Population | None = None) -> dict[str, Any]:
   """Trains the registered ``mlp`` (``kernel_init=init``, ReLU, zero biases) by plain SGD with
   :meth:`Population.train` and tracks symmetry at every step (its ``measure``, ``eval_every=1``).
 
@@ -235,6 +243,8 @@ def symmetry_run(init: str, source: Any, *, preprocess: Any = None, widths: Sequ
     widths: hidden widths.
     num_steps: SGD steps on batches of ``batch_size`` (the source's order for ``seed``).
     learning_rate: SGD step size.
+    population: the :func:`symmetry_population` of these arguments from another init's run,
+      whose compiled programs are then reused; None builds one.
 
   Returns:
     ``{"act_spread": (steps + 1, layers), "kernel_spread": (steps + 1, layers),
@@ -249,13 +259,19 @@ def symmetry_run(init: str, source: Any, *, preprocess: Any = None, widths: Sequ
   num_classes = source.max_label + 1
   model = create_model("mlp", widths=tuple(widths), num_classes=num_classes, act="relu",
                        kernel_init=init)
-  pop = Population(model, optax.sgd(learning_rate), preprocess=preprocess)
-  state, data_keys = pop.init([seed], source.input_shape)
+  pop = population if population is not None else symmetry_population(
+      widths, num_classes, learning_rate, preprocess)
+  if pop.model.clone(kernel_init=init) != model:
+    raise ValueError(f"population trains another network than the mlp of widths "
+                     f"{tuple(widths)} with {num_classes} classes.")
+  # The initial state of this init's network; the training in the shared population.
+  state, data_keys = Population(model, pop.tx, preprocess=preprocess).init([seed],
+                                                                          source.input_shape)
   train = source.splits["train"]
   probe_images = train["image"][:batch_size]
   probe_x = probe_images.astype(jnp.float32) if preprocess is None else preprocess(probe_images)
   probe_y = train["label"][:batch_size]
-  probe = _symmetry_probe(model, len(widths))
+  probe = _symmetry_probe(pop.model, len(widths))
   state, hist = pop.train(state, data_keys, source, num_steps=num_steps, batch_size=batch_size,
                           eval_every=1, eval_splits=(), eval_at_start=True,
                           measure=lambda s: probe(s.params, probe_x, probe_y))
@@ -396,9 +412,10 @@ def run(config, workdir: str) -> Results:
 
   # (c) Symmetry of constant init.
   s = config.symmetry
+  sym_pop = symmetry_population(s.widths, source.max_label + 1, s.learning_rate, pre)
   sym = {init: symmetry_run(init, source, preprocess=pre, widths=tuple(s.widths),
                             num_steps=pick(s, "num_steps"), learning_rate=s.learning_rate,
-                            batch_size=s.batch_size, seed=config.seed)
+                            batch_size=s.batch_size, seed=config.seed, population=sym_pop)
          for init in s.inits}
   plots.plot_symmetry(sym, os.path.join(workdir, "symmetry.png"), dpi=dpi)
   figures.append("symmetry.png")

@@ -52,8 +52,10 @@ def test_unit_spread_by_hand():
 def test_constant_init_units_stay_exactly_equal_random_init_differs():
   source = sources.InMemory({"train": {"image": np.asarray(_images(64, 4)),
                                        "label": np.asarray(_labels(64))}})
+  # One population for both inits (as the study runs them): the second reuses its programs.
+  pop = initialization.symmetry_population((8, 8), source.max_label + 1, 0.01)
   const = initialization.symmetry_run("constant(value=0.5)", source, widths=(8, 8), num_steps=6,
-                                      learning_rate=0.01, batch_size=32)
+                                      learning_rate=0.01, batch_size=32, population=pop)
   assert const["act_spread"].shape == (7, 2) and const["loss"].shape == (6,)
   assert np.all(const["act_spread"] == 0.0) and np.all(const["kernel_spread"] == 0.0)
   assert np.all(const["grad_spread"] == 0.0)
@@ -65,8 +67,11 @@ def test_constant_init_units_stay_exactly_equal_random_init_differs():
   head = np.asarray(const["params"]["Dense_2"]["kernel"])
   assert np.max(head.max(1) - head.min(1)) > 0
   rand = initialization.symmetry_run("kaiming_normal", source, widths=(8, 8), num_steps=2,
-                                     learning_rate=0.01, batch_size=32)
+                                     learning_rate=0.01, batch_size=32, population=pop)
   assert np.all(rand["act_spread"] > 0.1) and np.all(rand["kernel_spread"] > 0.1)
+  with pytest.raises(ValueError, match="another network"):
+    initialization.symmetry_run("kaiming_normal", source, widths=(8, 4), num_steps=2,
+                                learning_rate=0.01, batch_size=32, population=pop)
 
 
 # ----------------------------------------------------------------------------------------------
