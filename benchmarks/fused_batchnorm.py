@@ -1,8 +1,8 @@
 """Train-mode batch normalization whose backward pass is one fused pass (a ``custom_vjp``).
 
 A benchmark-only module (issue 12): on the ResNet-20 CPU train step (batch 128) it was not
-measurably faster than ``flax.linen.BatchNorm`` (within +-5% in three alternating runs at load
-6-9; BENCHMARKS.md), so the registry's ``"batch"`` stays flax's. ``benchmarks/vs_torch.py``
+measurably faster than ``flax.linen.BatchNorm`` (best step 0.81x-1.07x, median 0.99x-1.06x in
+four alternating runs at load 5-9; BENCHMARKS.md), so the registry's ``"batch"`` stays flax's. ``benchmarks/vs_torch.py``
 (variant ``jax_fused_bn``) and ``benchmarks/profile_step.py --norm fused_batch`` use it.
 
 Batch normalization (Ioffe and Szegedy 2015, "Batch Normalization: Accelerating Deep Network
