@@ -2,8 +2,8 @@
 
 Nothing here touches real data or computes a forward pass: shapes come from ``jax.eval_shape``
 and costs from XLA's cost analysis of the lowered (not compiled) eval-mode forward pass. The
-abstract variables are cached per (model, input shape): ``count_params`` then ``flops`` of one
-model trace its ``init`` once.
+traces are cached per (model, input shape) (:func:`cached_per_model`): ``count_params`` then
+``flops`` of one model trace it once.
 
 Counting conventions:
   * :func:`count_params` counts the ``"params"`` collection only (trainable weights). BatchNorm
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -52,30 +52,41 @@ def _input(input_shape: Sequence[int]) -> jax.ShapeDtypeStruct:
   return jax.ShapeDtypeStruct(input_shape, jnp.float32)
 
 
-def _trace_init(model: nn.Module, x: jax.ShapeDtypeStruct) -> Any:
-  return jax.eval_shape(lambda key, x: model.init(key, x, train=False), jax.random.key(0), x)
+def cached_per_model(fn: Callable[[nn.Module, tuple[int, ...]], Any]
+                     ) -> Callable[[nn.Module, Sequence[int]], Any]:
+  """``fn(model, input_shape)``, cached per (model, input shape) when the model is hashable.
 
-
-@functools.lru_cache(maxsize=32)
-def _cached_init(model: nn.Module, x: jax.ShapeDtypeStruct, x64: bool) -> Any:
-  del x64  # a key only: jax_enable_x64 can change the dtypes of the traced variables
-  return _trace_init(model, x)
-
-
-def _abstract_variables(model: nn.Module, input_shape: Sequence[int]) -> Any:
-  """Abstract variables of the eval-mode ``model.init``, traced once per (model, input shape).
-
-  Flax modules are dataclasses, hashed and compared by their fields, so ``count_params`` then
-  ``flops`` (or ``memory``, ``summary``) of one model trace its ``init`` once. A model with an
-  unhashable field (a list, an array) is traced on every call.
+  Flax modules are dataclasses, hashed and compared by their fields, so equal models share an
+  entry: ``count_params`` then ``flops`` (or ``memory``, ``summary``) of one model trace it once.
+  A model with an unhashable field (a list, an array) is computed on every call. Each call returns
+  new containers (callers cannot edit the cache); ``jax_enable_x64`` is part of the key, since it
+  changes the traced dtypes. ``.cache_clear()`` empties the cache.
   """
+
+  @functools.lru_cache(maxsize=256)
+  def cached(model, input_shape, x64):
+    del x64  # a key only
+    return fn(model, input_shape)
+
+  @functools.wraps(fn)
+  def wrapper(model: nn.Module, input_shape: Sequence[int]) -> Any:
+    input_shape = tuple(int(d) for d in input_shape)
+    try:
+      hash(model)
+    except TypeError:
+      return fn(model, input_shape)
+    out = cached(model, input_shape, bool(jax.config.jax_enable_x64))
+    return jax.tree.map(lambda leaf: leaf, out)
+
+  wrapper.cache_clear = cached.cache_clear
+  return wrapper
+
+
+@cached_per_model
+def _abstract_variables(model: nn.Module, input_shape: Sequence[int]) -> Any:
+  """Abstract variables of the eval-mode ``model.init``."""
   x = _input(input_shape)
-  try:
-    hash(model)
-  except TypeError:
-    return _trace_init(model, x)
-  variables = _cached_init(model, x, bool(jax.config.jax_enable_x64))
-  return jax.tree.map(lambda leaf: leaf, variables)  # new containers: callers cannot edit the cache
+  return jax.eval_shape(lambda key, x: model.init(key, x, train=False), jax.random.key(0), x)
 
 
 def _size(tree: Any) -> int:
@@ -92,6 +103,7 @@ def count_params(model: nn.Module, input_shape: Sequence[int] = DEFAULT_INPUT_SH
   return _size(_abstract_variables(model, input_shape).get("params", {}))
 
 
+@cached_per_model
 def _trace(model: nn.Module, input_shape: Sequence[int]) -> tuple[Any, Any, list[dict[str, Any]]]:
   """Abstract variables, abstract output, and one record per module call of the eval forward pass.
 

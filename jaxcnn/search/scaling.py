@@ -116,23 +116,11 @@ def tiny_efficientnet(width: float = 1.0, depth: float = 1.0, *, num_classes: in
                       default_resolution=16)
 
 
-@functools.lru_cache(maxsize=256)
-def _cached_macs(model: nn.Module, resolution: int, channels: int) -> float:
-  return analysis.flops(model, (1, resolution, resolution, channels))
-
-
 def macs(model: nn.Module, resolution: int, channels: int = 3) -> float:
-  """Multiply-adds per image at ``resolution`` (:func:`jaxcnn.models.analysis.flops`).
-
-  Cached per (model, resolution, channels): a search meets one network many times (triples
-  round to it; :func:`matched`'s bisection revisits a resolution). Flax modules hash by their
-  fields; a model with an unhashable field is traced on every call.
-  """
-  try:
-    hash(model)
-  except TypeError:
-    return analysis.flops(model, (1, resolution, resolution, channels))
-  return _cached_macs(model, resolution, channels)
+  """Multiply-adds per image at ``resolution`` (:func:`jaxcnn.models.analysis.flops`, cached per
+  model and input shape: a search meets one network many times, as triples round to it and
+  :func:`matched`'s bisection revisits a resolution)."""
+  return analysis.flops(model, (1, resolution, resolution, channels))
 
 
 class Proxy:

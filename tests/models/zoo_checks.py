@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from jaxcnn.models import count_params, create_model, flops, model_info
+from jaxcnn.models.analysis import cached_per_model
 from jaxcnn.nn import activations
 
 act = activations.get  # the resolved activation an Activation module holds: act("elu")
@@ -52,25 +53,14 @@ def check_published(name: str) -> None:
     assert abs(macs / published.macs - 1) <= 0.05, (name, macs, published.macs)
 
 
-def _trace_init(model: nn.Module, x_shape: tuple) -> tuple[jax.ShapeDtypeStruct, dict]:
-  x = jax.ShapeDtypeStruct(x_shape, jnp.float32)
-  return jax.eval_shape(lambda k, x: model.init_with_output(k, x, train=False),
-                        jax.random.key(0), x)
-
-
-_cached_init = functools.lru_cache(maxsize=64)(_trace_init)
-
-
+@cached_per_model
 def abstract_init(model: nn.Module, x_shape) -> tuple[jax.ShapeDtypeStruct, dict]:
   """Abstract ``(output, variables)`` of the eval-mode ``model.init_with_output``, traced once
-  per (model, shape) in a test process (flax modules hash by their fields): the swap checks and
-  tests that look at one model several ways share the trace."""
-  x_shape = tuple(x_shape)
-  try:
-    hash(model)
-  except TypeError:  # an unhashable field (a list): traced every time
-    return _trace_init(model, x_shape)
-  return jax.tree.map(lambda leaf: leaf, _cached_init(model, x_shape))  # new containers
+  per (model, shape) in a test process: the swap checks and tests that look at one model several
+  ways share the trace."""
+  x = jax.ShapeDtypeStruct(tuple(x_shape), jnp.float32)
+  return jax.eval_shape(lambda k, x: model.init_with_output(k, x, train=False),
+                        jax.random.key(0), x)
 
 
 def abstract_variables(model: nn.Module, x_shape) -> dict:
