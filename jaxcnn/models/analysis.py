@@ -40,7 +40,7 @@ import jax.numpy as jnp
 
 from jaxcnn.nn import tracing
 
-__all__ = ["count_params", "flops", "memory", "summary"]
+__all__ = ["abstract_variables", "cached_per_model", "count_params", "flops", "memory", "summary"]
 
 DEFAULT_INPUT_SHAPE = (1, 224, 224, 3)
 
@@ -83,8 +83,9 @@ def cached_per_model(fn: Callable[[nn.Module, tuple[int, ...]], Any]
 
 
 @cached_per_model
-def _abstract_variables(model: nn.Module, input_shape: Sequence[int]) -> Any:
-  """Abstract variables of the eval-mode ``model.init``."""
+def abstract_variables(model: nn.Module, input_shape: Sequence[int]) -> Any:
+  """Abstract variables (``jax.ShapeDtypeStruct`` leaves) of the eval-mode ``model.init``, cached
+  per (model, input shape)."""
   x = _input(input_shape)
   return jax.eval_shape(lambda key, x: model.init(key, x, train=False), jax.random.key(0), x)
 
@@ -100,7 +101,7 @@ def count_params(model: nn.Module, input_shape: Sequence[int] = DEFAULT_INPUT_SH
   matters only for models whose parameter shapes depend on the input (none in the zoo, since they
   pool globally or adaptively before the classifier).
   """
-  return _size(_abstract_variables(model, input_shape).get("params", {}))
+  return _size(abstract_variables(model, input_shape).get("params", {}))
 
 
 @cached_per_model
@@ -112,7 +113,7 @@ def _trace(model: nn.Module, input_shape: Sequence[int]) -> tuple[Any, Any, list
   ``"kernel"`` parameter, else 0).
   """
   x = _input(input_shape)
-  variables = _abstract_variables(model, input_shape)
+  variables = abstract_variables(model, input_shape)
 
   calls: list[tracing.Call] = []
 
@@ -154,7 +155,7 @@ def flops(model: nn.Module, input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, *,
     return float(sum(r["macs"] for r in _trace(model, input_shape)[2]))
   if method != "xla":
     raise ValueError(f"Unknown flops method {method!r}; use 'layers' or 'xla'.")
-  variables = _abstract_variables(model, input_shape)
+  variables = abstract_variables(model, input_shape)
   forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
   cost = forward.lower(variables, x).cost_analysis()
   if isinstance(cost, (list, tuple)):  # older jax returns one dict per computation

@@ -51,6 +51,7 @@ from jaxcnn.models import mobilenet as _mobilenet
 from jaxcnn.models import resnet as _resnet
 from jaxcnn.models import vgg as _vgg
 from jaxcnn.models._common import create_model
+from jaxcnn.models.analysis import abstract_variables
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SOURCES", "TIMM_OVERRIDES", "TORCHVISION_OVERRIDES",
            "convert",
@@ -354,11 +355,6 @@ def _name_map(model: nn.Module, source: str, template: Mapping[str, Any]) -> _Ma
 
 # --- conversion -------------------------------------------------------------------------------
 
-def _abstract_variables(model: nn.Module, input_shape) -> dict[str, Any]:
-  x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)
-  return jax.eval_shape(lambda k, x: model.init(k, x, train=False), jax.random.key(0), x)
-
-
 def _modules(tree: Mapping[str, Any], path: tuple[str, ...] = ()):
   """(module path, its leaves) for every dict of arrays in a variables collection."""
   leaves = {k: v for k, v in tree.items() if not isinstance(v, Mapping)}
@@ -414,7 +410,7 @@ def convert(model: nn.Module, state_dict: Mapping[str, Any], *, source: str = "t
   """
   if source not in SOURCES:
     raise ValueError(f"Unknown source {source!r}; use one of {SOURCES}.")
-  template = _abstract_variables(model, input_shape)
+  template = abstract_variables(model, input_shape)
   key = _name_map(model, source, template)
   arrays = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in state_dict.items()}
   out: dict[str, Any] = {}
@@ -507,8 +503,8 @@ def head_names(model: nn.Module, input_shape=(1, 224, 224, 3)) -> tuple[str, ...
   those whose parameter shapes depend on ``num_classes``."""
   if not hasattr(model, "num_classes"):
     raise ValueError(f"{type(model).__name__} has no num_classes field.")
-  a = _flat_shapes(_abstract_variables(model, input_shape)["params"])
-  b = _flat_shapes(_abstract_variables(model.clone(num_classes=model.num_classes + 1),
+  a = _flat_shapes(abstract_variables(model, input_shape)["params"])
+  b = _flat_shapes(abstract_variables(model.clone(num_classes=model.num_classes + 1),
                                        input_shape)["params"])
   return tuple(sorted({path[0] for path in a if a[path] != b.get(path)}))
 

@@ -90,7 +90,7 @@ def test_summary_depth_shows_nested_layers():
 
 def test_count_params_does_not_allocate():
   """eval_shape only: ResNet-152's 60M parameters are counted without creating an array."""
-  analysis._abstract_variables.cache_clear()  # trace it here, even if a test counted it
+  analysis.abstract_variables.cache_clear()  # trace it here, even if a test counted it
   before = len(jax.live_arrays())
   assert count_params(create_model("resnet152")) == 60_192_808
   assert len(jax.live_arrays()) == before
@@ -141,7 +141,7 @@ TRACES = []
 
 
 def test_init_is_traced_once_per_model_and_input_shape():
-  analysis._abstract_variables.cache_clear()
+  analysis.abstract_variables.cache_clear()
   analysis._trace.cache_clear()
   TRACES.clear()
   shape = (1, 4, 4, 3)
