@@ -2,20 +2,26 @@
 
   jaxcnn search --config experiments/configs/search_planted.py            # seconds, synthetic
   jaxcnn search --config experiments/configs/search_nasbench201.py:quick  # trains each cell
+  jaxcnn search --config experiments/configs/search_nasnet.py:quick       # NASNet genotypes
+  jaxcnn search --config experiments/configs/search_mbconv.py:quick       # MBConv stages
   jaxcnn search --config experiments/configs/search_planted.py --config.strategy=reinforce
   jaxcnn search --config ... --workdir runs/s --resume --config.budget=200  # continue a search
   jaxcnn search --config experiments/configs/search_enas.py:quick         # ENAS, shared weights
   jaxcnn search --config experiments/configs/search_darts.py:quick        # DARTS, gradients
 
 The config names the space (``"nasbench201"``, the 15,625-cell space, ``"nasbench201_small"``,
-its 256-cell ``nasbench201.SMALL``, or ``"synthetic"``, a grid of ``num_options``), the strategy
+its 256-cell ``nasbench201.SMALL``, ``"nasnet"``, the NASNet cell genotypes of
+:mod:`jaxcnn.search.nasnet`, ``"mbconv"``, MnasNet's MBConv macro space over EfficientNet-B0's
+stages, :mod:`jaxcnn.search.mbconv`, or ``"synthetic"``, a grid of ``num_options``), the strategy
 (``strategy``, a name of ``search.strategies`` with ``strategy_kwargs[strategy]`` its arguments,
 or a spec such as ``"evolution(sample_size=3)"``), the evaluator (``"planted"``, ``"onemax"``,
 ``"lookup"``, ``"train"`` or ``"shared_training"``), ``budget``, ``batch_size``, ``seed`` and
 ``top_k``. The run folder (``--workdir``, default ``runs/<time>-search-<config>``) gets
 ``config.json``, ``history.jsonl`` and ``search_state.npz`` (from :func:`jaxcnn.search.run`; the
 history holds an evaluator's metrics beside each reward, e.g. the loss and seconds of a trained
-candidate), ``best.json`` (the top-k distinct architectures) and the figures ``reward.png`` and,
+candidate and, for evaluator ``"train"``, its parameters and MACs), ``best.json`` (the top-k
+distinct architectures, with the NASNet genotypes or the MBConv stages they decode to) and the
+figures ``reward.png`` and,
 for the cell spaces, ``best_cell.png``. ``--resume`` continues the search saved in
 ``--workdir``; only ``budget`` may differ from the saved config.
 
@@ -45,8 +51,19 @@ from ml_collections import config_flags
 
 from jaxcnn.train.cli import config_error
 
-SPACES = ("nasbench201", "nasbench201_small", "synthetic")
+SPACES = ("nasbench201", "nasbench201_small", "nasnet", "mbconv", "synthetic")
 CELL_SPACES = ("nasbench201", "nasbench201_small")  # NAS-Bench-201 cells: the whole space, SMALL
+# The train.* fields that each space's build takes as model overrides (beside num_classes): the
+# spaces evaluator "train" can build. The other train.* fields are the data and the SGD budget.
+MODEL_FIELDS = {
+    "nasbench201": ("num_cells", "channels"),
+    "nasbench201_small": ("num_cells", "channels"),
+    "nasnet": ("num_cells", "penultimate_filters", "stem_features", "filter_multiplier", "stem",
+               "dropout_rate"),
+    "mbconv": ("width", "depth", "dropout_rate", "drop_path_rate"),
+}
+TRAIN_FIELDS = ("dataset", "num_train", "num_val", "data_seed", "num_steps", "batch_size",
+                "learning_rate", "momentum", "seeds")
 EVALUATORS = ("planted", "onemax", "lookup", "train", "shared_training")
 CONFIG_FILE = "config.json"
 BEST_FILE = "best.json"
@@ -124,13 +141,17 @@ def config_fields(config: Any, comments: dict[str, str] | None = None, prefix: s
 
 def make_space(config: Any):
   """The :class:`~jaxcnn.search.Space` a config names."""
-  from jaxcnn.search import nasbench201  # pylint: disable=g-import-not-at-top
+  from jaxcnn.search import mbconv, nasbench201, nasnet  # pylint: disable=g-import-not-at-top
   from jaxcnn.search.space import Space  # pylint: disable=g-import-not-at-top
 
   if config.space == "nasbench201":
     return nasbench201.SPACE
   if config.space == "nasbench201_small":
     return nasbench201.SMALL.space
+  if config.space == "nasnet":
+    return nasnet.SPACE
+  if config.space == "mbconv":
+    return mbconv.SPACE
   if config.space == "synthetic":
     num_options = tuple(config.get("num_options") or ())
     if not num_options or any(not isinstance(n, int) or n < 1 for n in num_options):
@@ -190,11 +211,9 @@ def make_evaluator(config: Any, space: Any) -> tuple[Callable[[Any], Any], dict[
 
   name = config.evaluator
   if name == "planted":
-    table, optimum = benchmarks.planted(space, seed=config.get("planted_seed", 0))
-    table = np.asarray(table)
-    optimum = np.asarray(optimum)
-    return evaluators.Lookup(table), {"optimum": _arch_record(space, optimum,
-                                                              float(table[tuple(optimum)]))}
+    table, optimum = _planted(space, config.get("planted_seed", 0))
+    evaluate = evaluators.Lookup(table)
+    return evaluate, {"optimum": _arch_record(space, optimum, float(evaluate([optimum])[0]))}
   if name == "onemax":
     optimum = np.zeros(len(space), np.int32)
     return benchmarks.onemax(space), {"optimum": _arch_record(space, optimum, 1.0)}
@@ -206,6 +225,30 @@ def make_evaluator(config: Any, space: Any) -> tuple[Callable[[Any], Any], dict[
     return _shared_training(config), {}
   raise SearchConfigError(f"unknown evaluator {name!r}; known evaluators: "
                           f"{', '.join(EVALUATORS)}.")
+
+
+DENSE_PLANTED = 2**22  # the largest space whose planted table is built whole
+
+
+def _planted(space: Any, seed: int) -> tuple[Any, Any]:
+  """``(table, optimum)``: :func:`jaxcnn.search.benchmarks.planted`'s dense table; for a space
+  of more than :data:`DENSE_PLANTED` architectures (NASNet's, MBConv's) a function with its
+  optimum and reward, the matches with the optimum plus a tiebreak in ``[0, 0.01)``, here the
+  mean of uniform values drawn per choice and option (so the optimum stays the unique best)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jaxcnn.search import benchmarks  # pylint: disable=g-import-not-at-top
+
+  if np.prod([float(n) for n in space.num_options]) <= DENSE_PLANTED:
+    table, optimum = benchmarks.planted(space, seed=seed)
+    return np.asarray(table), np.asarray(optimum)
+  k1, k2 = jax.random.split(jax.random.PRNGKey(seed))  # the keys of benchmarks.planted
+  optimum = np.asarray(space.sample(k1, 1)[0], np.int32)
+  n = np.asarray(space.num_options)
+  tiebreak = np.asarray(jax.random.uniform(k2, (len(n), int(n.max()))), np.float64)
+  columns = np.arange(len(n))
+  return (lambda arch: np.float32((arch == optimum).sum() + 0.01 * tiebreak[columns, arch].mean()),
+          optimum)
 
 
 def _lookup(config: Any, space: Any):
@@ -239,6 +282,7 @@ def _lookup(config: Any, space: Any):
 
 
 def _needs_cells(config: Any, evaluator: str) -> None:
+  """Raises unless the space is a NAS-Bench-201 cell space (what ``evaluator`` builds)."""
   if config.space not in CELL_SPACES:
     raise SearchConfigError(f"evaluator {evaluator!r} builds NAS-Bench-201 cells: it needs space "
                             f"'nasbench201' or 'nasbench201_small', got {config.space!r}.")
@@ -255,25 +299,56 @@ def _digits(data: Any):
   return sources.InMemory(subsets, eval_batch_size=min(data.num_val, 500)), num_classes
 
 
-def _trained(config: Any, space: Any):
-  """:class:`~jaxcnn.search.evaluators.Trained` on a digits subset (cell spaces only)."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import optax  # pylint: disable=g-import-not-at-top
-  from jaxcnn.search import evaluators, nasbench201  # pylint: disable=g-import-not-at-top
+def model_builder(config: Any, num_classes: int) -> Callable[[Any], Any]:
+  """``build(arch) -> flax Module``: the space's own build (``nasbench201.build`` of the full
+  cell, ``nasnet.build`` or ``mbconv.build``) with ``config.train``'s model fields of
+  :data:`MODEL_FIELDS` as overrides."""
+  from jaxcnn.search import mbconv, nasbench201, nasnet  # pylint: disable=g-import-not-at-top
 
-  del space
-  _needs_cells(config, "train")
+  overrides = {f: config.train[f] for f in MODEL_FIELDS[config.space] if f in config.train}
+  overrides["num_classes"] = num_classes
+  if config.space in CELL_SPACES:
+    return lambda arch: nasbench201.build(full_arch(config, arch), **overrides)
+  space_build = {"nasnet": nasnet.build, "mbconv": mbconv.build}[config.space]
+  return lambda arch: space_build(arch, **overrides)
+
+
+def _trained(config: Any, space: Any):
+  """:class:`~jaxcnn.search.evaluators.Trained` on a digits subset, each candidate built by
+  :func:`model_builder`, with its parameters and MACs (:class:`~jaxcnn.search.costs.Costs`)
+  among the metrics."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  from jaxcnn.search import costs, evaluators  # pylint: disable=g-import-not-at-top
+
   t = config.train
   source, num_classes = _digits(t)
-
-  def build(arch):
-    return nasbench201.build(full_arch(config, arch), num_cells=t.num_cells, channels=t.channels,
-                             num_classes=num_classes)
-
+  build = model_builder(config, num_classes)
+  cost = costs.Costs(build, source.input_shape)
+  try:  # a model field that cannot build (penultimate_filters=50, say), before any training
+    cost.one(np.zeros(len(space), np.int32))
+  except ValueError as e:
+    raise SearchConfigError(f"train: {e}") from None
   tx = optax.sgd(t.learning_rate, momentum=t.momentum or None)
-  return evaluators.Trained(build, source, tx, num_steps=t.num_steps, batch_size=t.batch_size,
-                            seeds=tuple(t.seeds), split="val",
-                            preprocess=lambda x: x.astype(jnp.float32) / 255.0)
+  trained = evaluators.Trained(build, source, tx, num_steps=t.num_steps, batch_size=t.batch_size,
+                               seeds=tuple(t.seeds), split="val",
+                               preprocess=lambda x: x.astype(jnp.float32) / 255.0)
+  return _WithCosts(trained, cost)
+
+
+class _WithCosts:
+  """Calls an evaluator; its ``last_metrics`` gain each candidate's ``params`` and ``macs``
+  (what :func:`jaxcnn.search.run` records beside the reward)."""
+
+  def __init__(self, evaluator: Any, cost: Any):
+    self.evaluator, self.cost = evaluator, cost
+    self.last_metrics: dict[str, Any] | None = None
+
+  def __call__(self, archs: Any) -> Any:
+    rewards = self.evaluator(archs)
+    self.last_metrics = dict(self.evaluator.last_metrics, **self.cost(archs))
+    return rewards
 
 
 @functools.lru_cache(maxsize=8)
@@ -321,10 +396,28 @@ def _cell(config: Any, indices: Any) -> str:
   return nasbench201.to_string(nasbench201.arch_ops(full_arch(config, indices)))
 
 
+def _decoded(config: Any, indices: Any) -> dict[str, Any]:
+  """What an architecture decodes to, JSON-safe: the cell string of a cell space, the
+  ``(normal, reduction)`` genotypes of ``nasnet`` (blocks ``[[op, input], [op, input]]``,
+  concat), the stages of ``mbconv`` (:class:`~jaxcnn.models.mbconv.Stage` fields)."""
+  from jaxcnn.search import mbconv, nasnet  # pylint: disable=g-import-not-at-top
+
+  if config.space in CELL_SPACES:
+    return {"cell": _cell(config, indices)}
+  if config.space == "nasnet":
+    return {"genotypes": {cell: {"blocks": [[list(pair) for pair in block]
+                                            for block in genotype.blocks],
+                                 "concat": list(genotype.concat)}
+                          for cell, genotype in zip(nasnet.CELLS, nasnet.decode(indices))}}
+  if config.space == "mbconv":
+    return {"stages": [stage._asdict() for stage in mbconv.decode(indices)]}
+  return {}
+
+
 def _with_cells(config: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-  if config.space not in CELL_SPACES:
-    return records
-  return [dict(r, cell=_cell(config, r["indices"])) for r in records]
+  """The records with what each architecture decodes to (:func:`_decoded`)."""
+  out = [dict(r, **_decoded(config, r["indices"])) for r in records]
+  return json.loads(json.dumps(out, default=repr))
 
 
 def top_distinct(history: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
@@ -368,6 +461,8 @@ def check_config(config: Any) -> None:
     raise SearchConfigError("strategy 'enas' trains its controller in turn with the shared "
                             "weights: it needs evaluator 'shared_training' (see "
                             f"experiments/configs/search_enas.py), got {config.evaluator!r}.")
+  if config.evaluator == "train":
+    _check_train(config)
   for field in ("budget", "batch_size", "top_k"):
     value = config.get(field, 1)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -378,6 +473,26 @@ def check_config(config: Any) -> None:
     if not (isinstance(steps, int) and isinstance(size, int) and steps >= 1 and size >= 1):
       raise SearchConfigError(f"shared: Need train_steps >= 1 and batch_size >= 1, got {steps!r} "
                               f"and {size!r}.")
+
+
+def _check_train(config: Any) -> None:
+  """Raises unless evaluator ``"train"`` can build the space and every ``train.*`` field is one
+  of :data:`TRAIN_FIELDS` or the space's :data:`MODEL_FIELDS`."""
+  if config.space not in MODEL_FIELDS:
+    raise SearchConfigError(f"evaluator 'train' builds each candidate with its space's build: it "
+                            f"needs space {', '.join(MODEL_FIELDS)}, got {config.space!r}.")
+  if "train" not in config:
+    raise SearchConfigError(f"evaluator 'train' needs the train.* fields of "
+                            f"experiments/configs/search_{config.space.split('_')[0]}.py.")
+  missing = [f for f in TRAIN_FIELDS if f not in config.train]
+  if missing:
+    raise SearchConfigError(f"evaluator 'train' needs train.{missing[0]}; its train fields are "
+                            f"{', '.join(TRAIN_FIELDS)}.")
+  fields = MODEL_FIELDS[config.space]
+  for field in config.train:
+    if field not in TRAIN_FIELDS and field not in fields:
+      raise SearchConfigError(f"train.{field} does not fit space {config.space!r}: its model "
+                              f"fields are {', '.join(fields)}.")
 
 
 def _check_resume(workdir: Path, config: Any, resume: bool) -> int:

@@ -12,7 +12,8 @@ import pytest
 
 from jaxcnn import cli
 from jaxcnn.data import sources
-from jaxcnn.search import benchmarks, darts, enas, nasbench201, plots
+from jaxcnn.models.efficientnet import B0_STAGES
+from jaxcnn.search import benchmarks, darts, enas, mbconv, nasbench201, nasnet, plots
 from jaxcnn.search import cli as search_cli
 
 CONFIGS = Path(__file__).resolve().parents[2] / "experiments" / "configs"
@@ -20,6 +21,8 @@ PLANTED = str(CONFIGS / "search_planted.py")
 NASBENCH = str(CONFIGS / "search_nasbench201.py")
 ENAS = str(CONFIGS / "search_enas.py")
 DARTS = str(CONFIGS / "search_darts.py")
+NASNET = str(CONFIGS / "search_nasnet.py")
+MBCONV = str(CONFIGS / "search_mbconv.py")
 SMALL = ["--config.budget=30", "--config.batch_size=6",
          "--config.strategy_kwargs.evolution.population_size=8",
          "--config.strategy_kwargs.evolution.sample_size=3"]
@@ -186,14 +189,15 @@ def test_small_cell_space_with_a_json_table(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--config.space=cells"], "unknown space 'cells'; known spaces: nasbench201, "
-     "nasbench201_small, synthetic."),
+     "nasbench201_small, nasnet, mbconv, synthetic."),
     (["--config.strategy=annealing"], "Unknown search strategy 'annealing'. Known strategies:"),
     (["--config.evaluator=oracle"], "unknown evaluator 'oracle'; known evaluators: planted, "
      "onemax, lookup, train, shared_training."),
     (["--config.budget=0"], "budget must be an integer >= 1, got 0."),
     (["--config.batch_size=-2"], "batch_size must be an integer >= 1, got -2."),
     (["--config.num_options=(3, 0)"], "space 'synthetic' needs num_options"),
-    (["--config.evaluator=train"], "evaluator 'train' builds NAS-Bench-201 cells"),
+    (["--config.evaluator=train"], "evaluator 'train' builds each candidate with its space's "
+     "build: it needs space nasbench201, nasbench201_small, nasnet, mbconv, got 'synthetic'."),
     (["--config.evaluator=lookup"], "evaluator 'lookup' needs --config.lookup.path"),
     (["--config.evaluator=lookup", "--config.lookup.path=/no/such.npy"],
      "lookup table '/no/such.npy' does not exist."),
@@ -551,3 +555,127 @@ def test_darts_quick_on_small(tmp_path):
   with np.load(run / "darts.npz") as f:
     assert f["alpha_history"].shape == (4, 6, 5)
   assert _is_png(run / "edge_weights.png")
+
+
+# ------------------------------------------------------------------------------------------------
+# The NASNet and MBConv spaces: searched without training (planted, onemax, lookup) in the fast
+# tests, trained end to end by the slow ones.
+
+
+def _check_decoded(space, record):
+  """best.json's genotypes / stages against the option names of its arch (not decode)."""
+  arch = record["arch"]
+  if space == "nasnet":
+    for cell in ("normal", "reduction"):
+      genotype = record["genotypes"][cell]
+      assert genotype["blocks"] == [[[arch[f"{cell}_{b}_op_{j}"], arch[f"{cell}_{b}_input_{j}"]]
+                                     for j in (1, 2)] for b in range(5)]
+      read = {arch[f"{cell}_{b}_input_{j}"] for b in range(5) for j in (1, 2)}
+      labels = {"h": 0, "p": 1} if cell == "normal" else {}
+      labels.update({str(b): 2 + b for b in range(4)})
+      kept = {s for label, s in labels.items() if arch[f"{cell}_concat_{label}"]}
+      kept |= {2 + b for b in range(5) if 2 + b not in read}  # unread blocks: always
+      assert genotype["concat"] == sorted(kept)
+  else:
+    assert len(record["stages"]) == 7
+    for i, (stage, base) in enumerate(zip(record["stages"], B0_STAGES), start=1):
+      for field in ("kernel", "expansion", "se_ratio", "repeats"):
+        assert stage[field] == arch[f"stage{i}/{field}"]
+      assert (stage["stride"], stage["channels"]) == (base.stride, base.channels)
+
+
+@pytest.mark.parametrize("config, strategy", [(NASNET, "evolution"), (NASNET, "reinforce"),
+                                              (MBCONV, "random"), (MBCONV, "evolution")])
+def test_new_spaces_planted(tmp_path, config, strategy):
+  """A planted optimum over spaces too large for a dense table: every reward counts the choices
+  equal to the optimum's (plus a tiebreak < 0.01), and best.json decodes the best."""
+  assert _search(tmp_path / "p", "--config.evaluator=planted", f"--config.strategy={strategy}",
+                 "--config.budget=12", "--config.batch_size=4", config=config) == 0
+  best = json.loads((tmp_path / "p" / "best.json").read_text())
+  optimum = np.asarray(best["optimum"]["indices"])
+  assert best["optimum"]["reward"] == pytest.approx(len(optimum), abs=0.01)
+  history = _history(tmp_path / "p")
+  assert len(history) == 12
+  for h in history:
+    matches = int((np.asarray(h["indices"]) == optimum).sum())
+    assert matches <= h["reward"] < matches + 0.01
+  space = "nasnet" if config == NASNET else "mbconv"
+  assert best["space"] == space
+  top = best["best"][0]
+  assert top["reward"] == max(h["reward"] for h in history)
+  _check_decoded(space, top)
+  _check_decoded(space, best["optimum"])
+
+
+@pytest.mark.parametrize("config", [NASNET, MBCONV])
+def test_new_spaces_lookup_json_of_indices(tmp_path, config):
+  """A .json table keyed by comma-joined indices: random search asks the same archs whatever
+  the rewards, so a table of a first (onemax) search's archs serves a second one."""
+  base = ["--config.strategy=random", "--config.budget=6", "--config.batch_size=3"]
+  assert _search(tmp_path / "a", *base, "--config.evaluator=onemax", config=config) == 0
+  first = _history(tmp_path / "a")
+  for h in first:  # onemax: the fraction of choices at option 0
+    assert h["reward"] == pytest.approx(np.mean(np.asarray(h["indices"]) == 0))
+  mapping = {",".join(map(str, h["indices"])): {"accuracy": 0.5 + 0.01 * h["index"], "macs": 7}
+             for h in first}
+  (tmp_path / "t.json").write_text(json.dumps(mapping))
+  assert _search(tmp_path / "b", *base, "--config.evaluator=lookup",
+                 f"--config.lookup.path={tmp_path / 't.json'}", config=config) == 0
+  history = _history(tmp_path / "b")
+  assert [h["indices"] for h in history] == [h["indices"] for h in first]
+  for h in history:
+    assert h["reward"] == pytest.approx(mapping[",".join(map(str, h["indices"]))]["accuracy"])
+    assert h["macs"] == 7
+  top = json.loads((tmp_path / "b" / "best.json").read_text())["best"][0]
+  assert top["reward"] == pytest.approx(0.55)
+
+
+@pytest.mark.parametrize("config, args, message", [
+    (NASNET, ["--config.train.channels=8"], "unknown config field 'train.channels'"),
+    (NASBENCH, ["--config.space=nasnet"], "train.channels does not fit space 'nasnet': its model "
+     "fields are num_cells, penultimate_filters, stem_features, filter_multiplier, stem, "
+     "dropout_rate."),
+    (NASBENCH, ["--config.space=mbconv"], "train.channels does not fit space 'mbconv': its model "
+     "fields are width, depth, dropout_rate, drop_path_rate."),
+    (MBCONV, ["--config.space=nasnet"], "train.depth does not fit space 'nasnet'"),
+    (NASNET, ["--config.space=synthetic"], "evaluator 'train' builds each candidate"),
+    (NASNET, ["--config.evaluator=shared_training"], "evaluator 'shared_training' builds "
+     "NAS-Bench-201 cells: it needs space 'nasbench201' or 'nasbench201_small', got 'nasnet'."),
+    (MBCONV, ["--config.strategy=darts"], "strategy 'darts' relaxes the NAS-Bench-201 cells: it "
+     "needs space 'nasbench201' or 'nasbench201_small', got 'mbconv'."),
+    (NASNET, ["--config.train.penultimate_filters=50"], "train: Need num_cells >= 1 and "
+     "penultimate_filters a multiple of 24"),
+])
+def test_new_spaces_bad_config_is_one_line(tmp_path, capsys, config, args, message):
+  assert _search(tmp_path / "w", *args, config=config) == 2
+  err = capsys.readouterr().err
+  lines = [line for line in err.split("\n") if "jaxcnn search: " in line]  # past data progress
+  assert len(lines) == 1 and err.strip().endswith(lines[0].split("\r")[-1].strip()), err
+  assert message in lines[0], err
+
+
+def _count_params(model, shape):
+  """Parameters of an initialised model (not the shape trace that costs.Costs uses)."""
+  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *shape)), train=False)
+  return sum(x.size for x in jax.tree.leaves(variables["params"]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", [NASNET, MBCONV])
+def test_new_spaces_quick_train(tmp_path, config):
+  """The :quick configs end to end, each candidate built by its space's build and trained (about
+  a minute each at load 1-2 on 2 cores, most of it compiling)."""
+  assert _search(tmp_path / "q", config=config + ":quick") == 0
+  cfg = search_cli.load_config(config + ":quick")
+  history = _history(tmp_path / "q")
+  assert len(history) == cfg.budget
+  assert all(0.0 <= h["reward"] <= 1.0 and h["seconds"] >= 0 for h in history)
+  best = json.loads((tmp_path / "q" / "best.json").read_text())
+  top = best["best"][0]
+  assert top["reward"] == max(h["reward"] for h in history)
+  _check_decoded(cfg.space, top)
+  fields = {f: cfg.train[f] for f in search_cli.MODEL_FIELDS[cfg.space]}
+  model = (nasnet.build if cfg.space == "nasnet" else mbconv.build)(
+      np.asarray(top["indices"]), num_classes=10, **fields)
+  assert top["params"] == _count_params(model, (8, 8, 1))
+  assert top["macs"] > 0
