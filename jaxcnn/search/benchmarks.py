@@ -53,6 +53,29 @@ def planted(space: Space, seed: int = 0, tiebreak: float = 0.01):
   return matches + tiebreak * jax.random.uniform(k2, shape), optimum
 
 
+def planted_matches(space: Space, seed: int = 0, tiebreak: float = 0.01):
+  """:func:`planted` as a function, for spaces too large for a table (NASNet's, MBConv's).
+
+  The optimum is ``planted(space, seed)``'s; reward = matches with it + ``tiebreak`` times the
+  mean of fixed uniform values drawn per (choice, option), so the optimum stays the unique best
+  (unlike the table's, two architectures can tie).
+
+  Returns:
+    ``(reward: arch int [L] -> float32, optimum int32 [L])``.
+  """
+  k1, k2 = jax.random.split(jax.random.PRNGKey(seed))  # planted's keys: the same optimum
+  optimum = np.asarray(space.sample(k1, 1)[0], np.int32)
+  n = np.asarray(space.num_options)
+  per_option = np.asarray(jax.random.uniform(k2, (len(n), int(n.max()))), np.float64)
+  choices = np.arange(len(n))
+
+  def reward(arch):
+    arch = np.asarray(arch)
+    return np.float32((arch == optimum).sum() + tiebreak * per_option[choices, arch].mean())
+
+  return reward, optimum
+
+
 def simulate(strategy, space: Space, evaluate, budget: int, keys: jax.Array, batch_size: int = 1):
   """Whole searches compiled as one program, vmapped over ``keys`` [m, ...].
 

@@ -65,6 +65,7 @@ MODEL_FIELDS = {
 TRAIN_FIELDS = ("dataset", "num_train", "num_val", "data_seed", "num_steps", "batch_size",
                 "learning_rate", "momentum", "seeds")
 EVALUATORS = ("planted", "onemax", "lookup", "train", "shared_training")
+DENSE_PLANTED = 2**22  # the largest space whose planted table is built whole
 CONFIG_FILE = "config.json"
 BEST_FILE = "best.json"
 DARTS_FILE = "darts.npz"  # a DARTS run's alpha and op weights after every step, its losses
@@ -211,7 +212,12 @@ def make_evaluator(config: Any, space: Any) -> tuple[Callable[[Any], Any], dict[
 
   name = config.evaluator
   if name == "planted":
-    table, optimum = _planted(space, config.get("planted_seed", 0))
+    seed = config.get("planted_seed", 0)
+    if np.prod([float(n) for n in space.num_options]) <= DENSE_PLANTED:
+      table, optimum = benchmarks.planted(space, seed=seed)
+      table, optimum = np.asarray(table), np.asarray(optimum)
+    else:  # NASNet's and MBConv's spaces
+      table, optimum = benchmarks.planted_matches(space, seed=seed)
     evaluate = evaluators.Lookup(table)
     return evaluate, {"optimum": _arch_record(space, optimum, float(evaluate([optimum])[0]))}
   if name == "onemax":
@@ -225,30 +231,6 @@ def make_evaluator(config: Any, space: Any) -> tuple[Callable[[Any], Any], dict[
     return _shared_training(config), {}
   raise SearchConfigError(f"unknown evaluator {name!r}; known evaluators: "
                           f"{', '.join(EVALUATORS)}.")
-
-
-DENSE_PLANTED = 2**22  # the largest space whose planted table is built whole
-
-
-def _planted(space: Any, seed: int) -> tuple[Any, Any]:
-  """``(table, optimum)``: :func:`jaxcnn.search.benchmarks.planted`'s dense table; for a space
-  of more than :data:`DENSE_PLANTED` architectures (NASNet's, MBConv's) a function with its
-  optimum and reward, the matches with the optimum plus a tiebreak in ``[0, 0.01)``, here the
-  mean of uniform values drawn per choice and option (so the optimum stays the unique best)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from jaxcnn.search import benchmarks  # pylint: disable=g-import-not-at-top
-
-  if np.prod([float(n) for n in space.num_options]) <= DENSE_PLANTED:
-    table, optimum = benchmarks.planted(space, seed=seed)
-    return np.asarray(table), np.asarray(optimum)
-  k1, k2 = jax.random.split(jax.random.PRNGKey(seed))  # the keys of benchmarks.planted
-  optimum = np.asarray(space.sample(k1, 1)[0], np.int32)
-  n = np.asarray(space.num_options)
-  tiebreak = np.asarray(jax.random.uniform(k2, (len(n), int(n.max()))), np.float64)
-  columns = np.arange(len(n))
-  return (lambda arch: np.float32((arch == optimum).sum() + 0.01 * tiebreak[columns, arch].mean()),
-          optimum)
 
 
 def _lookup(config: Any, space: Any):

@@ -42,3 +42,15 @@ def test_random_matches_its_analytic_rate_and_others_beat_it():
         f"{evo_opt:.2f}, reinforce {rf_top:.2f}/{rf_opt:.2f}, lstm {lstm_top:.2f}/{lstm_opt:.2f}")
   for opt, top in [(evo_opt, evo_top), (rf_opt, rf_top), (lstm_opt, lstm_top)]:
     assert top > random_top + 0.2 and opt > random_opt + 0.1, (opt, top, random_top)
+
+
+def test_planted_matches_has_planted_optimum_and_counts_matches():
+  """The function form for spaces too large for a table: the table's optimum (same seed), and
+  reward = matches + a tiebreak in [0, 0.01); checked on every architecture of SPACE."""
+  reward, optimum = benchmarks.planted_matches(SPACE, seed=0)
+  np.testing.assert_array_equal(optimum, OPTIMUM)
+  archs = np.stack(np.unravel_index(np.arange(SPACE.size), SPACE.num_options), axis=1)
+  rewards = np.asarray([reward(a) for a in archs])
+  matches = (archs == optimum).sum(1)
+  assert np.all((matches <= rewards) & (rewards < matches + 0.01))
+  assert np.argmax(rewards) == np.ravel_multi_index(tuple(optimum), SPACE.num_options)
