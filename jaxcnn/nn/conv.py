@@ -13,8 +13,8 @@ convolutions into its library kernels' form, but inside a loop body (``lax.scan`
 ``fori_loop``) it does not, and runs them as generic loops: a simple_cnn train step scanned over
 3 steps took 39.5x the time of a Python loop of the same steps, and 0.93x with this convolution
 (ResNet-20: 22x, and 0.85x with its first, ``custom_vjp`` form; ``benchmarks/scan_steps.py``,
-BENCHMARKS.md). The price is at the top level of a step: ResNet-20 trains 5-10% slower than with
-``flax.linen.Conv`` (batch 32, 128, 256, same process, alternating).
+BENCHMARKS.md). The activation's transpose for the weight gradient is materialised
+(:func:`_materialised_transpose`), which XLA's own gradient cannot be told to do.
 
 Values and gradients equal ``flax.linen.Conv``'s (``tests/nn/test_conv.py``), and the module has
 its parameters (``kernel [kh, kw, in, out]``, ``bias``) and class name, so parameter trees and
@@ -95,6 +95,21 @@ _INPUT_TANGENT = lax.ConvDimensionNumbers(_NHWC, (2, 3, 0, 1), _NHWC)  # kernel 
 _KERNEL_TANGENT = lax.ConvDimensionNumbers((3, 0, 1, 2), (3, 0, 1, 2), (2, 3, 0, 1))
 
 
+def _materialised_transpose(x: jax.Array, perm: tuple[int, ...]) -> jax.Array:
+  """``jnp.transpose(x, perm)`` of ``x`` as computed, not recomputed inside the transpose.
+
+  XLA:CPU fuses into a plain transpose the element-wise ops that produced ``x`` (the BatchNorm,
+  ReLU and residual adds of up to four earlier layers) and evaluates them in the transposed,
+  strided order; ``lax.optimization_barrier`` does not survive on XLA:CPU. A conditional's
+  operand is a buffer, so the transpose inside a ``lax.cond`` whose two branches are equal reads
+  ``x`` once computed. The predicate reads one element (not constant, so XLA cannot fold the
+  conditional away); both branches give the same value. ResNet-20's train step (batch 128):
+  1.47x, bitwise the same parameters after a step (BENCHMARKS.md).
+  """
+  transpose = lambda a: jnp.transpose(a, perm)  # noqa: E731
+  return lax.cond(jnp.isnan(x.reshape(-1)[0]), transpose, transpose, x)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6))
 def _conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, ...],
           padding: tuple[tuple[int, int], ...], rhs_dilation: tuple[int, ...], groups: int,
@@ -117,7 +132,7 @@ def _conv_jvp(strides, padding, rhs_dilation, groups, precision, primals, tangen
     dy = lax.conv_general_dilated(dx, jnp.transpose(kernel, (0, 1, 3, 2)),
                                   dimension_numbers=_INPUT_TANGENT, **common)
   if not isinstance(dkernel, SymbolicZero):
-    t = lax.conv_general_dilated(jnp.transpose(x, (3, 1, 2, 0)),
+    t = lax.conv_general_dilated(_materialised_transpose(x, (3, 1, 2, 0)),
                                  jnp.transpose(dkernel, (2, 0, 1, 3)),
                                  dimension_numbers=_KERNEL_TANGENT, **common)
     t = jnp.transpose(t, (2, 0, 1, 3))
