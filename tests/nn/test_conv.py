@@ -231,3 +231,22 @@ def test_compiler_options_on_cpu_and_their_fallback(monkeypatch):
     monkeypatch.undo()
     conv.compiler_options.cache_clear()
   assert conv.compiler_options() is not None
+
+
+def test_weight_gradient_transposes_the_activation_as_computed():
+  """The activation's transpose for the weight gradient is a conditional's branch, so XLA:CPU
+  cannot fuse the element-wise chain that produced the activation into it; with XLA's own
+  gradient (flax.linen.Conv) there is no conditional. Gradients equal flax's (to float32
+  rounding)."""
+  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 6))
+  variables = nn.Conv(6, (3, 3)).init(jax.random.key(1), x)
+
+  def grad_fn(module):
+    loss = lambda v, x: jnp.sum(module.apply(v, jax.nn.relu(2.0 * x + 1.0)) ** 2)  # noqa: E731
+    return jax.jit(jax.grad(loss))
+
+  ours, xla = grad_fn(conv.Conv(6, (3, 3))), grad_fn(nn.Conv(6, (3, 3)))
+  assert " conditional(" in ours.lower(variables, x).compile().as_text()
+  assert " conditional(" not in xla.lower(variables, x).compile().as_text()
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+               ours(variables, x), xla(variables, x))
