@@ -107,6 +107,8 @@ def _materialised_transpose(x: jax.Array, perm: tuple[int, ...]) -> jax.Array:
   1.47x, bitwise the same parameters after a step (BENCHMARKS.md).
   """
   transpose = lambda a: jnp.transpose(a, perm)  # noqa: E731
+  if x.size == 0:  # nothing to read a predicate from (and nothing to recompute)
+    return transpose(x)
   return lax.cond(jnp.isnan(x.reshape(-1)[0]), transpose, transpose, x)
 
 

@@ -250,3 +250,10 @@ def test_weight_gradient_transposes_the_activation_as_computed():
   assert " conditional(" not in xla.lower(variables, x).compile().as_text()
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
                ours(variables, x), xla(variables, x))
+
+
+def test_empty_batch_has_zero_weight_gradients():
+  module = conv.Conv(4, (3, 3))
+  variables = module.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
+  grads = jax.grad(lambda v: jnp.sum(module.apply(v, jnp.zeros((0, 8, 8, 3)))))(variables)
+  assert all(not np.any(g) for g in jax.tree.leaves(grads))
