@@ -718,7 +718,8 @@ def main(argv: list[str]) -> int:
           "best_cell.png}")
     return 0
   top = best["best"][0]
-  shown = top.get("cell") or json.dumps(top["arch"])
+  shown = top.get("cell") or (json.dumps(top["arch"]) if len(top["arch"]) <= 12 else
+                              f"({len(top['arch'])} choices: see {BEST_FILE})")
   print(f"best of {best['num_evaluated']}: reward {top['reward']:.6g}  {shown}")
   if "final" in best:
     greedy, sampled = best["final"]["greedy"], best["final"]["sampled"][0]

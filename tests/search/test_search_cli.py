@@ -2,6 +2,7 @@
 DARTS from the command line."""
 
 import json
+import re
 from pathlib import Path
 
 import flax.linen as nn
@@ -586,11 +587,14 @@ def _check_decoded(space, record):
 
 @pytest.mark.parametrize("config, strategy", [(NASNET, "evolution"), (NASNET, "reinforce"),
                                               (MBCONV, "random"), (MBCONV, "evolution")])
-def test_new_spaces_planted(tmp_path, config, strategy):
+def test_new_spaces_planted(tmp_path, capsys, config, strategy):
   """A planted optimum over spaces too large for a dense table: every reward counts the choices
-  equal to the optimum's (plus a tiebreak < 0.01), and best.json decodes the best."""
+  equal to the optimum's (plus a tiebreak < 0.01), and best.json decodes the best (the console
+  line points there rather than printing every choice)."""
   assert _search(tmp_path / "p", "--config.evaluator=planted", f"--config.strategy={strategy}",
                  "--config.budget=12", "--config.batch_size=4", config=config) == 0
+  out = capsys.readouterr().out
+  assert re.search(r"best of 12: reward \S+  \((50|28) choices: see best\.json\)", out), out
   best = json.loads((tmp_path / "p" / "best.json").read_text())
   optimum = np.asarray(best["optimum"]["indices"])
   assert best["optimum"]["reward"] == pytest.approx(len(optimum), abs=0.01)
