@@ -175,13 +175,7 @@ def activation_stats(apply_fn: Callable[[Any, Any], Any], variables: Any, batch:
 def _summarize(y, margin, *, bins, hist_range, bounds, relu_like):
   """(mean, std, counts, edges, saturated fraction, dead-unit fraction) of one layer output."""
   y = y.astype(jnp.float32)
-  # jnp.histogram's own computation, but searchsorted's "scan_unrolled" method (the same counts):
-  # on XLA:CPU at -O0 (the test suite) 22 ms instead of 45 ms for a 1000 x 500 output (measured).
-  edges = jnp.histogram_bin_edges(y, bins=bins, range=hist_range)
-  flat = y.ravel()
-  index = jnp.searchsorted(edges, flat, side="right", method="scan_unrolled")
-  index = jnp.where(flat == edges[-1], bins, index)
-  counts = jnp.zeros(bins + 1, jnp.float32).at[index].add(1.0)[1:]
+  counts, edges = jnp.histogram(y, bins=bins, range=hist_range)
   saturated = dead = jnp.nan
   if bounds is not None:
     saturated = jnp.mean((y < bounds[0] + margin) | (y > bounds[1] - margin))
