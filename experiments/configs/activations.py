@@ -1,7 +1,7 @@
 """Config of the activation-function study (experiments/activations.py, jaxcnn.studies.activations).
 
 The full setting trains the same small CNN with each of nine activations on an MNIST subset,
-three seeds at once per activation (jax.vmap), sized for a shared 2-core CPU. On a GPU, the
+three seeds at once per activation (one population), sized for a shared 2-core CPU. On a GPU, the
 closer check of Krizhevsky et al.'s CIFAR-10 claim is, e.g.:
 
   python experiments/activations.py --config.dataset=cifar10 --config.num_train=45000 \

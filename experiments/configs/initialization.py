@@ -47,8 +47,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.deep.momentum = 0.9
   config.deep.batch_size = 64
   config.deep.num_epochs = 3
-  # True: the inits of a network train as one vmapped population (for GPU/TPU); False: one at a
-  # time through one compiled step (XLA:CPU ran six vmapped 20-layer conv nets 3.7x slower).
+  # True: the inits of a network train as one population (vmapped on GPU/TPU, a loop over the
+  # models on CPU); False: one at a time through one compiled step (XLA:CPU ran six vmapped
+  # 20-layer conv nets 3.7x slower, before populations looped on CPU).
   config.deep.together = False
   # (c) Symmetry: constant init keeps every unit of a layer equal under gradient descent.
   config.symmetry = ml_collections.ConfigDict()

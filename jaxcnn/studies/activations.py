@@ -365,7 +365,7 @@ def run(config, workdir: str) -> Results:
       f"(`act_cnn`: conv {tuple(config.model.features)} "
       f"{config.model.kernel_size}x{config.model.kernel_size} + max-pool, dense "
       f"{config.model.hidden}, linear head; no batch normalization), {seeds} seeds trained at "
-      f"once as one population (jax.vmap); SGD momentum {config.momentum}, batch "
+      f"once as one population (one compiled step); SGD momentum {config.momentum}, batch "
       f"{config.batch_size}, {num_steps} iterations, no weight decay or augmentation. Training "
       f"error = mean minibatch error over the last {window} iterations (for the target) or since "
       f"the last evaluation (final column); ± is the std over seeds. Dead = fraction of ReLU units "

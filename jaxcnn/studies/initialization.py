@@ -31,7 +31,7 @@ loss gradient with respect to every weight kernel (:func:`jaxcnn.diagnostics.net
 initialization and after a short SGD run, and the test accuracy. The inits of one architecture
 train through one :class:`jaxcnn.train.population.Population` (one compiled step) from the init
 procedures' variables (Fixup, a different network, has its own), one init at a time or all
-together as one vmapped population (``config.deep.together``).
+together as one population (``config.deep.together``).
 
 (c) Symmetry: with every weight equal (``constant(0.5)``) and zero biases, all units of a hidden
 layer compute the same value and receive the same gradient, so gradient descent keeps them equal

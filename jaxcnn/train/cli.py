@@ -3,7 +3,7 @@
   jaxcnn train                                         # digits, simple_cnn, a minute on a CPU
   jaxcnn train --config experiments/configs/cifar10.py --config.data_dir=../shared/data/cifar10
   jaxcnn train --config.optimizer.name=adamw --config.num_models=5 --workdir runs/adamw
-  jaxcnn train --config.sweep.learning_rate="(0.02, 0.05, 0.1)"   # 3 models in one vmapped run
+  jaxcnn train --config.sweep.learning_rate="(0.02, 0.05, 0.1)"   # 3 models in one compiled run
   jaxcnn train --config experiments/configs/imagenette.py --config.data_dir=~/tensorflow_datasets
   jaxcnn train --workdir runs/adamw --resume           # continue from the last checkpoint
 

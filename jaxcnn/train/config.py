@@ -124,8 +124,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.dtype = "float32"         # compute dtype: float32 or bfloat16 (parameters stay float32)
   # Runs.
   c.seed = 0                  # model m of num_models uses seed + m
-  c.num_models = 1            # > 1 trains that many seeds at once with jax.vmap
-  # Hyperparameter sweep in one vmapped run: a tuple of values replaces optimizer.<name> per model
+  c.num_models = 1            # > 1 trains that many seeds at once, as one population
+  # Hyperparameter sweep in one population: a tuple of values replaces optimizer.<name> per model
   # (equal lengths, zipped), e.g. --config.sweep.learning_rate="(0.05, 0.1, 0.2)"; every value
   # trains num_models seeds, so len(values) * num_models models train at once.
   c.sweep = ml_collections.ConfigDict({"learning_rate": (), "weight_decay": ()})

@@ -3,8 +3,9 @@
 Every training run in jaxcnn is a population of ``M`` models of one architecture: seeds, values
 of a hyperparameter (held in each model's optimizer state, :func:`jaxcnn.train.optim.make_optimizer`),
 or any models that differ only in traced values (their initial variables). One jitted step
-trains them all (``jax.vmap``; a population of one runs the plain step), so a seed sweep, a
-learning-rate grid or a batch of search candidates of one shape costs one compilation::
+trains them all (``jax.vmap`` on GPU/TPU, a loop inside the step on CPU:
+:func:`jaxcnn.train.steps.over_models`; a population of one runs the plain step), so a seed
+sweep, a learning-rate grid or a batch of search candidates of one shape costs one compilation::
 
   pop = Population(model, tx, num_models=3, preprocess=transform)
   state, data_keys = pop.init(seeds=[0, 1, 2], input_shape=(8, 8, 1))

@@ -102,7 +102,7 @@ def test_per_step_randomness_is_fold_in_of_step():
     np.testing.assert_array_equal(key, np.asarray(expected))
 
 
-def test_vmap_of_two_models_equals_two_runs():
+def test_two_model_step_equals_two_runs():
   model = create_model("simple_cnn_small", num_classes=4)
   tx = optax.sgd(0.05, momentum=0.9)
   keys = [jax.random.PRNGKey(1), jax.random.PRNGKey(2)]
@@ -125,6 +125,34 @@ def test_vmap_of_two_models_equals_two_runs():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a[m], b, rtol=1e-4, atol=1e-6),
                  stacked.params, state.params)
   assert not np.allclose(vmetrics["loss"][0], vmetrics["loss"][1])
+
+
+def _population_step_text(monkeypatch, backend):
+  model = create_model("simple_cnn_small", num_classes=4)
+  tx = optax.sgd(0.05)
+  monkeypatch.setattr(jax, "default_backend", lambda: backend)  # read when the step is traced
+  step = make_train_step(model, tx, preprocess=_scale, num_models=2)
+  stacked = jax.vmap(make_init(model, tx, (8, 8, 1)))(jnp.stack([jax.random.PRNGKey(1),
+                                                                  jax.random.PRNGKey(2)]))
+  both = jax.tree.map(lambda a: jnp.stack([a, a]), _batch())
+  return step.lower(stacked, both).as_text()
+
+
+def test_population_step_loops_over_models_on_cpu_and_vmaps_elsewhere(monkeypatch):
+  """On CPU the models' convolutions run one model at a time inside the step (a while loop over
+  the model axis); vmap would batch them into grouped convolutions, which XLA:CPU runs slowly."""
+  cpu = _population_step_text(monkeypatch, "cpu")
+  assert "stablehlo.while" in cpu
+  assert "feature_group_count = 2" not in cpu and "feature_group_count = 1" in cpu
+  other = _population_step_text(monkeypatch, "gpu")  # traced here on CPU, lowered to text only
+  assert "stablehlo.while" not in other and "feature_group_count = 2" in other
+
+
+def test_over_models_rejects_other_axes():
+  from jaxcnn.train.steps import over_models  # pylint: disable=g-import-not-at-top
+
+  with pytest.raises(ValueError, match="in_axes must be 0 or None"):
+    over_models(lambda x: x, 2, (1,))
 
 
 def test_bfloat16_compute_keeps_float32_state_and_learns():
@@ -183,7 +211,7 @@ def test_fitted_transform_is_an_argument_not_a_compiled_constant():
   assert float(sums["count"]) == 32
 
 
-def test_shared_batch_vmap_equals_each_model_on_that_batch():
+def test_shared_batch_step_equals_each_model_on_that_batch():
   model = create_model("simple_cnn_small", num_classes=4)
   tx = optax.sgd(0.05, momentum=0.9)
   keys = jnp.stack([jax.random.PRNGKey(1), jax.random.PRNGKey(2)])
