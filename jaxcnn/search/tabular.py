@@ -12,7 +12,8 @@ JSON file with the recipe and the jax/jaxlib versions. :func:`load` reads it bac
 Every (cell, seed) pair is one model with its own weights, initialised and trained from its
 seed alone. The networks are the children of the shared-weight supernet
 (:mod:`jaxcnn.search.supernet`) with the architecture a traced (unbatched) input, so one
-compiled program, ``vmap`` over the seeds and a ``lax.scan`` over the steps, trains every cell:
+compiled program over the seeds (:func:`jaxcnn.train.steps.over_models`: ``vmap`` on GPU/TPU, a
+loop on CPU) and a ``lax.scan`` over the steps, trains every cell:
 each switch stays a real conditional and a cell computes its own ops only, and a model's unused
 ops get zero gradients and no Adam update. A model thus trains what the standalone
 ``nasbench201.build(SMALL.to_full(a))`` would from the same initial weights, at the cost of one
@@ -45,10 +46,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxcnn.nn import conv as conv_lib
 from jaxcnn.search import nasbench201 as nb
 from jaxcnn.search import supernet as sn
 from jaxcnn.search.evaluators import Lookup
-from jaxcnn.train.steps import cross_entropy
+from jaxcnn.train.steps import cross_entropy, over_models
 
 DATA_DIR = pathlib.Path(__file__).resolve().parent / "data"
 DATASETS = ("digits", "cifar10")
@@ -112,8 +114,8 @@ def _program(recipe: Recipe, num_classes: int, input_shape: tuple[int, ...]):
   """``train(arch [6], seeds [S], train_x, train_y, val_x, val_y) -> metrics [S]``, jitted.
 
   The architecture is traced but not batched: every switch of the supernet stays a real
-  conditional, so a call computes its cell's ops only (vmapped over the seeds), and one
-  compilation serves every cell.
+  conditional, so a call computes its cell's ops only (over the seeds as a population step is:
+  :func:`jaxcnn.train.steps.over_models`), and one compilation serves every cell.
   """
   net = supernet(recipe, num_classes)
   tx = optax.adam(recipe.learning_rate)
@@ -150,7 +152,8 @@ def _program(recipe: Recipe, num_classes: int, input_shape: tuple[int, ...]):
             "val_loss": cross_entropy(logits, val_y).mean(),
             "train_loss": losses[-recipe.loss_window:].mean()}
 
-  return jax.jit(jax.vmap(one, in_axes=(None, 0, None, None, None, None)))
+  seeds_of = over_models(one, len(recipe.seeds), in_axes=(None, 0, None, None, None, None))
+  return conv_lib.jit(seeds_of)
 
 
 def train_cells(archs: Any, recipe: Recipe, splits: dict[str, dict[str, np.ndarray]], *,
