@@ -132,3 +132,45 @@ def test_full_sizes_are_the_issues():
   assert (full.resnet50, full.resnet50_batch, full.resnet50_input) == ({}, 256, (224, 224, 3))
   assert full.population == 16 and full.search_budget % full.population == 0
   assert full.speedrun_model == {} and full.speedrun_epochs is None and full.speedrun_train is None
+
+
+def _speedrun_seeds():
+  _suite()  # speedrun_seeds imports gpu_suite: the module registered above
+  spec = importlib.util.spec_from_file_location("speedrun_seeds",
+                                                ROOT / "benchmarks" / "speedrun_seeds.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_speedrun_seeds_trained_at_once_equal_each_trained_alone(tmp_path, capsys):
+  """benchmarks/speedrun_seeds.py --smoke: two seeds as one population give what each seed gives
+  trained alone (the gpu_suite row's sequential runs), and the report says so."""
+  out = tmp_path / "seeds.json"
+  assert _speedrun_seeds().main(["--smoke", "--seeds", "2", "--json", str(out)]) == 0
+  printed = capsys.readouterr().out
+  report = __import__("json").loads(out.read_text())
+  together = report["runs"]
+  assert [r["seed"] for r in together] == [0, 1] and report["dtype"] == "float32"
+  assert re.search(r"mean [0-9.]+% \(std [0-9.]+, 2 seeds\); airbench94 published 94.01%", printed)
+  suite = _suite()
+  data, _ = suite.load_cifar10(None, smoke=True)
+  sizes = suite.SMOKE
+  data = {"train": {k: v[:sizes.speedrun_train] for k, v in data["train"].items()},
+          "test": {k: v[:sizes.speedrun_test] for k, v in data["test"].items()}}
+  alone = suite.train_recipe(data, [0, 1], together=False, compute_dtype="float32",
+                             epochs=sizes.speedrun_epochs, batch_size=sizes.speedrun_batch,
+                             model_overrides=sizes.speedrun_model,
+                             whitening_images=sizes.whitening_images)["runs"]
+  for a, b in zip(together, alone):
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-4)
+    assert abs(a["accuracy"] - b["accuracy"]) <= 1 / sizes.speedrun_test
+  assert together[0]["loss"] != together[1]["loss"]  # two seeds, two runs
+
+
+def test_speedrun_seeds_usage_errors():
+  module = _speedrun_seeds()
+  for argv in (["--smoke", "--seeds", "0"], ["--smoke", "--epochs", "-1"]):
+    with pytest.raises(SystemExit) as exit_info:
+      module.main(argv)
+    assert exit_info.value.code == 2
