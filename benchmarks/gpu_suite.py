@@ -346,16 +346,17 @@ def train_recipe(data: dict[str, Any], seeds: list[int], *, together: bool,
           "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_s": warmup_s}
 
 
+def speedrun_data(data: dict[str, Any], sizes: Sizes) -> dict[str, Any]:
+  """The leading ``sizes.speedrun_train`` / ``speedrun_test`` images of each split (None: all)."""
+  limits = {"train": sizes.speedrun_train, "test": sizes.speedrun_test}
+  return {name: {k: v[:limits[name]] for k, v in data[name].items()} for name in limits}
+
+
 def speedrun_rows(sizes: Sizes, data: dict[str, Any], data_note: str) -> list[Row]:
   """airbench94's recipe, ``sizes.speedrun_runs`` runs of new seeds on one compiled step."""
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  train, test = data["train"], data["test"]
-  if sizes.speedrun_train:
-    train = {k: v[:sizes.speedrun_train] for k, v in train.items()}
-  if sizes.speedrun_test:
-    test = {k: v[:sizes.speedrun_test] for k, v in test.items()}
-  result = train_recipe({"train": train, "test": test}, list(range(sizes.speedrun_runs)),
+  result = train_recipe(speedrun_data(data, sizes), list(range(sizes.speedrun_runs)),
                         together=False, compute_dtype="bfloat16", epochs=sizes.speedrun_epochs,
                         batch_size=sizes.speedrun_batch, model_overrides=sizes.speedrun_model,
                         whitening_images=sizes.whitening_images)

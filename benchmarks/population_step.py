@@ -48,7 +48,7 @@ def step_seconds(model, tx, batch, num_models: int, over_models, steps_timed: in
   finally:
     steps.over_models = PLAIN
   state, _ = pop.init(list(range(num_models)), batch["image"].shape[2:])
-  step = pop._step_for(state, batch)  # pylint: disable=protected-access  (compiled once)
+  step = pop.train_step.lower(state, batch).compile()
   state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
   t0 = time.perf_counter()

@@ -58,12 +58,10 @@ def main(argv: list[str] | None = None) -> int:
   if dtype == "auto":
     dtype = "bfloat16" if device.platform == "gpu" else "float32"
   sizes = gpu_suite.SMOKE if args.smoke else gpu_suite.FULL
-  if args.smoke:
-    data = {"train": {k: v[:sizes.speedrun_train] for k, v in data["train"].items()},
-            "test": {k: v[:sizes.speedrun_test] for k, v in data["test"].items()}}
   t0 = time.perf_counter()
   result = gpu_suite.train_recipe(
-      data, list(range(args.seeds)), together=True, compute_dtype=dtype,
+      gpu_suite.speedrun_data(data, sizes), list(range(args.seeds)), together=True,
+      compute_dtype=dtype,
       epochs=args.epochs or sizes.speedrun_epochs, batch_size=sizes.speedrun_batch,
       model_overrides=sizes.speedrun_model, whitening_images=sizes.whitening_images,
       progress=True)

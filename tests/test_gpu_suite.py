@@ -156,9 +156,7 @@ def test_speedrun_seeds_trained_at_once_equal_each_trained_alone(tmp_path, capsy
   suite = _suite()
   data, _ = suite.load_cifar10(None, smoke=True)
   sizes = suite.SMOKE
-  data = {"train": {k: v[:sizes.speedrun_train] for k, v in data["train"].items()},
-          "test": {k: v[:sizes.speedrun_test] for k, v in data["test"].items()}}
-  alone = suite.train_recipe(data, [0, 1], together=False, compute_dtype="float32",
+  alone = suite.train_recipe(suite.speedrun_data(data, sizes), [0, 1], together=False, compute_dtype="float32",
                              epochs=sizes.speedrun_epochs, batch_size=sizes.speedrun_batch,
                              model_overrides=sizes.speedrun_model,
                              whitening_images=sizes.whitening_images)["runs"]

@@ -118,8 +118,8 @@ def over_models(fn: Callable[..., Any], num_models: int | None,
   2.0x and 16 simple_cnns 2.5x faster as a loop, 2 airbench94s 170 against 84 images/s; an MLP
   population 0.95x; BENCHMARKS.md). The loop relies on :mod:`jaxcnn.nn.conv`, whose gradient
   convolutions keep their library kernels inside a loop body (``flax.linen.Conv``'s do not:
-  ``conv=nn.Conv`` in a CPU population is slow). For one model the axis is dropped, the plain ``fn`` runs and the axis
-  is put back on its outputs; None returns ``fn``.
+  ``conv=nn.Conv`` in a CPU population is slow). For one model the axis is dropped, the plain
+  ``fn`` runs and the axis is put back on its outputs; None returns ``fn``.
   """
   if num_models is None:
     return fn
