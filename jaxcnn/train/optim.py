@@ -8,7 +8,7 @@ inside ``optax.inject_hyperparams``, so the learning rate and the weight decay a
 optimizer state (a vmapped sweep gives each model its own, see :func:`set_hyperparams`). Weight
 decay applies only to parameters of rank >= 2 (conv and dense kernels): biases,
 normalization scales and offsets, and per-channel activation parameters are not decayed
-(:func:`decay_mask`). For SGD and Adam the decay is the classic L2 term added to the gradient
+(:func:`decay_mask`), unless ``decay_biases`` is set (airbench94 decays every parameter). For SGD and Adam the decay is the classic L2 term added to the gradient
 before momentum; for AdamW it is decoupled (added after the Adam scaling). Weight decay lives here,
 never in the loss.
 
@@ -83,7 +83,8 @@ def make_optimizer(config: Mapping[str, Any], learning_rate: float, *,
                    schedule: optax.Schedule | None = None,
                    trainable: Any = None) -> optax.GradientTransformation:
   """The optax chain for ``config``: ``name`` (sgd, adam, adamw), ``momentum``, ``nesterov``,
-  ``b1``, ``b2``, ``eps``, ``weight_decay``, ``grad_clip_norm`` (0 = no clipping).
+  ``b1``, ``b2``, ``eps``, ``weight_decay``, ``decay_biases`` (default False: only kernels are
+  decayed, :func:`decay_mask`), ``grad_clip_norm`` (0 = no clipping).
 
   The learning rate of step ``t`` is ``learning_rate * schedule(t)``: ``schedule`` is the
   multiplier, e.g. ``make_schedule(config.schedule, learning_rate=1.0, ...)`` (None: constant).
@@ -105,12 +106,13 @@ def make_optimizer(config: Mapping[str, Any], learning_rate: float, *,
   clip = config.get("grad_clip_norm", 0.0)
   momentum = config.get("momentum", 0.0)
   b1, b2, eps = config.get("b1", 0.9), config.get("b2", 0.999), config.get("eps", 1e-8)
+  mask = None if config.get("decay_biases", False) else decay_mask
 
   def chain(learning_rate, weight_decay):
     rate = learning_rate if schedule is None else (lambda count: learning_rate * schedule(count))
     parts = [optax.clip_by_global_norm(clip)] if clip else []
     if name in ("sgd", "adam"):  # L2 term added to the gradient (times 0 when weight_decay is 0)
-      parts.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
+      parts.append(optax.add_decayed_weights(weight_decay, mask=mask))
     if name == "sgd":
       parts.append(optax.sgd(rate, momentum=momentum or None,
                              nesterov=bool(config.get("nesterov", False))))
@@ -118,7 +120,7 @@ def make_optimizer(config: Mapping[str, Any], learning_rate: float, *,
       parts.append(optax.adam(rate, b1=b1, b2=b2, eps=eps))
     else:
       parts.append(optax.adamw(rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
-                               mask=decay_mask))
+                               mask=mask))
     tx = optax.chain(*parts)
     return tx if trainable is None else freeze(tx, trainable)
 
@@ -176,7 +178,8 @@ def freeze_labels(params: Any, trainable: Any) -> Any:
   return labels
 
 
-def freeze(optimizer: optax.GradientTransformation, trainable: Any) -> optax.GradientTransformation:
+def freeze(optimizer: optax.GradientTransformation, trainable: Any, *,
+           from_step: int = 0) -> optax.GradientTransformation:
   """``optimizer`` on the ``trainable`` parameters only; the others get zero updates.
 
   ``optax.multi_transform({"trainable": optimizer, "frozen": optax.set_to_zero()}, labels)`` with
@@ -186,6 +189,27 @@ def freeze(optimizer: optax.GradientTransformation, trainable: Any) -> optax.Gra
   ``freeze(make_optimizer(...), head_names(model))``.
   The optimizer state is then an ``optax.MultiTransformState``: its hyperparameters are in
   ``state.inner_states["trainable"].inner_state.hyperparams``.
+
+  ``from_step > 0`` freezes them later: every parameter trains with ``optimizer`` for the first
+  ``from_step`` updates, then the frozen ones get zero updates (airbench94 trains its whitening
+  bias for 3 epochs). The state is then ``(optimizer's state, count)``.
   """
-  return optax.multi_transform({"trainable": optimizer, "frozen": optax.set_to_zero()},
-                               lambda params: freeze_labels(params, trainable))
+  if from_step < 0:
+    raise ValueError(f"from_step must be >= 0, got {from_step}.")
+  if from_step == 0:
+    return optax.multi_transform({"trainable": optimizer, "frozen": optax.set_to_zero()},
+                                 lambda params: freeze_labels(params, trainable))
+
+  def init(params: Any) -> optax.ScaleByScheduleState:
+    freeze_labels(params, trainable)  # a name that matches nothing fails here, not in the step
+    return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+  def update(updates: Any, state: optax.ScaleByScheduleState, params: Any = None) -> Any:
+    del params
+    moving = state.count < from_step
+    updates = jax.tree.map(
+        lambda u, label: u if label == "trainable" else jnp.where(moving, u, jnp.zeros_like(u)),
+        updates, freeze_labels(updates, trainable))
+    return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
+
+  return optax.chain(optimizer, optax.GradientTransformation(init, update))

@@ -191,3 +191,38 @@ def test_freeze_labels_paths_predicates_and_errors():
     optim.freeze_labels(params, ("fc",))
   with pytest.raises(ValueError, match="at least one trainable"):
     optim.freeze_labels(params, ())
+
+
+def test_freeze_from_step_trains_then_stops_the_frozen_parameters():
+  """freeze(..., from_step=2): plain SGD with momentum on every parameter for two updates, then
+  the frozen bias stops where it was while the kernel goes on as plain SGD."""
+  params = {"conv": {"kernel": jnp.full((2, 2), 1.0), "bias": jnp.full((2,), 1.0)}}
+  grad = lambda p: jax.tree.map(lambda x: 0.5 * x, p)  # noqa: E731
+  base = lambda: optim.make_optimizer({"name": "sgd", "momentum": 0.9}, 0.1)  # noqa: E731
+  frozen = optim.freeze(base(), lambda path: path[-1] == "kernel", from_step=2)
+  plain = base()
+  p_frozen, p_plain = params, params
+  s_frozen, s_plain = frozen.init(params), plain.init(params)
+  history = []
+  for _ in range(4):
+    u, s_frozen = frozen.update(grad(p_frozen), s_frozen, p_frozen)
+    p_frozen = optax.apply_updates(p_frozen, u)
+    u, s_plain = plain.update(grad(p_plain), s_plain, p_plain)
+    p_plain = optax.apply_updates(p_plain, u)
+    history.append(float(p_frozen["conv"]["bias"][0]))
+  # By hand: p1 = 1 - 0.1 * 0.5 = 0.95; m2 = 0.9 * 0.5 + 0.475 = 0.925, p2 = 0.95 - 0.0925.
+  np.testing.assert_allclose(history, [0.95, 0.8575, 0.8575, 0.8575], rtol=1e-6)
+  np.testing.assert_allclose(p_frozen["conv"]["kernel"], p_plain["conv"]["kernel"], rtol=1e-6)
+  assert float(p_plain["conv"]["bias"][0]) < 0.8575 - 0.05  # it would have moved on
+  with pytest.raises(ValueError, match="from_step"):
+    optim.freeze(base(), ("conv",), from_step=-1)
+  with pytest.raises(ValueError, match="No parameter matches"):
+    optim.freeze(base(), ("head",), from_step=3).init(params)
+
+
+def test_decay_biases_decays_every_parameter():
+  params = jax.tree.map(lambda p: p + 1.0, _params())  # no zero biases: each decay is seen
+  tx = optim.make_optimizer({"name": "sgd", "weight_decay": 0.01, "decay_biases": True}, 0.1)
+  updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+  for p, u in zip(jax.tree.leaves(params), jax.tree.leaves(updates)):
+    np.testing.assert_allclose(u, -0.1 * 0.01 * np.asarray(p), rtol=1e-5, atol=1e-12)
