@@ -262,6 +262,10 @@ def train_recipe(data: dict[str, Any], seeds: list[int], *, together: bool,
                  whitening_images: int | None = None, progress: bool = False) -> dict[str, Any]:
   """Trains airbench94's recipe (``experiments/configs/cifar10_speedrun.py``) from each seed.
 
+  The recipe's parts outside the model and the optimizer: a lookahead step every
+  ``recipe["lookahead"]["every"]`` steps and after the last (:mod:`jaxcnn.train.lookahead`), and
+  the whitening bias frozen after ``recipe["whiten_bias_epochs"]`` epochs.
+
   ``together``: all seeds as one population (one compiled step: vmapped on a GPU, a loop over the
   models on CPU), timed as one run; else one after another on one compiled step, each timed. A
   warm-up step compiles first (excluded from the times; the whitening fit and the state init are
@@ -276,7 +280,8 @@ def train_recipe(data: dict[str, Any], seeds: list[int], *, together: bool,
   from jaxcnn.data import augment, sources  # pylint: disable=g-import-not-at-top
   from jaxcnn.models import create_model  # pylint: disable=g-import-not-at-top
   from jaxcnn.models.speedrun import whitening_kernel  # pylint: disable=g-import-not-at-top
-  from jaxcnn.train.optim import make_optimizer  # pylint: disable=g-import-not-at-top
+  from jaxcnn.train import lookahead  # pylint: disable=g-import-not-at-top
+  from jaxcnn.train.optim import freeze, make_optimizer  # pylint: disable=g-import-not-at-top
   from jaxcnn.train.population import Population  # pylint: disable=g-import-not-at-top
 
   if not seeds:
@@ -296,8 +301,13 @@ def train_recipe(data: dict[str, Any], seeds: list[int], *, together: bool,
   preprocess = lambda x: (x.astype(jnp.float32) / 255.0 - mean) / std  # noqa: E731
   model = create_model(recipe["model"], tta=recipe["tta"], **(model_overrides or {}))
   tx = make_optimizer({"name": "sgd", "momentum": recipe["momentum"],
-                       "nesterov": recipe["nesterov"], "weight_decay": recipe["weight_decay"]},
+                       "nesterov": recipe["nesterov"], "weight_decay": recipe["weight_decay"],
+                       "decay_biases": recipe["decay_biases"]},
                       recipe["learning_rate"], schedule=config.schedule(total_steps))
+  tx = freeze(tx, lambda path: path != ("whiten", "bias"),
+              from_step=recipe["whiten_bias_epochs"] * steps_per_epoch)
+  every = recipe["lookahead"]["every"]
+  decay = lookahead.decay_schedule(total_steps, **recipe["lookahead"])
   groups = [list(seeds)] if together else [[s] for s in seeds]
   pop = Population(model, tx, num_models=len(groups[0]),
                    label_smoothing=recipe["label_smoothing"],
@@ -319,22 +329,28 @@ def train_recipe(data: dict[str, Any], seeds: list[int], *, together: bool,
         "fitted": sources.put(jnp.ones((len(group),), jnp.bool_), rep)}
     return state.replace(batch_stats=stats), keys
 
-  t0 = time.perf_counter()  # warm-up: compiles the step, the batch gathers and the evaluation
+  t0 = time.perf_counter()  # warm-up: compiles the steps, the batch gathers and the evaluation
   state, keys = fresh([10_000 + s for s in groups[0]])
-  pop.train(state, keys, source, num_steps=1, batch_size=batch_size)
+  state, _ = pop.train(state, keys, source, num_steps=1, batch_size=batch_size)
+  jax.block_until_ready(lookahead.update(state, lookahead.init(state), 0.5))
   warmup_s = time.perf_counter() - t0
 
   runs = []
   for group in groups:
     t0 = time.perf_counter()
     state, keys = fresh(group)
+    slow = lookahead.init(state)
     bar = tqdm(total=total_steps, desc=f"seeds {group}", unit="step", disable=not progress,
                file=sys.stderr)
-    for step, (state, metrics) in enumerate(
-        pop.steps(state, keys, source, batch_size=batch_size, start=0, stop=total_steps), 1):
-      if progress and (step % 10 == 0 or step == total_steps):
+    for start in range(0, total_steps, every):
+      stop = min(start + every, total_steps)
+      for state, metrics in pop.steps(state, keys, source, batch_size=batch_size, start=start,
+                                      stop=stop):
+        pass
+      state, slow = lookahead.update(state, slow, decay(stop))  # every `every` steps and the last
+      if progress:
         bar.set_postfix(loss=f"{float(jnp.mean(metrics['loss'])):.3f}", refresh=False)
-        bar.update(step - bar.n)
+        bar.update(stop - bar.n)
     bar.close()
     jax.block_until_ready((state, metrics))
     seconds = time.perf_counter() - t0
