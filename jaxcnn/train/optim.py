@@ -8,9 +8,9 @@ inside ``optax.inject_hyperparams``, so the learning rate and the weight decay a
 optimizer state (a vmapped sweep gives each model its own, see :func:`set_hyperparams`). Weight
 decay applies only to parameters of rank >= 2 (conv and dense kernels): biases,
 normalization scales and offsets, and per-channel activation parameters are not decayed
-(:func:`decay_mask`), unless ``decay_biases`` is set (airbench94 decays every parameter). For SGD and Adam the decay is the classic L2 term added to the gradient
-before momentum; for AdamW it is decoupled (added after the Adam scaling). Weight decay lives here,
-never in the loss.
+(:func:`decay_mask`), unless ``decay_biases`` is set (airbench94 decays every parameter). For SGD
+and Adam the decay is the classic L2 term added to the gradient before momentum; for AdamW it
+is decoupled (added after the Adam scaling). Weight decay lives here, never in the loss.
 
 Schedules are given in epochs and turned into steps with ``steps_per_epoch``:
 
