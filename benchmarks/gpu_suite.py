@@ -342,14 +342,15 @@ def train_recipe(data: dict[str, Any], seeds: list[int], *, together: bool,
     slow = lookahead.init(state)
     bar = tqdm(total=total_steps, desc=f"seeds {group}", unit="step", disable=not progress,
                file=sys.stderr)
-    for start in range(0, total_steps, every):
+    for chunk, start in enumerate(range(0, total_steps, every)):
       stop = min(start + every, total_steps)
       for state, metrics in pop.steps(state, keys, source, batch_size=batch_size, start=start,
                                       stop=stop):
         pass
       state, slow = lookahead.update(state, slow, decay(stop))  # every `every` steps and the last
       if progress:
-        bar.set_postfix(loss=f"{float(jnp.mean(metrics['loss'])):.3f}", refresh=False)
+        if chunk % 10 == 9 or stop == total_steps:  # reading the loss waits for the device
+          bar.set_postfix(loss=f"{float(jnp.mean(metrics['loss'])):.3f}", refresh=False)
         bar.update(stop - bar.n)
     bar.close()
     jax.block_until_ready((state, metrics))

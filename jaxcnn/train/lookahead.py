@@ -40,10 +40,6 @@ def _averaged(state: TrainState) -> dict[str, Any]:
   return {"params": state.params, "batch_stats": state.batch_stats}
 
 
-def _is_float(x: Any) -> bool:
-  return jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
-
-
 def init(state: TrainState) -> dict[str, Any]:
   """The slow weights: a copy of ``state``'s ``params`` and ``batch_stats``."""
   return jax.tree.map(jnp.copy, _averaged(state))
@@ -60,13 +56,13 @@ def update(state: TrainState, slow: dict[str, Any], decay: Any) -> tuple[TrainSt
   decay = jnp.asarray(decay, jnp.float32)
 
   def mix(s: jax.Array, f: jax.Array) -> jax.Array:
-    if not _is_float(f):
+    if not jnp.issubdtype(f.dtype, jnp.floating):
       return f
-    return (decay * s.astype(jnp.float32) + (1 - decay) * f.astype(jnp.float32)).astype(f.dtype)
+    return (decay * s + (1 - decay) * f).astype(f.dtype)
 
+  # Returned twice, the slow weights come back as two sets of buffers (jit does not alias outputs).
   slow = jax.tree.map(mix, slow, _averaged(state))
-  fast = jax.tree.map(jnp.copy, slow)
-  return state.replace(params=fast["params"], batch_stats=fast["batch_stats"]), slow
+  return state.replace(params=slow["params"], batch_stats=slow["batch_stats"]), slow
 
 
 def decay_schedule(total_steps: int, *, base: float = 0.95, every: int = 5,
