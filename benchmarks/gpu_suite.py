@@ -263,8 +263,8 @@ def train_recipe(data: dict[str, Any], seeds: list[int], *, together: bool,
   """Trains airbench94's recipe (``experiments/configs/cifar10_speedrun.py``) from each seed.
 
   The recipe's parts outside the model and the optimizer: a lookahead step every
-  ``recipe["lookahead"]["every"]`` steps and after the last (:mod:`jaxcnn.train.lookahead`), and
-  the whitening bias frozen after ``recipe["whiten_bias_epochs"]`` epochs.
+  ``recipe["lookahead"]["every"]`` steps and after the last (:mod:`jaxcnn.train.lookahead`, in
+  the train step), and the whitening bias frozen after ``recipe["whiten_bias_epochs"]`` epochs.
 
   ``together``: all seeds as one population (one compiled step: vmapped on a GPU, a loop over the
   models on CPU), timed as one run; else one after another on one compiled step, each timed. A
@@ -306,13 +306,12 @@ def train_recipe(data: dict[str, Any], seeds: list[int], *, together: bool,
                       recipe["learning_rate"], schedule=config.schedule(total_steps))
   tx = freeze(tx, lambda path: path != ("whiten", "bias"),
               from_step=recipe["whiten_bias_epochs"] * steps_per_epoch)
-  every = recipe["lookahead"]["every"]
-  decay = lookahead.decay_schedule(total_steps, **recipe["lookahead"])
   groups = [list(seeds)] if together else [[s] for s in seeds]
   pop = Population(model, tx, num_models=len(groups[0]),
                    label_smoothing=recipe["label_smoothing"],
                    augment=augment.make_augment(recipe["augment"]), preprocess=preprocess,
-                   compute_dtype=jnp.dtype(compute_dtype), mesh=mesh)
+                   compute_dtype=jnp.dtype(compute_dtype),
+                   lookahead=lookahead.Lookahead(total_steps, **recipe["lookahead"]), mesh=mesh)
   # airbench94 fits the whitening to its first 5000 training images (ours are shuffled); every
   # model of the population gets the same filters.
   count = min(whitening_images or recipe["whitening_images"], len(train["label"]))
@@ -327,31 +326,26 @@ def train_recipe(data: dict[str, Any], seeds: list[int], *, together: bool,
     stats["whiten"] = {
         "kernel": sources.put(jnp.broadcast_to(kernel, (len(group), *kernel.shape)), rep),
         "fitted": sources.put(jnp.ones((len(group),), jnp.bool_), rep)}
-    return state.replace(batch_stats=stats), keys
+    state = state.replace(batch_stats=stats)
+    return state.replace(slow=lookahead.init(state)), keys  # the slow weights with the filters
 
   t0 = time.perf_counter()  # warm-up: compiles the steps, the batch gathers and the evaluation
   state, keys = fresh([10_000 + s for s in groups[0]])
   state, _ = pop.train(state, keys, source, num_steps=1, batch_size=batch_size)
-  jax.block_until_ready(lookahead.update(state, lookahead.init(state), 0.5))
+  jax.block_until_ready(state)
   warmup_s = time.perf_counter() - t0
 
   runs = []
   for group in groups:
     t0 = time.perf_counter()
     state, keys = fresh(group)
-    slow = lookahead.init(state)
     bar = tqdm(total=total_steps, desc=f"seeds {group}", unit="step", disable=not progress,
                file=sys.stderr)
-    for chunk, start in enumerate(range(0, total_steps, every)):
-      stop = min(start + every, total_steps)
-      for state, metrics in pop.steps(state, keys, source, batch_size=batch_size, start=start,
-                                      stop=stop):
-        pass
-      state, slow = lookahead.update(state, slow, decay(stop))  # every `every` steps and the last
-      if progress:
-        if chunk % 10 == 9 or stop == total_steps:  # reading the loss waits for the device
-          bar.set_postfix(loss=f"{float(jnp.mean(metrics['loss'])):.3f}", refresh=False)
-        bar.update(stop - bar.n)
+    for step, (state, metrics) in enumerate(
+        pop.steps(state, keys, source, batch_size=batch_size, start=0, stop=total_steps), 1):
+      if progress and (step % 50 == 0 or step == total_steps):  # reading the loss waits for it
+        bar.set_postfix(loss=f"{float(jnp.mean(metrics['loss'])):.3f}", refresh=False)
+        bar.update(step - bar.n)
     bar.close()
     jax.block_until_ready((state, metrics))
     seconds = time.perf_counter() - t0

@@ -175,25 +175,32 @@ def test_speedrun_seeds_usage_errors():
 
 
 def test_train_recipe_takes_lookahead_steps_and_freezes_the_whitening_bias(monkeypatch):
-  """A lookahead step every 5 steps and after the last, with airbench94's decay; the whitening
-  bias, and only it, frozen after 3 epochs (the smoke recipe: 4 steps an epoch, 2 epochs here)."""
-  from jaxcnn.train import lookahead, optim
+  """The population takes airbench94's lookahead over the run's steps, its slow weights start
+  from the fitted whitening; the whitening bias, and only it, is frozen after 3 epochs (the smoke
+  recipe: 4 steps an epoch, 2 epochs here)."""
+  from jaxcnn.train import lookahead, optim, population
 
   suite = _suite()
-  decays, froms, update = [], [], lookahead.update
-  monkeypatch.setattr(lookahead, "update",
-                      lambda state, slow, d: decays.append(d) or update(state, slow, d))
+  froms, lookaheads, starts = [], [], []
   freeze = optim.freeze
   monkeypatch.setattr(optim, "freeze", lambda tx, trainable, from_step: froms.append(
       (trainable(("whiten", "bias")), trainable(("block0", "conv0", "kernel")), from_step))
       or freeze(tx, trainable, from_step=from_step))
+  steps = population.Population.steps
+
+  def recording(self, state, *args, **kwargs):
+    lookaheads.append(self.lookahead)
+    starts.append(np.asarray(state.slow["batch_stats"]["whiten"]["kernel"]))
+    np.testing.assert_array_equal(starts[-1], state.batch_stats["whiten"]["kernel"])
+    return steps(self, state, *args, **kwargs)
+
+  monkeypatch.setattr(population.Population, "steps", recording)
   data, _ = suite.load_cifar10(None, smoke=True)
   sizes = suite.SMOKE
   suite.train_recipe(suite.speedrun_data(data, sizes), [0], together=True,
                      compute_dtype="float32", epochs=2.0, batch_size=sizes.speedrun_batch,
                      model_overrides=sizes.speedrun_model, whitening_images=64)
   total = 8  # 128 images / 32, 2 epochs
-  want = lookahead.decay_schedule(total)
-  assert decays[1:] == [pytest.approx(want(5)), pytest.approx(want(8))]  # [0]: the warm-up
-  assert want(8) == pytest.approx(0.95 ** 5)
+  assert lookaheads[-1] == lookahead.Lookahead(total, every=5, base=0.95, power=3.0)
+  assert np.abs(starts[-1]).max() > 0  # the fitted filters, not the zeros of a fresh init
   assert froms == [(False, True, 3 * 4)]

@@ -16,11 +16,10 @@ from 0.2 to 1 over the first 23% of the steps and falls linearly to 0.07 (:func:
 trains for the first 3 epochs only. ``benchmarks/speedrun_seeds.py`` and the GPU suite run all of
 this (``gpu_suite.train_recipe``).
 
-What ``jaxcnn train`` with :func:`get_config` does differently: its schedules are constant,
-cosine or step, so this config uses a cosine with a 2-epoch warmup; it trains 10 whole epochs
-(airbench: 9.9); the whitening is fitted to the first training batch (airbench: the first 5000
-images); it has no lookahead step; biases are not decayed and the whitening bias trains
-throughout.
+``jaxcnn train`` with :func:`get_config` has the same optimizer, schedule (``"linear"``,
+warmup 23% of the run) and lookahead (``config.lookahead``), and differs in three ways: it
+trains 10 whole epochs (airbench: 9.9); the whitening is fitted to the first training batch
+(airbench: the first 5000 images); the whitening bias trains throughout (airbench: 3 epochs).
 
   jaxcnn train --config experiments/configs/cifar10_speedrun.py \
       --config.data_dir=../shared/data/cifar10
@@ -65,18 +64,16 @@ def schedule(total_steps: int, *, warmup_fraction: float = RECIPE["warmup_fracti
              initial: float = RECIPE["initial_lr_multiplier"],
              final: float = RECIPE["final_lr_multiplier"]):
   """The learning-rate multiplier of step ``t``: ``initial`` -> 1 at ``warmup_fraction`` of
-  ``total_steps`` (rounded down), then linearly to ``final`` at ``total_steps`` (airbench94)."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  ``total_steps`` (rounded down), then linearly to ``final`` at ``total_steps`` (airbench94): the
+  ``"linear"`` schedule of :func:`jaxcnn.train.optim.make_schedule`, counted in steps."""
+  from jaxcnn.train.optim import make_schedule  # pylint: disable=g-import-not-at-top
 
-  if total_steps < 1:
-    raise ValueError(f"total_steps must be >= 1, got {total_steps}.")
+  if total_steps < 2:
+    raise ValueError(f"total_steps must be >= 2, got {total_steps}.")
   peak = max(int(warmup_fraction * total_steps), 1)
-
-  def multiplier(step):
-    return jnp.interp(step, jnp.array([0.0, peak, total_steps]),
-                      jnp.array([initial, 1.0, final]))
-
-  return multiplier
+  return make_schedule({"name": "linear", "warmup_epochs": peak, "warmup_start": initial,
+                        "end_learning_rate": final}, learning_rate=1.0, steps_per_epoch=1,
+                       num_epochs=total_steps)
 
 
 def get_config():
@@ -102,8 +99,14 @@ def get_config():
   config.optimizer.momentum = RECIPE["momentum"]
   config.optimizer.nesterov = RECIPE["nesterov"]
   config.optimizer.weight_decay = RECIPE["weight_decay"]
-  config.schedule.name = "cosine"
-  config.schedule.warmup_epochs = 2.0
+  config.optimizer.decay_biases = RECIPE["decay_biases"]
+  config.schedule.name = "linear"
+  config.schedule.warmup_epochs = RECIPE["warmup_fraction"] * config.num_epochs
+  config.schedule.warmup_start = RECIPE["initial_lr_multiplier"]
+  config.schedule.end_learning_rate = RECIPE["final_lr_multiplier"]
+  config.lookahead.every = RECIPE["lookahead"]["every"]
+  config.lookahead.base = RECIPE["lookahead"]["base"]
+  config.lookahead.power = RECIPE["lookahead"]["power"]
   config.log_every_steps = 49
   config.checkpoint_every_steps = 0
   return config

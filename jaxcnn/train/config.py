@@ -110,17 +110,23 @@ def get_config() -> ml_collections.ConfigDict:
       "nesterov": True,       # sgd
       "b1": 0.9, "b2": 0.999, "eps": 1e-8,  # adam, adamw
       "weight_decay": 5e-4,   # on kernels only (rank >= 2 parameters)
+      "decay_biases": False,  # True: weight decay on every parameter (airbench94)
       "grad_clip_norm": 0.0,  # 0 = no clipping
   })
   c.schedule = ml_collections.ConfigDict({
-      "name": "cosine",       # constant, cosine, step
+      "name": "cosine",       # constant, cosine, step, linear
       "warmup_epochs": 1.0,
+      "warmup_start": 0.0,    # the warmup starts at this fraction of the learning rate
       "decay_epochs": (),     # step: epochs at which the rate is multiplied by decay_factor
       "decay_factor": 0.1,
-      "end_learning_rate": 0.0,  # cosine
+      "end_learning_rate": 0.0,  # cosine, linear: the last step's rate (times learning_rate)
   })
   c.label_smoothing = 0.0
   c.ema_decay = 0.0           # > 0 keeps an EMA of the weights and evaluates with it
+  # Lookahead weight averaging (jaxcnn.train.lookahead, airbench94): every `every` steps and
+  # after the last, slow <- d * slow + (1 - d) * fast and fast <- slow, with
+  # d = base ** every * (t / total_steps) ** power; every = 0 turns it off.
+  c.lookahead = ml_collections.ConfigDict({"every": 0, "base": 0.95, "power": 3.0})
   c.dtype = "float32"         # compute dtype: float32 or bfloat16 (parameters stay float32)
   # Runs.
   c.seed = 0                  # model m of num_models uses seed + m

@@ -47,6 +47,7 @@ from tqdm import tqdm
 
 from jaxcnn.data import sources
 from jaxcnn.train import checkpoint as ckpt
+from jaxcnn.train.lookahead import Lookahead
 from jaxcnn.train.optim import make_optimizer, make_schedule, set_hyperparams
 from jaxcnn.train.population import NonFiniteLossError, Population, check_finite
 from jaxcnn.train.recorder import Recorder, itstime
@@ -85,6 +86,15 @@ def check_config(config: Mapping[str, Any]) -> None:
   for key, low, high in (("label_smoothing", 0.0, 1.0), ("ema_decay", 0.0, 1.0)):
     if not low <= float(config[key]) < high:
       raise ValueError(f"config.{key}={config[key]!r}: must be in [{low:g}, {high:g}).")
+  look = config.get("lookahead") or {"every": 0}
+  every = look["every"]
+  if isinstance(every, bool) or not float(every).is_integer() or every < 0:
+    raise ValueError(f"config.lookahead.every={every!r}: must be an integer >= 0 (0: off).")
+  if every:
+    try:
+      Lookahead(1, every=int(every), base=float(look["base"]), power=float(look["power"]))
+    except ValueError as e:
+      raise ValueError(f"config.lookahead: {e}") from None
   if float(config.get("checkpoint_every_minutes", 0.0)) < 0:
     raise ValueError("config.checkpoint_every_minutes must be >= 0.")
   val = float(config["val_size"])
@@ -110,7 +120,7 @@ def check_config(config: Mapping[str, Any]) -> None:
     raise ValueError(f"config.schedule.name={config['schedule']['name']!r}: unknown schedule; "
                      f"known: {', '.join(optim.SCHEDULES)}.")
   if float(config["schedule"]["warmup_epochs"]) >= int(config["num_epochs"]) and \
-      config["schedule"]["name"] == "cosine":
+      config["schedule"]["name"] in ("cosine", "linear"):
     raise ValueError(f"config.schedule.warmup_epochs={config['schedule']['warmup_epochs']} must "
                      f"be shorter than the run (config.num_epochs={config['num_epochs']}).")
   init = config.get("init_from") or {}
@@ -292,15 +302,21 @@ def setup(config: ml_collections.ConfigDict, *, data: Mapping[str, Split] | None
                            num_epochs=int(config.num_epochs))
   tx = make_optimizer(config.optimizer, config.optimizer.learning_rate, schedule=schedule,
                       trainable=trainable)
+  total_steps = int(config.num_epochs) * steps_per_epoch
+  look = config.get("lookahead") or {"every": 0}
+  lookahead = None
+  if look["every"]:
+    lookahead = Lookahead(total_steps, every=int(look["every"]), base=float(look["base"]),
+                          power=float(look["power"]))
   population = Population(model, tx, num_models=len(runs), label_smoothing=config.label_smoothing,
                           augment=augment, preprocess=transform,
                           compute_dtype=jnp.dtype(config.dtype), ema_decay=config.ema_decay,
-                          shared_batch=streamed, mesh=mesh)
+                          lookahead=lookahead, shared_batch=streamed, mesh=mesh)
   labels = ([member_label(m, int(config.num_models)) for m in runs] if len(runs) > 1 else None)
   return Setup(config=config, source=source, num_classes=num_classes, transform=transform,
                model=model, tx=tx, schedule=schedule, population=population, members=runs,
                labels=labels, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
-               total_steps=int(config.num_epochs) * steps_per_epoch, variables=variables)
+               total_steps=total_steps, variables=variables)
 
 
 def _pretrained(config: ml_collections.ConfigDict, model_kwargs: dict[str, Any],

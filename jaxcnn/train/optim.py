@@ -18,9 +18,11 @@ Schedules are given in epochs and turned into steps with ``steps_per_epoch``:
 * ``"cosine"``: ``lr * (1 + cos(pi * t)) / 2`` with ``t`` going from 0 to 1 between the end of the
   warmup and the last step (Loshchilov & Hutter 2017, "SGDR").
 * ``"step"``: ``lr * decay_factor ** (number of decay_epochs passed)`` (He et al. 2016).
+* ``"linear"``: linearly from ``lr`` at the end of the warmup to ``end_learning_rate`` at the
+  last step (with a warmup, the triangle of airbench94 and of the one-cycle policy; Smith 2018).
 
-Each may start with a linear warmup from 0 over ``warmup_epochs`` (Goyal et al. 2017,
-"Accurate, Large Minibatch SGD").
+Each may start with a linear warmup from ``warmup_start * lr`` (default 0) over
+``warmup_epochs`` (Goyal et al. 2017, "Accurate, Large Minibatch SGD").
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import jax.numpy as jnp
 import optax
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "step")
+SCHEDULES = ("constant", "cosine", "step", "linear")
 
 
 def decay_mask(params: Any) -> Any:
@@ -45,8 +47,9 @@ def make_schedule(config: Mapping[str, Any], *, learning_rate: float, steps_per_
   """Learning rate as a function of the step, from ``config`` (see the module docstring).
 
   Args:
-    config: ``name`` (constant, cosine, step), ``warmup_epochs``, ``decay_epochs`` and
-      ``decay_factor`` (step), ``end_learning_rate`` (cosine).
+    config: ``name`` (constant, cosine, step, linear), ``warmup_epochs``, ``warmup_start``
+      (the warmup's first rate as a fraction of ``learning_rate``), ``decay_epochs`` and
+      ``decay_factor`` (step), ``end_learning_rate`` (cosine, linear).
     learning_rate: the peak (base) learning rate.
     steps_per_epoch: optimizer steps per epoch.
     num_epochs: length of the run, the end of the cosine.
@@ -54,13 +57,16 @@ def make_schedule(config: Mapping[str, Any], *, learning_rate: float, steps_per_
   name = config["name"]
   warmup = int(round(config.get("warmup_epochs", 0) * steps_per_epoch))
   total = num_epochs * steps_per_epoch
+  start = config.get("warmup_start", 0.0) * learning_rate
+  end = config.get("end_learning_rate", 0.0)
+  if name in ("cosine", "linear") and warmup >= total:
+    raise ValueError(f"warmup_epochs={config.get('warmup_epochs')} must be shorter than the run "
+                     f"({num_epochs} epochs).")
   if name == "cosine":
-    if warmup >= total:
-      raise ValueError(f"warmup_epochs={config.get('warmup_epochs')} must be shorter than the run "
-                       f"({num_epochs} epochs).")
-    return optax.warmup_cosine_decay_schedule(
-        0.0, learning_rate, warmup, total, end_value=config.get("end_learning_rate", 0.0))
-  if name == "constant":
+    return optax.warmup_cosine_decay_schedule(start, learning_rate, warmup, total, end_value=end)
+  if name == "linear":
+    main = optax.linear_schedule(learning_rate, end, total - warmup)
+  elif name == "constant":
     main = optax.constant_schedule(learning_rate)
   elif name == "step":
     boundaries = [int(round(e * steps_per_epoch)) - warmup for e in config.get("decay_epochs", ())]
@@ -76,7 +82,8 @@ def make_schedule(config: Mapping[str, Any], *, learning_rate: float, steps_per_
     raise ValueError(f"Unknown schedule {name!r}. Known schedules: {', '.join(SCHEDULES)}.")
   if warmup == 0:
     return main
-  return optax.join_schedules([optax.linear_schedule(0.0, learning_rate, warmup), main], [warmup])
+  return optax.join_schedules([optax.linear_schedule(start, learning_rate, warmup), main],
+                              [warmup])
 
 
 def make_optimizer(config: Mapping[str, Any], learning_rate: float, *,

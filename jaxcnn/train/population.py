@@ -34,6 +34,7 @@ import optax
 from jax.sharding import Mesh
 
 from jaxcnn.data.sources import default_mesh, put, replicated
+from jaxcnn.train.lookahead import Lookahead
 from jaxcnn.train.optim import set_hyperparams
 from jaxcnn.train.state import TrainState, make_init, state_from_variables
 from jaxcnn.train.steps import make_eval_step, make_train_step
@@ -71,8 +72,9 @@ class Population:
     model: a flax Module called as ``model(x, train=...)``.
     tx: the optax chain (its injected hyperparameters may differ per model).
     num_models: the size of the population (the leading axis of every state leaf).
-    label_smoothing, augment, preprocess, compute_dtype, ema_decay: as in
-      :func:`jaxcnn.train.steps.make_train_step`.
+    label_smoothing, augment, preprocess, compute_dtype, ema_decay, lookahead: as in
+      :func:`jaxcnn.train.steps.make_train_step` (a lookahead's slow weights start from each
+      model's initial variables).
     shared_batch: every model trains on the same batch (a source with ``shared_order``, or a
       stream).
     mesh: the data-parallel mesh (default: all devices); the state is replicated on it.
@@ -81,16 +83,19 @@ class Population:
   def __init__(self, model: nn.Module, tx: optax.GradientTransformation, *, num_models: int = 1,
                label_smoothing: float = 0.0, augment: Callable[..., Any] | None = None,
                preprocess: Any = None, compute_dtype: Any = jnp.float32, ema_decay: float = 0.0,
-               shared_batch: bool = False, mesh: Mesh | None = None):
+               lookahead: Lookahead | None = None, shared_batch: bool = False,
+               mesh: Mesh | None = None):
     if int(num_models) < 1:
       raise ValueError(f"num_models must be >= 1, got {num_models}.")
     self.model, self.tx, self.num_models = model, tx, int(num_models)
     self.mesh = mesh or default_mesh()
     self.ema = ema_decay > 0
+    self.lookahead = lookahead
     self.shared_batch = shared_batch
     self.train_step = make_train_step(
         model, tx, label_smoothing=label_smoothing, augment=augment, preprocess=preprocess,
-        compute_dtype=compute_dtype, ema_decay=ema_decay, num_models=self.num_models,
+        compute_dtype=compute_dtype, ema_decay=ema_decay, lookahead=lookahead,
+        num_models=self.num_models,
         shared_batch=shared_batch, mesh=self.mesh)
     self.eval_step = make_eval_step(model, preprocess=preprocess, compute_dtype=compute_dtype,
                                     num_models=self.num_models, mesh=self.mesh)
@@ -122,7 +127,8 @@ class Population:
     if variables is None:
       shape = tuple(int(d) for d in input_shape)
       if shape not in self._inits:
-        self._inits[shape] = make_init(self.model, self.tx, shape, ema=self.ema, stacked=True)
+        self._inits[shape] = make_init(self.model, self.tx, shape, ema=self.ema,
+                                       lookahead=self.lookahead is not None, stacked=True)
       state = self._inits[shape](model_keys)
     else:
       state = self.state_from(variables, model_keys)
@@ -139,7 +145,8 @@ class Population:
 
   def _fresh_state(self, variables: Any, key: jax.Array) -> TrainState:
     # The step rng a fresh init would draw from this model key (make_init splits it in three).
-    return state_from_variables(self.tx, variables, jax.random.split(key, 3)[2], ema=self.ema)
+    return state_from_variables(self.tx, variables, jax.random.split(key, 3)[2], ema=self.ema,
+                                lookahead=self.lookahead is not None)
 
   # ------------------------------------------------------------------------------------------
   # Steps.

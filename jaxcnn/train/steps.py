@@ -39,6 +39,7 @@ from jax.sharding import Mesh
 
 from jaxcnn.data.sources import batch_sharding, replicated
 from jaxcnn.nn.conv import jit
+from jaxcnn.train import lookahead as lookahead_lib
 from jaxcnn.train.state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -159,6 +160,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
                     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
                     preprocess: Callable[[jax.Array], jax.Array] | None = None,
                     compute_dtype: Any = jnp.float32, ema_decay: float = 0.0,
+                    lookahead: lookahead_lib.Lookahead | None = None,
                     num_models: int | None = None, shared_batch: bool = False,
                     mesh: Mesh | None = None) -> BoundStep:
   """Builds ``train_step(state, batch) -> (state, metrics)``, jitted with ``donate_argnums=0``.
@@ -172,6 +174,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
       an argument; or a plain function (closed over); None casts to float32.
     compute_dtype: dtype of the forward/backward computation (float32 or bfloat16).
     ema_decay: decay of the parameter EMA kept in ``state.ema_params`` (if that is not None).
+    lookahead: take its lookahead steps (:func:`jaxcnn.train.lookahead.step`, the slow weights
+      in ``state.slow``) after the updates it names; None: none.
     num_models: the state and the batch carry a leading model axis of this size (None: no model
       axis).
     shared_batch: with ``num_models``, the batch has no model axis: every model trains on it.
@@ -212,6 +216,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
     new_state = state.replace(step=state.step + 1, params=params,
                               batch_stats=_cast_floats(batch_stats, jnp.float32),
                               opt_state=opt_state, ema_params=ema_params)
+    if lookahead is not None:
+      new_state = lookahead_lib.step(lookahead, new_state)
     metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
                "grad_norm": optax.global_norm(grads)}
     return new_state, metrics

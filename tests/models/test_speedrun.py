@@ -210,3 +210,6 @@ def test_train_config_builds_the_default_model():
   assert jax.tree.all(jax.tree.map(lambda p, q: bool((p == q).all()), va, vb))
   np.testing.assert_array_equal(_eval(a)(va, x), _eval(b)(vb, x))
   assert cfg.batch_size == 1024 and cfg.label_smoothing == 0.2
+  from jaxcnn.train.loop import check_config  # pylint: disable=g-import-not-at-top
+  check_config(cfg)  # a config jaxcnn train accepts: the linear schedule, lookahead every 5
+  assert cfg.lookahead.every == 5 and cfg.schedule.name == "linear"

@@ -35,12 +35,30 @@ def test_step_decay_with_warmup_matches_formula():
     assert float(sched(step)) == pytest.approx(value, rel=1e-5), step
 
 
+def test_linear_schedule_and_warmup_start_match_formula():
+  """Warmup from 0.25 * lr to lr over 1 epoch (10 steps), then linearly to 0.1 at step 50."""
+  lr = 2.0
+  sched = optim.make_schedule({"name": "linear", "warmup_epochs": 1.0, "warmup_start": 0.25,
+                               "end_learning_rate": 0.1}, learning_rate=lr,
+                              steps_per_epoch=10, num_epochs=5)
+  expected = {0: 0.5, 4: 0.5 + 1.5 * 4 / 10, 10: 2.0, 30: 2.0 + (0.1 - 2.0) * 20 / 40, 50: 0.1,
+              60: 0.1}
+  for step, value in expected.items():
+    assert float(sched(step)) == pytest.approx(value, rel=1e-5), step
+  cosine = optim.make_schedule({"name": "cosine", "warmup_epochs": 1.0, "warmup_start": 0.5},
+                               learning_rate=lr, steps_per_epoch=10, num_epochs=5)
+  assert float(cosine(0)) == pytest.approx(1.0) and float(cosine(5)) == pytest.approx(1.5)
+  with pytest.raises(ValueError, match="shorter than the run"):
+    optim.make_schedule({"name": "linear", "warmup_epochs": 5.0}, learning_rate=lr,
+                        steps_per_epoch=10, num_epochs=5)
+
+
 def test_constant_schedule_and_unknown_names():
   sched = optim.make_schedule({"name": "constant"}, learning_rate=0.3, steps_per_epoch=5,
                               num_epochs=2)
   assert float(sched(7)) == pytest.approx(0.3)
   with pytest.raises(ValueError, match="Known schedules"):
-    optim.make_schedule({"name": "linear"}, learning_rate=1.0, steps_per_epoch=1, num_epochs=1)
+    optim.make_schedule({"name": "onecycle"}, learning_rate=1.0, steps_per_epoch=1, num_epochs=1)
   with pytest.raises(ValueError, match="Known optimizers"):
     optim.make_optimizer({"name": "lion"}, 0.1)
 

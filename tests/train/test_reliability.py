@@ -103,6 +103,8 @@ def test_sparse_or_negative_labels_are_an_error(tmp_path, labels, says):
     ({"label_smoothing": 1.5}, r"label_smoothing"),
     ({"val_size": 1.5}, r"val_size=1.5: must be a fraction in \[0, 1\) or a whole number"),
     ({"schedule.warmup_epochs": 3.0}, r"warmup_epochs=3.0 must be shorter"),
+    ({"lookahead.every": -5}, r"lookahead.every=-5: must be an integer >= 0"),
+    ({"lookahead.every": 5, "lookahead.base": 1.5}, r"config.lookahead: .*base"),
 ])
 def test_bad_config_values_fail_early_with_one_clear_line(tmp_path, changes, says):
   with pytest.raises(ValueError, match=says) as info:
@@ -203,6 +205,21 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, digits, full, cut
   # Without --resume an existing run is not overwritten.
   with pytest.raises(ValueError, match="resume"):
     loop.fit(_config(), workdir, data=digits)
+
+
+def test_lookahead_changes_the_run_and_a_resumed_run_equals_an_uninterrupted_one(tmp_path,
+                                                                                digits, full):
+  """The slow weights are part of the checkpoint: a run killed at step 20 (checkpoint at 14,
+  between lookahead steps at 10 and 15) resumes to the uninterrupted run's numbers."""
+  look = {"lookahead.every": 5}
+  whole = loop.fit(_config(**look), tmp_path / "whole", data=digits)
+  assert whole["train_loss"] != pytest.approx(full[0]["train_loss"], rel=1e-3)
+  loop.fit(_config(checkpoint_every_steps=7, stop_after_steps=20, **look), tmp_path / "cut",
+           data=digits)
+  resumed = loop.fit(_config(checkpoint_every_steps=7, **look), tmp_path / "cut", resume=True,
+                     data=digits)
+  for key in ("train_loss", "val_loss", "test_loss", "test_accuracy"):
+    assert resumed[key] == pytest.approx(whole[key], rel=1e-6), key
 
 
 def test_a_resume_that_does_not_fit_leaves_the_run_folder_alone(tmp_path, digits, cut):
