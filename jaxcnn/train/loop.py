@@ -349,6 +349,22 @@ def _stack(variables: Any, num_models: int) -> Any:
   return jax.tree.map(lambda v: jnp.broadcast_to(v, (num_models, *v.shape)), variables)
 
 
+def config_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+  """``"field: old -> new"`` for every dotted field that differs between two configs (as dicts)."""
+  def flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in tree.items():
+      if isinstance(value, Mapping):
+        out.update(flat(value, f"{prefix}{key}."))
+      else:
+        out[prefix + key] = value
+    return out
+
+  old, new, unset = flat(saved), flat(now), "(unset)"
+  return [f"{k}: {old.get(k, unset)!r} -> {new.get(k, unset)!r}"
+          for k in sorted(old.keys() | new.keys()) if old.get(k, unset) != new.get(k, unset)]
+
+
 def restore_or_init(s: Setup, mngr: Any, *, resume: bool) -> tuple[TrainState, Any, dict, int]:
   """``(state, data_keys, epoch_sums, step)``: from the latest checkpoint, or a fresh start.
 
@@ -467,14 +483,24 @@ def fit(config: Mapping[str, Any], workdir: str | Path, *, resume: bool = False,
   s = setup(config, data=data, devices=devices)
   workdir.mkdir(parents=True, exist_ok=True)
   mngr = ckpt.manager(mngr_dir, max_to_keep=config.keep_checkpoints)
-  state, data_keys, sums, step = restore_or_init(s, mngr, resume=resume)  # before any write
+  saved = workdir / "config.json"
+  changes = (config_changes(json.loads(saved.read_text()), json.loads(config.to_json()))
+             if resume and saved.exists() else [])
+  try:
+    state, data_keys, sums, step = restore_or_init(s, mngr, resume=resume)  # before any write
+  except ckpt.CheckpointError as e:
+    if not changes:
+      raise
+    raise ckpt.CheckpointError(
+        f"Cannot resume {workdir} with this config: it differs from {saved} in: "
+        f"{'; '.join(changes)}, and the checkpoint does not fit it. Resume with the saved config, "
+        f"or start a new run (another --workdir). Details: {e}") from e
   if resume and step:
     say(f"Resuming from the checkpoint of step {step} in {mngr_dir}.")
   if is_main:
-    saved = workdir / "config.json"
-    if resume and saved.exists() and json.loads(saved.read_text()) != json.loads(config.to_json()):
-      print(f"Note: the config differs from the one saved in {saved}; using the new one.",
-            file=sys.stderr)
+    if changes:
+      print(f"Note: the config differs from the one saved in {saved} in: {'; '.join(changes)}; "
+            f"using the new one.", file=sys.stderr)
     saved.write_text(config.to_json(indent=2) + "\n")
     np.savez(workdir / "preprocessing.npz", **jax.device_get(s.transform).to_dict())
   rec = Recorder(workdir, title=f"{s.title}, run {workdir.name}", labels=s.labels,

@@ -90,11 +90,13 @@ def test_val_size_count_survives_the_float_config_field(digits):
   assert len(split["train"]["label"]) == len(digits["train"]["label"]) - 50
 
 
-def test_resume_with_a_changed_learning_rate_trains_at_the_new_rate(tmp_path, digits):
+def test_resume_with_a_changed_learning_rate_trains_at_the_new_rate(tmp_path, digits, capsys):
   base = {"schedule.name": "constant", "schedule.warmup_epochs": 0.0, "checkpoint_every_steps": 11}
   fit(_config(stop_after_steps=12, **base), tmp_path / "run", data=digits)  # checkpoint at 11
+  capsys.readouterr()
   resumed = fit(_config(**base, **{"optimizer.learning_rate": 0.2}), tmp_path / "run",
                 resume=True, data=digits)
+  assert "optimizer.learning_rate: 0.05 -> 0.2" in capsys.readouterr().err
   records = _records(tmp_path / "run")
   assert [r["epoch"] for r in records] == [1, 2, 3]
   assert records[0]["learning_rate"] == pytest.approx(0.05)  # written before the change

@@ -222,13 +222,29 @@ def test_lookahead_changes_the_run_and_a_resumed_run_equals_an_uninterrupted_one
     assert resumed[key] == pytest.approx(whole[key], rel=1e-6), key
 
 
-def test_a_resume_that_does_not_fit_leaves_the_run_folder_alone(tmp_path, digits, cut):
+@pytest.mark.parametrize("changes, says", [
+    ({"model.name": "simple_cnn"}, "model.name: 'simple_cnn_small' -> 'simple_cnn'"),
+    ({"lookahead.every": 5}, "lookahead.every: 0 -> 5"),  # the checkpoint has no slow weights
+])
+def test_a_resume_that_does_not_fit_names_the_changed_fields_and_leaves_the_folder_alone(
+    tmp_path, digits, cut, changes, says):
   workdir = _copy(cut, tmp_path)
   before = {p.name: p.read_bytes() for p in workdir.iterdir() if p.is_file()}
-  with pytest.raises(checkpoint.CheckpointError):
-    loop.fit(_config(**{"model.name": "simple_cnn"}), workdir, resume=True, data=digits)
+  with pytest.raises(checkpoint.CheckpointError, match="Cannot resume") as e:
+    loop.fit(_config(**changes), workdir, resume=True, data=digits)
+  message = str(e.value)
+  assert f"differs from {workdir / 'config.json'} in: " in message and says in message, message
   after = {p.name: p.read_bytes() for p in workdir.iterdir() if p.is_file()}
   assert after == before
+
+
+def test_config_changes_lists_each_dotted_field():
+  saved = {"lr": 0.1, "opt": {"name": "sgd", "momentum": 0.9}, "gone": 1}
+  now = {"lr": 0.2, "opt": {"name": "sgd", "momentum": 0.8}, "new": (1, 2)}
+  assert loop.config_changes(saved, now) == [
+      "gone: 1 -> '(unset)'", "lr: 0.1 -> 0.2", "new: '(unset)' -> (1, 2)",
+      "opt.momentum: 0.9 -> 0.8"]
+  assert loop.config_changes(saved, saved) == []
 
 
 def test_cli_ctrl_c_exits_130_with_one_message_and_no_traceback(tmp_path, monkeypatch, capsys):
