@@ -332,6 +332,9 @@ def run(config, workdir: str) -> Results:
   unknown = [a for a in config.activations if a not in activations.names()]
   if unknown:
     raise ValueError(f"Unknown activation(s) {unknown}. Known: {', '.join(activations.names())}.")
+  if not 1 <= config.smoothing_steps <= config.num_steps:  # the training error's window
+    raise ValueError(f"config.smoothing_steps={config.smoothing_steps} must lie in [1, "
+                     f"config.num_steps={config.num_steps}].")
   os.makedirs(workdir, exist_ok=True)
   figures = ["activation_functions.png", "curves.png", "iterations.png"]
   plots.plot_activations(tuple(config.plot_activations), os.path.join(workdir, figures[0]),

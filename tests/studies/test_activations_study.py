@@ -162,3 +162,13 @@ def test_a_diverging_activation_is_recorded_not_fatal():
   run = study.train_activation("relu", config, sources.InMemory(data), transform)
   assert not np.isfinite(run.step_losses).all()
   assert "2/2 seeds diverged" in study._diverged_note(run)
+
+
+def test_a_smoothing_window_longer_than_the_run_fails_before_training(tmp_path, monkeypatch):
+  config = common.load_config(CONFIGS / "activations.py", "quick")
+  config.num_steps, config.smoothing_steps = 4, 10
+  monkeypatch.setattr(study, "train_activation", lambda *a, **k: pytest.fail("trained"))
+  with pytest.raises(ValueError, match=r"smoothing_steps=10 must lie in \[1, config.num_steps=4\]"):
+    study.run(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()  # nothing written either
+
