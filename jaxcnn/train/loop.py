@@ -360,8 +360,9 @@ def config_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str
         out[prefix + key] = value
     return out
 
-  old, new, unset = flat(saved), flat(now), "(unset)"
-  return [f"{k}: {old.get(k, unset)!r} -> {new.get(k, unset)!r}"
+  old, new, unset = flat(saved), flat(now), object()
+  show = lambda value: "(unset)" if value is unset else repr(value)  # noqa: E731
+  return [f"{k}: {show(old.get(k, unset))} -> {show(new.get(k, unset))}"
           for k in sorted(old.keys() | new.keys()) if old.get(k, unset) != new.get(k, unset)]
 
 

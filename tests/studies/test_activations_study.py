@@ -171,4 +171,3 @@ def test_a_smoothing_window_longer_than_the_run_fails_before_training(tmp_path, 
   with pytest.raises(ValueError, match=r"smoothing_steps=10 must lie in \[1, config.num_steps=4\]"):
     study.run(config, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()  # nothing written either
-

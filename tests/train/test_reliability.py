@@ -242,7 +242,7 @@ def test_config_changes_lists_each_dotted_field():
   saved = {"lr": 0.1, "opt": {"name": "sgd", "momentum": 0.9}, "gone": 1}
   now = {"lr": 0.2, "opt": {"name": "sgd", "momentum": 0.8}, "new": (1, 2)}
   assert loop.config_changes(saved, now) == [
-      "gone: 1 -> '(unset)'", "lr: 0.1 -> 0.2", "new: '(unset)' -> (1, 2)",
+      "gone: 1 -> (unset)", "lr: 0.1 -> 0.2", "new: (unset) -> (1, 2)",
       "opt.momentum: 0.9 -> 0.8"]
   assert loop.config_changes(saved, saved) == []
 
