@@ -49,7 +49,7 @@ def test_unit_spread_by_hand():
     initialization.unit_spread(np.ones((3, 1)))
 
 
-def test_constant_init_units_stay_exactly_equal_random_init_differs():
+def test_constant_init_units_stay_equal_random_init_differs():
   source = sources.InMemory({"train": {"image": np.asarray(_images(64, 4)),
                                        "label": np.asarray(_labels(64))}})
   # One population for both inits (as the study runs them): the second reuses its programs.
@@ -57,11 +57,15 @@ def test_constant_init_units_stay_exactly_equal_random_init_differs():
   const = initialization.symmetry_run("constant(value=0.5)", source, widths=(8, 8), num_steps=6,
                                       learning_rate=0.01, batch_size=32, population=pop)
   assert const["act_spread"].shape == (7, 2) and const["loss"].shape == (6,)
-  assert np.all(const["act_spread"] == 0.0) and np.all(const["kernel_spread"] == 0.0)
-  assert np.all(const["grad_spread"] == 0.0)
+  # Equal up to float rounding: the kernel-gradient matmul may sum the units' columns in
+  # different orders (a clean CI run saw gradient spreads of 1e-10; the units' weights stayed
+  # bit-identical there). Random init spreads them by > 0.1 (below).
+  for key in ("act_spread", "kernel_spread", "grad_spread"):
+    assert np.max(const[key]) < 1e-7, (key, const[key])
   for name in ("Dense_0", "Dense_1"):
     w = np.asarray(const["params"][name]["kernel"])
-    assert np.all(w == w[:, :1])  # every unit (column) identical, checked without unit_spread
+    # every unit (column) the same, checked without unit_spread
+    np.testing.assert_allclose(w, np.broadcast_to(w[:, :1], w.shape), rtol=0, atol=1e-7)
     assert np.max(np.abs(w - 0.5)) > 0  # and training did move them
   # The output units see different labels, so the classifier's columns do differ.
   head = np.asarray(const["params"]["Dense_2"]["kernel"])
