@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -351,16 +352,8 @@ def _stack(variables: Any, num_models: int) -> Any:
 
 def config_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
   """``"field: old -> new"`` for every dotted field that differs between two configs (as dicts)."""
-  def flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in tree.items():
-      if isinstance(value, Mapping):
-        out.update(flat(value, f"{prefix}{key}."))
-      else:
-        out[prefix + key] = value
-    return out
-
-  old, new, unset = flat(saved), flat(now), object()
+  old, new = (traverse_util.flatten_dict(dict(c), sep=".") for c in (saved, now))
+  unset = object()
   show = lambda value: "(unset)" if value is unset else repr(value)  # noqa: E731
   return [f"{k}: {show(old.get(k, unset))} -> {show(new.get(k, unset))}"
           for k in sorted(old.keys() | new.keys()) if old.get(k, unset) != new.get(k, unset)]
@@ -492,10 +485,8 @@ def fit(config: Mapping[str, Any], workdir: str | Path, *, resume: bool = False,
   except ckpt.CheckpointError as e:
     if not changes:
       raise
-    raise ckpt.CheckpointError(
-        f"Cannot resume {workdir} with this config: it differs from {saved} in: "
-        f"{'; '.join(changes)}, and the checkpoint does not fit it. Resume with the saved config, "
-        f"or start a new run (another --workdir). Details: {e}") from e
+    raise ckpt.CheckpointError(f"Cannot resume {workdir} with this config: it differs from "
+                               f"{saved} in: {'; '.join(changes)}. {e}") from e
   if resume and step:
     say(f"Resuming from the checkpoint of step {step} in {mngr_dir}.")
   if is_main:
