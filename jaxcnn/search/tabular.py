@@ -23,6 +23,9 @@ Regenerate (the shipped digits table; ``--quick`` trains four cells)::
 
   python -m jaxcnn.search.tabular --dataset digits --seeds 3 --out jaxcnn/search/data/digits.json
 
+Each trained cell is appended at once to ``<out>.partial.jsonl`` (``digits.partial.jsonl``
+here); the same command, run again after an interruption, trains only the cells not yet there.
+
 References:
   Ying et al. 2019, "NAS-Bench-101: Towards Reproducible Neural Architecture Search" (ICML):
   tabular benchmarks, every cell of a space trained and recorded.
@@ -39,7 +42,7 @@ import json
 import os
 import pathlib
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -157,8 +160,12 @@ def _program(recipe: Recipe, num_classes: int, input_shape: tuple[int, ...]):
 
 
 def train_cells(archs: Any, recipe: Recipe, splits: dict[str, dict[str, np.ndarray]], *,
-                progress: bool = True) -> dict[str, np.ndarray]:
+                progress: bool = True, on_row: Callable[[dict[str, Any]], None] | None = None
+                ) -> dict[str, np.ndarray]:
   """Trains every cell of ``archs`` (SMALL indices, int [n, 4]) with every seed of the recipe.
+
+  ``on_row``, if given, receives each cell's row (``index``, ``seconds`` and the metrics over the
+  seeds, as lists) as soon as that cell is trained.
 
   Returns:
     ``{metric: float32 [n, seeds]}`` for :data:`METRICS`, and ``seconds`` float32 [n]: each
@@ -177,12 +184,15 @@ def train_cells(archs: Any, recipe: Recipe, splits: dict[str, dict[str, np.ndarr
   program = _program(recipe, num_classes, tuple(tr["image"].shape[1:]))
   seeds = jnp.asarray(recipe.seeds, jnp.int32)
   out: dict[str, list[np.ndarray]] = {k: [] for k in METRICS + ("seconds",)}
-  for arch in tqdm(nb.SMALL.to_full(small), desc="cells", disable=not progress):
+  for index, arch in zip(tqdm(small, desc="cells", disable=not progress), nb.SMALL.to_full(small)):
     t0 = time.perf_counter()
     result = jax.device_get(program(jnp.asarray(arch), seeds, *data))
     out["seconds"].append(np.float32(time.perf_counter() - t0))
     for k in METRICS:
       out[k].append(np.asarray(result[k], np.float32))
+    if on_row is not None:
+      on_row({"index": index.tolist(), "seconds": float(out["seconds"][-1]),
+              **{k: out[k][-1].tolist() for k in METRICS}})
   return {k: np.stack(v) for k, v in out.items()}
 
 
@@ -196,21 +206,91 @@ def costs(archs: Any, recipe: Recipe, input_shape: Sequence[int], num_classes: i
   return Costs(build, input_shape)(nb.SMALL.space.validate(np.asarray(archs)))
 
 
+def _recipe_json(recipe: Recipe) -> dict[str, Any]:
+  return dict(dataclasses.asdict(recipe), seeds=list(recipe.seeds))
+
+
+def read_partial(path: str | os.PathLike, recipe: Recipe) -> dict[tuple[int, ...], dict[str, Any]]:
+  """The finished rows of an interrupted :func:`generate` (``{SMALL index: row}``), from the
+  JSON-lines file it appends to; ``{}`` if there is none yet.
+
+  The file's first line is its recipe: a different one is an error that names the fields that
+  differ. A last line cut short (the process was killed while writing it) is dropped from the
+  file, so appending goes on from the last whole row.
+  """
+  from jaxcnn.train.loop import config_changes  # pylint: disable=g-import-not-at-top
+
+  path = pathlib.Path(path)
+  if not path.exists():
+    return {}
+  lines = path.read_text().splitlines(keepends=True)
+  try:
+    header = json.loads(lines[0])["recipe"] if lines else None
+  except (json.JSONDecodeError, KeyError, TypeError) as e:
+    raise ValueError(f"{path} is not a partial table (its first line should be the recipe): "
+                     f"{e}. Delete it to start over.") from e
+  if header is None:
+    path.unlink()
+    return {}
+  changes = config_changes(header, _recipe_json(recipe))
+  if changes:
+    raise ValueError(f"{path} holds rows trained with another recipe; it differs in: "
+                     f"{'; '.join(changes)}. Use the same recipe, or delete the file to start over.")
+  rows, good = {}, lines[:1]
+  for number, line in enumerate(lines[1:], 2):
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError:
+      if number < len(lines) or line.endswith("\n"):
+        raise ValueError(f"{path}, line {number}, is not a row: {line[:80]!r}. Delete the line "
+                         "(or the file, to start over).") from None
+      path.write_text("".join(good))  # a last row cut short: drop it
+      break
+    rows[tuple(row["index"])] = row
+    good.append(line)
+  return rows
+
+
 def generate(recipe: Recipe, archs: Any = None, *, data_dir: str | os.PathLike | None = None,
-             progress: bool = True) -> dict[str, Any]:
-  """The table of ``archs`` (default: all of SMALL) as the JSON-ready dict :func:`load` reads."""
+             progress: bool = True, partial: str | os.PathLike | None = None) -> dict[str, Any]:
+  """The table of ``archs`` (default: all of SMALL) as the JSON-ready dict :func:`load` reads.
+
+  ``partial``: a JSON-lines file that each trained cell is appended to at once. Cells already
+  there (an earlier run with the same recipe, interrupted) are read instead of trained
+  (:func:`read_partial`), so an interrupted run loses one cell at most and the same call resumes
+  it. ``seconds_total`` is the sum of the cells' times (over every session).
+  """
   archs = nb.SMALL.all() if archs is None else nb.SMALL.space.validate(np.asarray(archs))
+  done = {} if partial is None else read_partial(partial, recipe)
+  todo = np.asarray([a for a in archs.tolist() if tuple(a) not in done], np.int32).reshape(
+      -1, archs.shape[1])
   splits = load_splits(recipe, data_dir)
-  t0 = time.perf_counter()
-  metrics = train_cells(archs, recipe, splits, progress=progress)
-  total = time.perf_counter() - t0
+  if len(todo):
+    on_row = None
+    if partial is not None:
+      path = pathlib.Path(partial)
+      if not path.exists():
+        path.write_text(json.dumps({"recipe": _recipe_json(recipe)}) + "\n")
+      if done and progress:
+        print(f"Resuming from {path}: {len(done)} of {len(archs)} cells already trained.")
+
+      def on_row(row: dict[str, Any]) -> None:
+        with path.open("a") as f:
+          f.write(json.dumps(row) + "\n")
+
+    trained = train_cells(todo, recipe, splits, progress=progress, on_row=on_row)
+    for i, a in enumerate(todo.tolist()):
+      done[tuple(a)] = {"seconds": float(trained["seconds"][i]),
+                        **{k: trained[k][i].tolist() for k in METRICS}}
+  rows = [done[tuple(a)] for a in archs.tolist()]
+  metrics = {k: np.asarray([r[k] for r in rows], np.float64) for k in METRICS + ("seconds",)}
   cost = costs(archs, recipe, splits["train"]["image"].shape[1:])
   import jaxlib  # pylint: disable=g-import-not-at-top
   return {
-      "recipe": dataclasses.asdict(recipe),
+      "recipe": _recipe_json(recipe),
       "versions": {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
                    "backend": jax.default_backend()},
-      "seconds_total": round(total, 1),
+      "seconds_total": round(float(metrics["seconds"].sum()), 1),
       "space": {name: list(nb.SMALL.space.options(name)) for name in nb.SMALL.space.names},
       "cells": [nb.to_string(nb.arch_ops(a)) for a in nb.SMALL.to_full(archs)],
       "indices": archs.tolist(),
@@ -332,10 +412,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.error(f"--seeds must be >= 1, got {args.seeds}.")
   recipe = Recipe(**(CIFAR10 if args.dataset == "cifar10" else {}),
                   seeds=tuple(range(args.seeds)))
-  table = generate(recipe, QUICK if args.quick else None, data_dir=args.data_dir)
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
+  partial = out.with_suffix(".partial.jsonl")  # the same command resumes an interrupted run
+  table = generate(recipe, QUICK if args.quick else None, data_dir=args.data_dir, partial=partial)
   out.write_text(json.dumps(table, separators=(",", ":")) + "\n")
+  partial.unlink(missing_ok=True)
   acc = np.asarray(table["val_accuracy"]).mean(-1)
   print(f"{len(acc)} cells in {table['seconds_total']} s -> {out}; mean val accuracy best "
         f"{acc.max():.4f}, median {np.median(acc):.4f}, worst {acc.min():.4f}")

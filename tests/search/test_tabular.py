@@ -3,6 +3,7 @@ planted optimum, over many seeds at a fixed budget."""
 
 import dataclasses
 import functools
+import json
 
 import jax
 import numpy as np
@@ -175,3 +176,76 @@ def test_cifar10_variant_loads_its_subsets(tmp_path):
     tabular.Recipe(dataset="svhn")
   with pytest.raises(SystemExit):
     tabular.main(["--seeds", "0", "--out", str(tmp_path / "t.json")])
+
+
+TINY = tabular.Recipe(num_train=64, num_val=32, num_steps=4, batch_size=16, loss_window=2,
+                      seeds=(0,))
+
+
+def fake_train_cells(archs, recipe, splits, *, progress=True, on_row=None):
+  """train_cells's contract with metrics made from the cell indices (training is not under test
+  here; test_a_regenerated_cell_reproduces_the_shipped_table covers it)."""
+  del splits, progress
+  out = {k: [] for k in tabular.METRICS + ("seconds",)}
+  for a in np.asarray(archs).tolist():
+    row = {"index": a, "seconds": 1.0 + sum(a),
+           **{k: [float(sum(a)) / 10 + s for s in recipe.seeds] for k in tabular.METRICS}}
+    for k in out:
+      out[k].append(row[k])
+    if on_row is not None:
+      on_row(row)
+  return {k: np.asarray(v, np.float32) for k, v in out.items()}
+
+
+def test_an_interrupted_table_resumes_from_its_partial_file(tmp_path, monkeypatch):
+  trained = []
+  monkeypatch.setattr(tabular, "train_cells",
+                      lambda archs, *a, **k: trained.append(np.asarray(archs).tolist())
+                      or fake_train_cells(archs, *a, **k))
+  partial = tmp_path / "t.partial.jsonl"
+  archs = tabular.QUICK[:3]
+  # A first run "interrupted" after one cell; its row is given a marker value, so the resumed run
+  # can only report it if it read the row instead of training the cell again.
+  tabular.generate(TINY, archs[:1], partial=partial, progress=False)
+  header, row = partial.read_text().splitlines()
+  marked = json.loads(row)
+  assert marked["index"] == archs[0].tolist() and json.loads(header)["recipe"]["num_steps"] == 4
+  marked["val_accuracy"] = [0.125]
+  partial.write_text(f"{header}\n{json.dumps(marked)}\n")
+  table = tabular.generate(TINY, archs, partial=partial, progress=False)
+  assert trained == [archs[:1].tolist(), archs[1:].tolist()]  # the resumed run trained 2 cells
+  assert table["val_accuracy"][0] == [0.125]
+  assert table["indices"] == archs.tolist()
+  assert table["train_loss"][1:] == [[sum(a) / 10] for a in archs[1:].tolist()]
+  assert len(partial.read_text().splitlines()) == 1 + 3  # the recipe, then every cell
+  assert table["seconds_total"] == sum(1.0 + sum(a) for a in archs.tolist())
+  # Everything done: nothing is trained, and the table reads back.
+  again = tabular.generate(TINY, archs, partial=partial, progress=False)
+  assert len(trained) == 2 and again == table
+  out = tmp_path / "t.json"
+  out.write_text(json.dumps(table))
+  np.testing.assert_array_equal(tabular.read(out).indices, archs)
+
+
+def test_a_partial_file_of_another_recipe_or_damaged_is_refused_by_name(tmp_path):
+  partial = tmp_path / "t.partial.jsonl"
+  header = json.dumps({"recipe": dict(dataclasses.asdict(TINY), seeds=[0])})
+  row = json.dumps({"index": [0, 0, 0, 0], "seconds": 1.0, "val_accuracy": [0.5],
+                    "val_loss": [1.0], "train_loss": [1.0]})
+  partial.write_text(f"{header}\n{row}\n")
+  assert list(tabular.read_partial(partial, TINY)) == [(0, 0, 0, 0)]
+  other = dataclasses.replace(TINY, num_steps=5, seeds=(0, 1))
+  with pytest.raises(ValueError, match=r"num_steps: 4 -> 5; seeds: \[0\] -> \[0, 1\]"):
+    tabular.read_partial(partial, other)
+  # A last row cut short (killed while writing) is dropped from the file; the whole rows stay.
+  partial.write_text(f"{header}\n{row}\n{row[:20]}")
+  assert list(tabular.read_partial(partial, TINY)) == [(0, 0, 0, 0)]
+  assert partial.read_text() == f"{header}\n{row}\n"
+  # A damaged row before the end is not guessed at.
+  partial.write_text(f"{header}\nnot json\n{row}\n")
+  with pytest.raises(ValueError, match="line 2, is not a row"):
+    tabular.read_partial(partial, TINY)
+  partial.write_text("garbage\n")
+  with pytest.raises(ValueError, match="is not a partial table"):
+    tabular.read_partial(partial, TINY)
+  assert tabular.read_partial(tmp_path / "absent.jsonl", TINY) == {}
