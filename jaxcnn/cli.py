@@ -14,6 +14,8 @@ import sys
 COMMANDS = {
     "train": ("jaxcnn.train.cli:main", "train a model from an ml_collections config"),
     "search": ("jaxcnn.search.cli:main", "architecture search from an ml_collections config"),
+    "search-table": ("jaxcnn.search.tabular:main",
+                     "train every cell of nasbench201.SMALL into a tabular benchmark (resumable)"),
     "init-study": ("jaxcnn.studies.init_study:main", "activation statistics under four inits"),
     "models": ("jaxcnn.models.cli:list_main", "list registered models"),
     "summary": ("jaxcnn.models.cli:summary_main", "per-layer table of a model"),

@@ -21,7 +21,7 @@ compilation instead of 256.
 
 Regenerate (the shipped digits table; ``--quick`` trains four cells)::
 
-  python -m jaxcnn.search.tabular --dataset digits --seeds 3 --out jaxcnn/search/data/digits.json
+  jaxcnn search-table --dataset digits --seeds 3 --out jaxcnn/search/data/digits.json
 
 Each trained cell is appended at once to ``<out>.partial.jsonl`` (``digits.partial.jsonl``
 here); the same command, run again after an interruption, trains only the cells not yet there.
@@ -400,8 +400,8 @@ QUICK = np.asarray([[3, 3, 3, 3], [2, 1, 0, 3], [0, 0, 0, 1], [0, 0, 0, 0]], np.
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  """``python -m jaxcnn.search.tabular --dataset digits --seeds 3 --out FILE [--quick]``."""
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  """``jaxcnn search-table --dataset digits --seeds 3 --out FILE [--quick]``."""
+  parser = argparse.ArgumentParser(prog="jaxcnn search-table", description=__doc__.split("\n")[0])
   parser.add_argument("--dataset", default="digits", choices=DATASETS)
   parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 per cell")
   parser.add_argument("--out", required=True, help="the JSON file to write")
@@ -421,7 +421,3 @@ def main(argv: Sequence[str] | None = None) -> None:
   acc = np.asarray(table["val_accuracy"]).mean(-1)
   print(f"{len(acc)} cells in {table['seconds_total']} s -> {out}; mean val accuracy best "
         f"{acc.max():.4f}, median {np.median(acc):.4f}, worst {acc.min():.4f}")
-
-
-if __name__ == "__main__":
-  main()

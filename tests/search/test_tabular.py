@@ -249,3 +249,16 @@ def test_a_partial_file_of_another_recipe_or_damaged_is_refused_by_name(tmp_path
   with pytest.raises(ValueError, match="is not a partial table"):
     tabular.read_partial(partial, TINY)
   assert tabular.read_partial(tmp_path / "absent.jsonl", TINY) == {}
+
+
+def test_the_command_writes_the_table_and_removes_its_partial_file(tmp_path, monkeypatch, capsys):
+  from jaxcnn import cli  # pylint: disable=g-import-not-at-top
+
+  monkeypatch.setattr(tabular, "train_cells", fake_train_cells)
+  out = tmp_path / "tables" / "quick.json"
+  assert cli.main(["search-table", "--quick", "--seeds", "2", "--out", str(out)]) == 0
+  t = tabular.read(out)
+  np.testing.assert_array_equal(t.indices, tabular.QUICK)
+  assert t.metrics["val_accuracy"].shape == (len(tabular.QUICK), 2) and t.recipe.seeds == (0, 1)
+  assert not (tmp_path / "tables" / "quick.partial.jsonl").exists()
+  assert f"{len(tabular.QUICK)} cells" in capsys.readouterr().out
