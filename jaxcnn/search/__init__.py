@@ -14,7 +14,7 @@ Spaces over the zoo's blocks: :mod:`~jaxcnn.search.nasbench201` (the NAS-Bench-2
 subspace) and its shared-weight :mod:`~jaxcnn.search.supernet`, :mod:`~jaxcnn.search.nasnet`
 (NASNet cell genotypes) and :mod:`~jaxcnn.search.mbconv` (MnasNet's MBConv macro space). Weight
 sharing: :mod:`~jaxcnn.search.enas` and :mod:`~jaxcnn.search.darts`. A tabular benchmark of all
-256 small cells trained on the digits: :mod:`~jaxcnn.search.tabular`.
+256 small cells trained on the digits and on a CIFAR-10 subset: :mod:`~jaxcnn.search.tabular`.
 
 Evaluators (:mod:`~jaxcnn.search.evaluators`): ``Lookup``, ``Trained`` (the population trainer),
 ``SharedWeights`` (the supernet), ``Distributed`` (Ray actors, ``pip install "jaxcnn[ray]"``);

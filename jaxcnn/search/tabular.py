@@ -19,9 +19,10 @@ ops get zero gradients and no Adam update. A model thus trains what the standalo
 ``nasbench201.build(SMALL.to_full(a))`` would from the same initial weights, at the cost of one
 compilation instead of 256.
 
-Regenerate (the shipped digits table; ``--quick`` trains four cells)::
+Regenerate (the shipped tables, ``digits`` and ``cifar10``; ``--quick`` trains four cells)::
 
   jaxcnn search-table --dataset digits --seeds 3 --out jaxcnn/search/data/digits.json
+  jaxcnn search-table --dataset cifar10 --seeds 3 --out jaxcnn/search/data/cifar10.json
 
 Each trained cell is appended at once to ``<out>.partial.jsonl`` (``digits.partial.jsonl``
 here); the same command, run again after an interruption, trains only the cells not yet there.

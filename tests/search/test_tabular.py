@@ -21,27 +21,34 @@ TOLERANCE = {"val_accuracy": 1 / 418 + 1e-6, "val_loss": 1e-3, "train_loss": 1e-
 
 
 @functools.lru_cache(maxsize=None)
-def table():
-  return tabular.load("digits")
+def table(name="digits"):
+  return tabular.load(name)
 
 
-def test_shipped_table_loads_with_every_cell_and_finite_values():
-  t = table()
+# The best mean validation accuracy each shipped table must reach: the digits are nearly solved in
+# 60 steps; CIFAR-10 after 60 steps (0.4 epochs of 5,000 images) is well above chance, 0.1.
+BEST_AT_LEAST = {"digits": 0.9, "cifar10": 0.25}
+
+
+@pytest.mark.parametrize("name", sorted(BEST_AT_LEAST))
+def test_shipped_table_loads_with_every_cell_and_finite_values(name):
+  t = table(name)
+  assert t.recipe.dataset == name
   assert t.space.size == 256 and len(t.indices) == 256
   assert len({tuple(a) for a in t.indices.tolist()}) == 256  # every cell once
   assert sorted(map(tuple, t.indices.tolist())) == sorted(map(tuple, nb.SMALL.all().tolist()))
   # The cell strings are those of the indices (SMALL's edges in the full 6-edge cell).
   assert t.cells == [nb.to_string(nb.arch_ops(a)) for a in nb.SMALL.to_full(t.indices)]
   n_seeds = len(t.recipe.seeds)
-  for name, values in t.metrics.items():
-    assert values.shape == (256, n_seeds) and np.isfinite(values).all(), name
+  for metric, values in t.metrics.items():
+    assert values.shape == (256, n_seeds) and np.isfinite(values).all(), metric
   acc = t.metrics["val_accuracy"]
   assert ((acc >= 0) & (acc <= 1)).all()
   # Validation accuracies are counts over the val split.
   np.testing.assert_allclose(acc * t.recipe.num_val, np.round(acc * t.recipe.num_val), atol=1e-3)
   # The all-none cell outputs zeros: the classifier sees a constant, so it is at chance.
   none = np.flatnonzero((t.indices == 0).all(1))[0]
-  assert acc[none].mean() < 0.2 and acc.mean(1).max() > 0.9
+  assert acc[none].mean() < 0.2 and acc.mean(1).max() > BEST_AT_LEAST[name]
   assert (t.params > 0).all() and (t.macs > 0).all()
   # Costs grow with the convolutions: the all-3x3 cell is the most expensive.
   assert t.macs.argmax() == np.flatnonzero((t.indices == 3).all(1))[0]
