@@ -307,6 +307,10 @@ def ws_study(config, table: np.ndarray, splits: dict[str, dict[str, np.ndarray]]
       else:
         out = run_sampled_ws(method, config, source, seed, txs["shared"])
       rows.append(ws_row(method, seed, out, table, time.perf_counter() - t0))
+      r = rows[-1]
+      print(f"nas: {method}, seed {seed}: {r['cell']} (table accuracy {r['table_accuracy']:.4f}, "
+            f"rank {r['rank']}, {r['parameter_free']} parameter-free edges), {r['seconds']:.0f} s",
+            flush=True)
   return rows
 
 
