@@ -236,7 +236,8 @@ def read_partial(path: str | os.PathLike, recipe: Recipe) -> dict[tuple[int, ...
   changes = config_changes(header, _recipe_json(recipe))
   if changes:
     raise ValueError(f"{path} holds rows trained with another recipe; it differs in: "
-                     f"{'; '.join(changes)}. Use the same recipe, or delete the file to start over.")
+                     f"{'; '.join(changes)}. Use the same recipe, or delete the file to start "
+                     "over.")
   rows, good = {}, lines[:1]
   for number, line in enumerate(lines[1:], 2):
     try:
