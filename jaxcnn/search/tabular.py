@@ -268,22 +268,20 @@ def generate(recipe: Recipe, archs: Any = None, *, data_dir: str | os.PathLike |
       -1, archs.shape[1])
   splits = load_splits(recipe, data_dir)
   if len(todo):
-    on_row = None
-    if partial is not None:
-      path = pathlib.Path(partial)
+    path = None if partial is None else pathlib.Path(partial)
+    if path is not None:
       if not path.exists():
         path.write_text(json.dumps({"recipe": _recipe_json(recipe)}) + "\n")
       if done and progress:
         print(f"Resuming from {path}: {len(done)} of {len(archs)} cells already trained.")
 
-      def on_row(row: dict[str, Any]) -> None:
+    def on_row(row: dict[str, Any]) -> None:
+      done[tuple(row["index"])] = row
+      if path is not None:
         with path.open("a") as f:
           f.write(json.dumps(row) + "\n")
 
-    trained = train_cells(todo, recipe, splits, progress=progress, on_row=on_row)
-    for i, a in enumerate(todo.tolist()):
-      done[tuple(a)] = {"seconds": float(trained["seconds"][i]),
-                        **{k: trained[k][i].tolist() for k in METRICS}}
+    train_cells(todo, recipe, splits, progress=progress, on_row=on_row)
   rows = [done[tuple(a)] for a in archs.tolist()]
   metrics = {k: np.asarray([r[k] for r in rows], np.float64) for k in METRICS + ("seconds",)}
   cost = costs(archs, recipe, splits["train"]["image"].shape[1:])
