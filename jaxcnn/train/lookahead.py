@@ -17,7 +17,7 @@ The train step takes the lookahead step itself (``make_train_step(..., lookahead
 weights in ``TrainState.slow``, so they are checkpointed and a resumed run equals an
 uninterrupted one. It steps after every ``every`` updates and after update ``total_steps``, so
 training ends on the averaged weights. airbench94 differs in two details: its lookahead starts in
-epoch 3 (ours from the first ``every`` steps, where the decay is under 0.02 before epoch 3), and
+epoch 3 (ours from the first ``every`` steps, where the decay is at most 0.021 before epoch 3), and
 at the end of every epoch, the last included, it copies the slow weights back, dropping the 0-4
 steps since the last average.
 
