@@ -54,6 +54,7 @@ from jaxcnn.nn import conv as conv_lib
 from jaxcnn.search import nasbench201 as nb
 from jaxcnn.search import supernet as sn
 from jaxcnn.search.evaluators import Lookup
+from jaxcnn.train import recorder
 from jaxcnn.train.steps import cross_entropy, over_models
 
 DATA_DIR = pathlib.Path(__file__).resolve().parent / "data"
@@ -213,44 +214,10 @@ def _recipe_json(recipe: Recipe) -> dict[str, Any]:
 
 def read_partial(path: str | os.PathLike, recipe: Recipe) -> dict[tuple[int, ...], dict[str, Any]]:
   """The finished rows of an interrupted :func:`generate` (``{SMALL index: row}``), from the
-  JSON-lines file it appends to; ``{}`` if there is none yet.
-
-  The file's first line is its recipe: a different one is an error that names the fields that
-  differ. A last line cut short (the process was killed while writing it) is dropped from the
-  file, so appending goes on from the last whole row.
-  """
-  from jaxcnn.train.loop import config_changes  # pylint: disable=g-import-not-at-top
-
-  path = pathlib.Path(path)
-  if not path.exists():
-    return {}
-  lines = path.read_text().splitlines(keepends=True)
-  try:
-    header = json.loads(lines[0])["recipe"] if lines else None
-  except (json.JSONDecodeError, KeyError, TypeError) as e:
-    raise ValueError(f"{path} is not a partial table (its first line should be the recipe): "
-                     f"{e}. Delete it to start over.") from e
-  if header is None:
-    path.unlink()
-    return {}
-  changes = config_changes(header, _recipe_json(recipe))
-  if changes:
-    raise ValueError(f"{path} holds rows trained with another recipe; it differs in: "
-                     f"{'; '.join(changes)}. Use the same recipe, or delete the file to start "
-                     "over.")
-  rows, good = {}, lines[:1]
-  for number, line in enumerate(lines[1:], 2):
-    try:
-      row = json.loads(line)
-    except json.JSONDecodeError:
-      if number < len(lines) or line.endswith("\n"):
-        raise ValueError(f"{path}, line {number}, is not a row: {line[:80]!r}. Delete the line "
-                         "(or the file, to start over).") from None
-      path.write_text("".join(good))  # a last row cut short: drop it
-      break
-    rows[tuple(row["index"])] = row
-    good.append(line)
-  return rows
+  JSON-lines file it appends to (:func:`jaxcnn.train.recorder.read_rows`: a file of another
+  recipe is refused by field, a last row cut short is dropped); ``{}`` if there is none yet."""
+  rows = recorder.read_rows(path, _recipe_json(recipe), what="partial table")
+  return {tuple(row["index"]): row for row in rows}
 
 
 def generate(recipe: Recipe, archs: Any = None, *, data_dir: str | os.PathLike | None = None,
@@ -268,18 +235,13 @@ def generate(recipe: Recipe, archs: Any = None, *, data_dir: str | os.PathLike |
       -1, archs.shape[1])
   splits = load_splits(recipe, data_dir)
   if len(todo):
-    path = None if partial is None else pathlib.Path(partial)
-    if path is not None:
-      if not path.exists():
-        path.write_text(json.dumps({"recipe": _recipe_json(recipe)}) + "\n")
-      if done and progress:
-        print(f"Resuming from {path}: {len(done)} of {len(archs)} cells already trained.")
+    if done and progress:
+      print(f"Resuming from {partial}: {len(done)} of {len(archs)} cells already trained.")
 
     def on_row(row: dict[str, Any]) -> None:
       done[tuple(row["index"])] = row
-      if path is not None:
-        with path.open("a") as f:
-          f.write(json.dumps(row) + "\n")
+      if partial is not None:
+        recorder.append_row(partial, _recipe_json(recipe), row)
 
     train_cells(todo, recipe, splits, progress=progress, on_row=on_row)
   rows = [done[tuple(a)] for a in archs.tolist()]

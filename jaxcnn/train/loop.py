@@ -38,7 +38,6 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -51,7 +50,7 @@ from jaxcnn.train import checkpoint as ckpt
 from jaxcnn.train.lookahead import Lookahead
 from jaxcnn.train.optim import make_optimizer, make_schedule, set_hyperparams
 from jaxcnn.train.population import NonFiniteLossError, Population, check_finite
-from jaxcnn.train.recorder import Recorder, itstime
+from jaxcnn.train.recorder import Recorder, config_changes, itstime
 from jaxcnn.train.state import TrainState
 
 Split = sources.Split
@@ -348,15 +347,6 @@ def _stack(variables: Any, num_models: int) -> Any:
   """``variables`` repeated on a new leading axis of ``num_models``: one compiled program (op by
   op, every distinct leaf shape compiled its own broadcast: 18 for a small ResNet-18)."""
   return jax.tree.map(lambda v: jnp.broadcast_to(v, (num_models, *v.shape)), variables)
-
-
-def config_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
-  """``"field: old -> new"`` for every dotted field that differs between two configs (as dicts)."""
-  old, new = (traverse_util.flatten_dict(dict(c), sep=".") for c in (saved, now))
-  unset = object()
-  show = lambda value: "(unset)" if value is unset else repr(value)  # noqa: E731
-  return [f"{k}: {show(old.get(k, unset))} -> {show(new.get(k, unset))}"
-          for k in sorted(old.keys() | new.keys()) if old.get(k, unset) != new.get(k, unset)]
 
 
 def restore_or_init(s: Setup, mngr: Any, *, resume: bool) -> tuple[TrainState, Any, dict, int]:

@@ -1,7 +1,10 @@
 """What a run shows and keeps: ``metrics.jsonl``, TensorBoard logs, the progress bar, plots.
 
 :class:`Recorder` is the one place that writes a run folder's records; :func:`itstime` is the one
-periodic check (big_vision's ``u.itstime``) for logging, evaluation and checkpoints. The
+periodic check (big_vision's ``u.itstime``) for logging, evaluation and checkpoints.
+:func:`read_rows` and :func:`append_row` keep the finished units of a long job that resumes by
+skipping them (the cells of a tabular benchmark, the models of a study), and
+:func:`config_changes` names what differs when a run is resumed with another config. The
 TensorBoard logs (``tb/``, :mod:`jaxcnn.train.tensorboard`) mirror what ``metrics.jsonl`` holds,
 plus the latest batch's loss at every progress update and, when asked, per-layer statistics.
 """
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from flax import traverse_util
 from tqdm import tqdm
 
 from jaxcnn.train.tensorboard import TensorBoardLogs
@@ -22,6 +26,66 @@ from jaxcnn.train.tensorboard import TensorBoardLogs
 def itstime(step: int, every_steps: int, total_steps: int, *, last: bool = True) -> bool:
   """True at every ``every_steps``-th step (``every_steps`` > 0) and, with ``last``, at the end."""
   return bool((every_steps and step % every_steps == 0) or (last and step == total_steps))
+
+
+def config_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+  """``"field: old -> new"`` for every dotted field that differs between two configs (as dicts)."""
+  old, new = (traverse_util.flatten_dict(dict(c), sep=".") for c in (saved, now))
+  unset = object()
+  show = lambda value: "(unset)" if value is unset else repr(value)  # noqa: E731
+  return [f"{k}: {show(old.get(k, unset))} -> {show(new.get(k, unset))}"
+          for k in sorted(old.keys() | new.keys()) if old.get(k, unset) != new.get(k, unset)]
+
+
+def read_rows(path: str | Path, recipe: Mapping[str, Any], *,
+              what: str = "row log") -> list[dict[str, Any]]:
+  """The rows of a JSON-lines file written by :func:`append_row`; ``[]`` if there is none yet.
+
+  The file's first line is ``{"recipe": ...}``: a different ``recipe`` (JSON-able) is an error
+  that names the fields that differ (:func:`config_changes`). A last line cut short (the process
+  was killed while writing it) is dropped from the file, so appending goes on from the last whole
+  row; a damaged line before it is an error naming the line. ``what`` names the file in errors.
+  """
+  path = Path(path)
+  if not path.exists():
+    return []
+  lines = path.read_text().splitlines(keepends=True)
+  try:
+    header = json.loads(lines[0])["recipe"] if lines else None
+  except (json.JSONDecodeError, KeyError, TypeError) as e:
+    raise ValueError(f"{path} is not a {what} (its first line should be the recipe): {e}. "
+                     "Delete it to start over.") from e
+  if header is None:
+    path.unlink()
+    return []
+  changes = config_changes(header, json.loads(json.dumps(recipe)))
+  if changes:
+    raise ValueError(f"{path} holds rows of another recipe; it differs in: "
+                     f"{'; '.join(changes)}. Use the same recipe, or delete the file to start "
+                     "over.")
+  rows, good = [], lines[:1]
+  for number, line in enumerate(lines[1:], 2):
+    try:
+      rows.append(json.loads(line))
+    except json.JSONDecodeError:
+      if number < len(lines) or line.endswith("\n"):
+        raise ValueError(f"{path}, line {number}, is not a row: {line[:80]!r}. Delete the line "
+                         "(or the file, to start over).") from None
+      path.write_text("".join(good))  # a last row cut short: drop it
+      break
+    good.append(line)
+  return rows
+
+
+def append_row(path: str | Path, recipe: Mapping[str, Any], row: Mapping[str, Any]) -> None:
+  """Appends ``row`` as one JSON line to ``path``, after a ``{"recipe": recipe}`` first line
+  when the file is new (:func:`read_rows` reads it back)."""
+  path = Path(path)
+  if not path.exists():
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"recipe": recipe}) + "\n")
+  with path.open("a") as f:
+    f.write(json.dumps(row) + "\n")
 
 
 def summary(values: Any) -> dict[str, Any]:

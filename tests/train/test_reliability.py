@@ -238,15 +238,6 @@ def test_a_resume_that_does_not_fit_names_the_changed_fields_and_leaves_the_fold
   assert after == before
 
 
-def test_config_changes_lists_each_dotted_field():
-  saved = {"lr": 0.1, "opt": {"name": "sgd", "momentum": 0.9}, "gone": 1}
-  now = {"lr": 0.2, "opt": {"name": "sgd", "momentum": 0.8}, "new": (1, 2)}
-  assert loop.config_changes(saved, now) == [
-      "gone: 1 -> (unset)", "lr: 0.1 -> 0.2", "new: (unset) -> (1, 2)",
-      "opt.momentum: 0.9 -> 0.8"]
-  assert loop.config_changes(saved, saved) == []
-
-
 def test_cli_ctrl_c_exits_130_with_one_message_and_no_traceback(tmp_path, monkeypatch, capsys):
   _signal_after(monkeypatch, 3)
   status = cli.main(["--workdir", str(tmp_path / "run"), "--config.model.name=simple_cnn_small",
