@@ -24,6 +24,7 @@ Practical Applications"; the papers of each family (see ``jaxcnn.models``).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -37,6 +38,7 @@ from jaxcnn.data import preprocessing, sources
 from jaxcnn.models import count_params, create_model, flops, model_info
 from jaxcnn.studies import architectures_plots as plots
 from jaxcnn.studies import common
+from jaxcnn.train import recorder
 from jaxcnn.train.optim import make_optimizer, make_schedule
 from jaxcnn.train.population import Population
 
@@ -178,7 +180,8 @@ def train_one(config, label: str, spec: str, source: sources.InMemory,
   for the budget (:func:`budget_steps`) and tests them on its ``test`` split.
 
   The step budget runs through :meth:`Population.train` with ``fit``'s epoch length, so every
-  model sees the batches that ``fit`` would show it.
+  model sees the batches that ``fit`` would show it, under a progress bar (stderr); a NaN loss
+  stops it at the end of that epoch.
   """
   t0 = time.perf_counter()
   num_classes = source.max_label + 1
@@ -188,10 +191,11 @@ def train_one(config, label: str, spec: str, source: sources.InMemory,
                         num_train=source.num_train)
   seeds = [int(config.seed) + m for m in range(pop.num_models)]
   state, data_keys = pop.init(seeds, source.input_shape)
+  # eval_every with no splits: the NaN check at every epoch end, so a diverged model stops early.
   state, history = pop.train(state, data_keys, source, num_steps=num_steps,
-                             batch_size=int(config.batch_size), eval_splits=(),
-                             labels=[f"{label}, seed {s}" for s in seeds],
-                             steps_per_epoch=steps_per_epoch)
+                             batch_size=int(config.batch_size), eval_every=steps_per_epoch,
+                             eval_splits=(), labels=[f"{label}, seed {s}" for s in seeds],
+                             steps_per_epoch=steps_per_epoch, progress=True)
   train_s = float(history["seconds"]) - float(history["compile_time_s"])
   test = pop.evaluate(state, source, "test")["accuracy"]
   train_acc = history["train_accuracy"][-steps_per_epoch:].mean(axis=0)
@@ -247,7 +251,8 @@ class Results:
     corr_time_macs, corr_accuracy_macs: :func:`log_correlation` of the time per image and of
       the test accuracy with the multiply-adds (NaN for fewer than 3 models).
     table: the report's path; figures: the figures' file names (in the run folder).
-    seconds: the study's wall time.
+    seconds: the wall time of this call (each model keeps its own ``wall_s``, also when it was
+      trained by an earlier, interrupted call).
   """
 
   models: tuple[ArchResult, ...]
@@ -267,40 +272,82 @@ class Results:
     return common.jsonable(self)
 
 
+def recipe(config) -> dict[str, Any]:
+  """What every model of a run shares: the config without its list of models. The models
+  already trained in a run folder are reused only under the same recipe (:func:`run`)."""
+  shared = json.loads(config.to_json())
+  shared.pop("models", None)
+  return shared
+
+
 def run(config, workdir: str) -> Results:
   """Trains every model of ``config.models`` under the same budget, on one device-resident
   source; writes ``architectures.md`` (the report), ``results.json``, ``accuracy_vs_cost.png``
-  and ``time_vs_macs.png`` to ``workdir``."""
+  and ``time_vs_macs.png`` to ``workdir``, again after each model.
+
+  Each trained model is appended at once to ``workdir/models.jsonl``
+  (:func:`jaxcnn.train.recorder.append_row`); a run in a folder that has one trains only the
+  models it lacks, so an interrupted run loses the model in training at most, and models added
+  to ``config.models`` later are trained alone. A folder of another :func:`recipe` is refused,
+  naming the fields that differ.
+  """
   t0 = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
   models = [tuple(m) for m in config.models]
+  if not models:
+    raise ValueError("config.models is empty: give at least one (label, spec).")
   for m in models:
     if len(m) != 2:
       raise ValueError(f"Each entry of config.models must be (label, spec), got {m!r}.")
+  log = os.path.join(workdir, "models.jsonl")
+  shared = recipe(config)
+  done = {(r["label"], r["spec"]): ArchResult(**r)
+          for r in recorder.read_rows(log, shared, what="study log")}
   data = load_data(config)
   shape = data["train"]["image"].shape
-  num_test = len(data["test"]["label"])
   transform = preprocessing.fit(config.preprocessing, data["train"]["image"])
   source = sources.InMemory(data, eval_batch_size=int(config.eval_batch_size))
-  warm_up(source, int(config.batch_size), int(config.get("num_seeds", 1)))
   where = ("digits (8x8, offline)" if config.dataset == "digits" else
            f"{config.dataset} ({config.data_dir})")
   print(f"architectures: {len(models)} models on {shape[0]} training images {shape[1:]} of "
         f"{where}", flush=True)
-  results = []
+  reused = [m for m in models if m in done]
+  if reused:
+    print(f"  {len(reused)} of {len(models)} already trained in {log}: "
+          f"{', '.join(label for label, _ in reused)}", flush=True)
+  if len(reused) < len(models):
+    warm_up(source, int(config.batch_size), int(config.get("num_seeds", 1)))
+  results, out = [], None
   for label, spec in models:
-    r = train_one(config, label, spec, source, transform)
-    print(f"  {label}: test accuracy {r.test_accuracy:.3f}, {r.params:,} params, "
-          f"{_millions(r.macs)} MACs, {r.images_per_s:.0f} images/s, {r.wall_s:.0f} s",
-          flush=True)
+    r = done.get((label, spec))
+    fresh = r is None
+    if fresh:
+      r = train_one(config, label, spec, source, transform)
+      recorder.append_row(log, shared, dataclasses.asdict(r))
+      print(f"  {label}: test accuracy {r.test_accuracy:.3f}, {r.params:,} params, "
+            f"{_millions(r.macs)} MACs, {r.images_per_s:.0f} images/s, {r.wall_s:.0f} s",
+            flush=True)
     results.append(r)
-  num_classes = source.max_label + 1
+    if fresh or len(results) == len(models):
+      out = write_report(config, results, shape=shape, num_test=len(data["test"]["label"]),
+                         num_classes=source.max_label + 1, where=where, workdir=workdir,
+                         seconds=time.perf_counter() - t0)
+  fmt = "n/a" if math.isnan(out.corr_time_macs) else f"{out.corr_time_macs:.2f}"
+  print(f"architectures: done in {out.seconds:.0f} s; corr(log time, log MACs) = {fmt}",
+        flush=True)
+  return out
+
+
+def write_report(config, results: Sequence[ArchResult], *, shape: tuple[int, ...], num_test: int,
+                 num_classes: int, where: str, workdir: str, seconds: float) -> Results:
+  """The report, ``results.json`` and the figures of ``results`` (the models trained so far):
+  ``shape`` is the training images' NHWC shape, ``where`` the data in words."""
   steps = results[0].steps if results else 0
   seen = steps * int(config.batch_size)
   budget = (f"{steps} optimizer steps of batch {config.batch_size} "
             f"({seen:,} images seen, {seen / shape[0]:.1f} epochs of {shape[0]:,} images)")
-  title = (f"{'digits (quick)' if config.dataset == 'digits' else 'CIFAR-10 subset'}, "
-           f"{shape[1]}x{shape[2]}, same budget: {steps} steps of batch {config.batch_size}")
+  title = (f"{'digits (quick)' if config.dataset == 'digits' else config.dataset}, "
+           f"{shape[0]:,} images of {shape[1]}x{shape[2]}, same budget: {steps} steps of batch {config.batch_size}")
   device = device_kind()
   figures = ("accuracy_vs_cost.png", "time_vs_macs.png")
   plots.plot_accuracy_vs_cost(results, os.path.join(workdir, figures[0]), title=title,
@@ -331,10 +378,8 @@ def run(config, workdir: str) -> Results:
   out = Results(models=tuple(results), num_train=int(shape[0]), num_test=int(num_test),
                 image_shape=tuple(int(d) for d in shape[1:]), budget=budget, device=device,
                 corr_time_macs=corr, corr_accuracy_macs=corr_acc, table=table, figures=figures,
-                seconds=time.perf_counter() - t0)
+                seconds=seconds)
   common.save_results(out, workdir)
-  print(f"architectures: done in {out.seconds:.0f} s; corr(log time, log MACs) = {fmt(corr)}",
-        flush=True)
   return out
 
 

@@ -23,6 +23,7 @@ Model ``m``'s seed gives its initial variables, its per-step randomness and its 
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -32,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh
+from tqdm import tqdm
 
 from jaxcnn.data.sources import default_mesh, put, replicated
 from jaxcnn.train.lookahead import Lookahead
@@ -204,7 +206,8 @@ class Population:
             batch_size: int, eval_every: int = 0, eval_splits: Sequence[str] | None = None,
             eval_at_start: bool = False, measure: Measure | None = None,
             labels: Sequence[str] | None = None, stop_on_nonfinite: bool = True,
-            steps_per_epoch: int | None = None) -> tuple[TrainState, dict[str, np.ndarray]]:
+            steps_per_epoch: int | None = None,
+            progress: bool = False) -> tuple[TrainState, dict[str, np.ndarray]]:
     """Trains for ``num_steps`` updates and evaluates every ``eval_every`` steps and at the end.
 
     Args:
@@ -223,6 +226,7 @@ class Population:
       stop_on_nonfinite: raise on a NaN/inf loss; False records it instead (a diverged model's
         losses and evaluations are then NaN/inf; the other models train on unaffected, e.g. the
         large learning rates of a sweep).
+      progress: a progress bar of the steps on stderr, named by the first label.
 
     Returns:
       The final state and a history of host arrays: ``train_loss``, ``train_accuracy`` and
@@ -249,18 +253,21 @@ class Population:
     if eval_at_start:
       evaluate(0)
     pending, step = [], 0
-    for state, metrics in self.steps(state, data_keys, source, batch_size=batch_size, start=0,
-                                     stop=num_steps, steps_per_epoch=steps_per_epoch):
-      pending.append(metrics)
-      step += 1
-      if step == num_steps or (eval_every and step % eval_every == 0):
-        values = jax.device_get({k: jnp.stack([m[k] for m in pending]) for k in pending[0]})
-        if stop_on_nonfinite:
-          check_finite(values["loss"], step - len(pending), labels)
-        for k, v in values.items():
-          per_step.setdefault(k, []).append(np.asarray(v, np.float64))
-        pending = []
-        evaluate(step)
+    with tqdm(total=num_steps, desc=labels[0] if labels else None, unit="step",
+              disable=not progress, file=sys.stderr, leave=False) as bar:
+      for state, metrics in self.steps(state, data_keys, source, batch_size=batch_size, start=0,
+                                       stop=num_steps, steps_per_epoch=steps_per_epoch):
+        pending.append(metrics)
+        step += 1
+        bar.update()
+        if step == num_steps or (eval_every and step % eval_every == 0):
+          values = jax.device_get({k: jnp.stack([m[k] for m in pending]) for k in pending[0]})
+          if stop_on_nonfinite:
+            check_finite(values["loss"], step - len(pending), labels)
+          for k, v in values.items():
+            per_step.setdefault(k, []).append(np.asarray(v, np.float64))
+          pending = []
+          evaluate(step)
     history = {("train_" + k if k in ("loss", "accuracy") else k): np.concatenate(v)
                for k, v in per_step.items()}
     history.update({k: np.asarray(v) for k, v in evals.items()})

@@ -1,9 +1,11 @@
 """Architectures study: costs against hand counts, the budget bookkeeping, the plots' geometry,
 and what it trains against an independent fit() of the same recipe."""
 
+import dataclasses
 import json
 import math
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -113,10 +115,11 @@ def _quick_source(steps=2, num_train=128):
   return config, data, sources.InMemory(data, eval_batch_size=config.eval_batch_size)
 
 
-def test_train_one_on_a_shared_source():
+def test_train_one_on_a_shared_source(capsys):
   config, data, source = _quick_source()
   transform = preprocessing.fit(config.preprocessing, data["train"]["image"])
   r = architectures.train_one(config, "tiny", "simple_cnn_small", source, transform)
+  assert re.search(r"tiny, seed 0: +\d+%.*step/s", capsys.readouterr().err)  # the progress bar
   assert r.steps == 2 and r.family == "simple" and r.seeds == 1
   assert r.params == 3 * 3 * 1 * 16 + 2 * 16 + 16 * 10 + 10
   assert 0.0 <= r.test_accuracy <= 1.0 and r.images_per_s > 0
@@ -162,3 +165,45 @@ def test_run_quick_writes_report_results_and_figures(tmp_path, capsys):
   assert saved["corr_time_macs"] is None  # NaN (one model) is null in strict JSON
   for f in out.figures:
     assert (tmp_path / f).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_interrupted_run_trains_only_the_models_it_lacks(tmp_path, monkeypatch):
+  config, _, _ = _quick_source(steps=2)
+  config.models = (("A", "simple_cnn_small"), ("B", "resnet20(stage_sizes=(1, 1, 1))"),
+                   ("C", "simple_cnn_small"))
+  trained = []
+
+  def fake_train_one(config, label, spec, source, transform, fail_on=None):
+    if label == fail_on:
+      raise KeyboardInterrupt  # Ctrl-C while this model trains
+    trained.append(label)
+    return dataclasses.replace(
+        _result(label, "simple", 100 * (len(trained) + 1), 1e6 * len(trained), 0.5, 100.0),
+        spec=spec)
+
+  monkeypatch.setattr(architectures, "train_one",
+                      lambda *a: fake_train_one(*a, fail_on="B"))
+  with pytest.raises(KeyboardInterrupt):
+    architectures.run(config, str(tmp_path))
+  assert trained == ["A"]
+  # What finished before the interruption is saved: its row and a report of it.
+  assert "| A |" in (tmp_path / "architectures.md").read_text()
+  lines = (tmp_path / "models.jsonl").read_text().splitlines()
+  assert json.loads(lines[0])["recipe"]["learning_rate"] == config.learning_rate
+  assert [json.loads(l)["label"] for l in lines[1:]] == ["A"]
+
+  monkeypatch.setattr(architectures, "train_one", fake_train_one)
+  out = architectures.run(config, str(tmp_path))
+  assert trained == ["A", "B", "C"]  # A was not trained again
+  assert [m.label for m in out.models] == ["A", "B", "C"]
+  assert out.models[0].params == 200  # A's row from the first call
+  text = (tmp_path / "architectures.md").read_text()
+  assert all(f"| {label} |" in text for label in "ABC")
+  # A model added to the list trains alone; a changed recipe is refused by name.
+  config.models = (*config.models, ("D", "simple_cnn_small"))
+  architectures.run(config, str(tmp_path))
+  assert trained == ["A", "B", "C", "D"]
+  config.learning_rate = 0.5
+  with pytest.raises(ValueError, match=r"differs in: learning_rate: 0.002 -> 0.5\. "):
+    architectures.run(config, str(tmp_path))
+  assert trained == ["A", "B", "C", "D"]
