@@ -55,6 +55,23 @@ def test_train_config_is_the_same_recipe_for_every_model():
   assert quick.num_epochs == quick_config.num_epochs and quick.augment == ()
 
 
+def test_full_setting_trains_every_family_for_the_same_epochs_of_all_of_cifar10():
+  default = common.load_config(CONFIGS / "architectures.py")
+  full = common.load_config(CONFIGS / "architectures.py", "full")
+  assert (full.num_train, full.num_test, full.num_epochs) == (50_000, 10_000, 7)
+  assert architectures.budget_steps(full, full.num_train) == (390, 7 * 390)
+  families = lambda c: sorted(architectures.family(spec) for _, spec in c.models)  # noqa: E731
+  assert families(full) == families(default) and len(full.models) == 8
+  assert full.models[0] == ("ResNet-20", "resnet20")
+  # The half-width VGG-11-BN, counted by hand: 3x3 convs at 32, 16, 8, 4, 2 pixels, then the
+  # classifier on the 7x7 adaptive pool (torchvision's layout) of 256 channels.
+  convs = [(3, 32, 32), (32, 64, 16), (64, 128, 8), (128, 128, 8), (128, 256, 4), (256, 256, 4),
+           (256, 256, 2), (256, 256, 2)]
+  dense = [(256 * 49, 512), (512, 512), (512, 10)]
+  by_hand = sum(9 * i * o * hw * hw for i, o, hw in convs) + sum(i * o for i, o in dense)
+  assert architectures.model_costs(dict(full.models)["VGG-11-BN-0.5"], (1, 32, 32, 3))[1] == by_hand
+
+
 def test_quick_data_are_digits_subsets():
   config = common.load_config(CONFIGS / "architectures.py", "quick")
   data = architectures.load_data(config)
