@@ -347,7 +347,8 @@ def write_report(config, results: Sequence[ArchResult], *, shape: tuple[int, ...
   budget = (f"{steps} optimizer steps of batch {config.batch_size} "
             f"({seen:,} images seen, {seen / shape[0]:.1f} epochs of {shape[0]:,} images)")
   title = (f"{'digits (quick)' if config.dataset == 'digits' else config.dataset}, "
-           f"{shape[0]:,} images of {shape[1]}x{shape[2]}, same budget: {steps} steps of batch {config.batch_size}")
+           f"{shape[0]:,} images of {shape[1]}x{shape[2]}, same budget: {steps} steps of batch "
+           f"{config.batch_size}")
   device = device_kind()
   figures = ("accuracy_vs_cost.png", "time_vs_macs.png")
   plots.plot_accuracy_vs_cost(results, os.path.join(workdir, figures[0]), title=title,
