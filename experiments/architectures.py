@@ -3,7 +3,8 @@
   python experiments/architectures.py [--quick] [--config experiments/configs/architectures.py[:quick]]
                                       [--config.key=value ...] [--workdir DIR]
 
---quick (or the config argument ``:quick``) is the CI-sized setting of the config file;
+--quick (or the config argument ``:quick``) is the CI-sized setting of the config file, ``:full``
+the 7-epoch run on all of CIFAR-10 (hours; run it again with the same --workdir to resume);
 --config.key=value overrides are applied after it.
 
 Trains one representative per zoo family on a CIFAR-10 subset (digits with --quick) for the same

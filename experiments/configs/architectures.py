@@ -1,10 +1,11 @@
 """Config of the architectures study (experiments/architectures.py, jaxcnn.studies.architectures).
 
-Full setting (about 15 minutes on 2 shared CPU cores): one representative of each zoo family that
-takes 32x32 images, trained on the same random 1,600-image subset of CIFAR-10 (the shared-data
-copy, re-encoded as JPEG) for the same number of optimizer steps with the same recipe, tested on
-1,000 test images. Quick setting (CI; ``--quick``, i.e. ``get_config("quick")``): the offline
-8x8 digits, two tiny networks, a few steps.
+Default setting (about 15 minutes on 2 shared CPU cores): one representative of each zoo family
+that takes 32x32 images, trained on the same random 1,600-image subset of CIFAR-10 (the
+shared-data copy, re-encoded as JPEG) for the same number of optimizer steps (50) with the same
+recipe, tested on 1,000 test images. Full setting (``--config ...architectures.py:full``): all of
+CIFAR-10 for 7 epochs, about 6 hours, resumable. Quick setting (CI; ``--quick``, i.e.
+``get_config("quick")``): the offline 8x8 digits, two tiny networks, a few steps.
 """
 
 import os
