@@ -226,7 +226,8 @@ class Population:
       stop_on_nonfinite: raise on a NaN/inf loss; False records it instead (a diverged model's
         losses and evaluations are then NaN/inf; the other models train on unaffected, e.g. the
         large learning rates of a sweep).
-      progress: a progress bar of the steps on stderr, named by the first label.
+      progress: a progress bar of the steps on stderr, named by the first label (updated once a
+        minute when stderr is not a terminal).
 
     Returns:
       The final state and a history of host arrays: ``train_loss``, ``train_accuracy`` and
@@ -253,8 +254,10 @@ class Population:
     if eval_at_start:
       evaluate(0)
     pending, step = [], 0
+    # Into a log file rather than a terminal, one update a minute (not 10 a second).
     with tqdm(total=num_steps, desc=labels[0] if labels else None, unit="step",
-              disable=not progress, file=sys.stderr, leave=False) as bar:
+              disable=not progress, file=sys.stderr, leave=False,
+              mininterval=0.1 if sys.stderr.isatty() else 60.0) as bar:
       for state, metrics in self.steps(state, data_keys, source, batch_size=batch_size, start=0,
                                        stop=num_steps, steps_per_epoch=steps_per_epoch):
         pending.append(metrics)
